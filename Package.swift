@@ -1,0 +1,62 @@
+// swift-tools-version: 6.1
+// h2resync: offline resynchronization and repair of HAMMER2 cluster device images.
+//
+// Layers, imports one way: CHammer2Codecs (C shim over system liblz4, libzstd, zlib,
+// libxxhash) -> Hammer2Format (on-disk format, read/write) -> Hammer2Cluster (later) ->
+// h2resync (CLI).
+import PackageDescription
+
+let package = Package(
+  name: "h2resync",
+  platforms: [.macOS(.v13)],
+  products: [
+    .executable(name: "h2resync", targets: ["h2resync"]),
+    .executable(name: "h2bench", targets: ["h2bench"]),
+    .library(name: "Hammer2Format", targets: ["Hammer2Format"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+  ],
+  targets: [
+    .target(
+      name: "CHammer2Codecs",
+      linkerSettings: [
+        .linkedLibrary("lz4"), .linkedLibrary("zstd"), .linkedLibrary("z"),
+        .linkedLibrary("xxhash"),
+      ]
+    ),
+    .target(
+      name: "Hammer2Format",
+      dependencies: [
+        "CHammer2Codecs",
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "SystemPackage", package: "swift-system"),
+      ]
+    ),
+    .executableTarget(
+      name: "h2resync",
+      dependencies: [
+        "Hammer2Format",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]
+    ),
+    .executableTarget(
+      name: "h2bench",
+      dependencies: [
+        "Hammer2Format",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "tools/h2bench"
+    ),
+    .testTarget(
+      name: "Hammer2FormatTests",
+      dependencies: ["Hammer2Format", "CHammer2Codecs", .product(name: "Crypto", package: "swift-crypto")]
+    ),
+    .testTarget(
+      name: "h2resyncTests",
+      dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
+    ),
+  ]
+)

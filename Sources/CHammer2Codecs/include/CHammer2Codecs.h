@@ -1,0 +1,27 @@
+// The one C target of h2resync: system codec and hash libraries, plus inline wrappers
+// for what Swift cannot call directly (zlib's init macros). Swift owns all state.
+#ifndef CHAMMER2_CODECS_H
+#define CHAMMER2_CODECS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lz4.h>
+#include <zstd.h>
+#include <zlib.h>
+#include <xxhash.h>
+
+/// Inflate a complete zlib (RFC 1950) stream into at most `dst_cap` bytes.
+/// Returns the number of bytes produced, or a negative zlib error code.
+/// A stream that would produce more than `dst_cap` bytes is an error (Z_BUF_ERROR):
+/// HAMMER2 never stores more than one 64 KiB logical block per stream.
+int64_t h2_zlib_inflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap);
+
+/// Deflate `src` as one zlib stream at `level` into at most `dst_cap` bytes.
+/// Returns the compressed length, or a negative value when it does not fit.
+int64_t h2_zlib_deflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap, int level);
+
+/// Decompress one zstd frame of `src_len` bytes into at most `dst_cap` bytes.
+/// Returns bytes produced or -1 on error (including output larger than dst_cap).
+int64_t h2_zstd_decompress(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap);
+
+#endif

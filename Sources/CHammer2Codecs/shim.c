@@ -1,0 +1,42 @@
+#include "CHammer2Codecs.h"
+#include <string.h>
+
+int64_t h2_zlib_inflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap) {
+  z_stream strm;
+  memset(&strm, 0, sizeof(strm));
+  int rc = inflateInit(&strm);
+  if (rc != Z_OK) return rc < 0 ? rc : -100;
+  strm.next_in = (Bytef *)src;
+  strm.avail_in = (uInt)src_len;
+  strm.next_out = dst;
+  strm.avail_out = (uInt)dst_cap;
+  rc = inflate(&strm, Z_FINISH);
+  int64_t produced = (int64_t)strm.total_out;
+  inflateEnd(&strm);
+  /* Z_STREAM_END: complete stream. Anything else (Z_BUF_ERROR when the output is full,
+     Z_DATA_ERROR for garbage) means the block is not a valid bounded stream. */
+  if (rc != Z_STREAM_END) return rc < 0 ? rc : -101;
+  return produced;
+}
+
+int64_t h2_zlib_deflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap, int level) {
+  z_stream strm;
+  memset(&strm, 0, sizeof(strm));
+  int rc = deflateInit(&strm, level);
+  if (rc != Z_OK) return rc < 0 ? rc : -100;
+  strm.next_in = (Bytef *)src;
+  strm.avail_in = (uInt)src_len;
+  strm.next_out = dst;
+  strm.avail_out = (uInt)dst_cap;
+  rc = deflate(&strm, Z_FINISH);
+  int64_t produced = (int64_t)strm.total_out;
+  deflateEnd(&strm);
+  if (rc != Z_STREAM_END) return -1;
+  return produced;
+}
+
+int64_t h2_zstd_decompress(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap) {
+  size_t rc = ZSTD_decompress(dst, dst_cap, src, src_len);
+  if (ZSTD_isError(rc)) return -1;
+  return (int64_t)rc;
+}

@@ -1,0 +1,155 @@
+/// Where something was found: the image as the user named it, an absolute byte offset
+/// in that image, and the structure being read there.
+public struct Location: Equatable, Hashable, Sendable, CustomStringConvertible {
+  /// The image path exactly as given on the command line.
+  public var image: String
+  /// Absolute byte offset in the image (for media blocks: the device offset).
+  public var offset: UInt64
+  /// The structure, e.g. "volume header #1" or "INDIRECT key=0x400/7".
+  public var structure: String
+
+  /// Creates a location.
+  public init(image: String, offset: UInt64, structure: String) {
+    self.image = image
+    self.offset = offset
+    self.structure = structure
+  }
+
+  /// "a.img @0x10000: volume header #1"
+  public var description: String { "\(image) @0x\(hex(offset)): \(structure)" }
+}
+
+/// Which codec failed.
+public enum Codec: String, Sendable, Equatable {
+  case lz4, zlib, zstd
+}
+
+/// The one error type of the format library. It always says what went wrong and, where
+/// known, where (image, offset, structure).
+public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
+  /// What went wrong, grouped as I/O, incompatible and corrupt.
+  public enum Kind: Equatable, Sendable {
+    // io
+    /// A system call failed with this errno.
+    case io(errno: Int32, operation: String)
+    /// Fewer bytes were available than the structure needs.
+    case truncated(needed: UInt64, available: UInt64)
+    // incompatible
+    /// The volume magic is not HAMMER2's.
+    case notHammer2(magic: UInt64)
+    /// The volume magic is byte-swapped: written by a big-endian host.
+    case reverseEndian
+    /// A valid feature this tool does not handle (multi-volume, unknown method...).
+    case unsupported(String)
+    // corrupt
+    /// A volume header CRC does not match.
+    case headerCRC(field: String, expected: UInt32, found: UInt32)
+    /// No volume header copy is valid.
+    case noValidHeader(reasons: [String])
+    /// A block's check code does not match its content.
+    case checkMismatch(method: String, expected: String, found: String)
+    /// A decompressor rejected a block.
+    case codec(Codec, returnCode: Int64)
+    /// A field holds an impossible value.
+    case invalidField(String)
+    /// A block refers back to one of its ancestors or is referenced twice in one tree.
+    case loop(String)
+    /// Indirect blocks nest deeper than any valid tree.
+    case tooDeep(limit: Int)
+    // lookup
+    /// A name or inode was not found.
+    case notFound(String)
+    /// Invalid usage of the library (e.g. a path through a non-directory).
+    case invalidArgument(String)
+  }
+
+  /// What went wrong.
+  public var kind: Kind
+  /// Where, when known.
+  public var location: Location?
+
+  /// Creates an error.
+  public init(_ kind: Kind, at location: Location? = nil) {
+    self.kind = kind
+    self.location = location
+  }
+
+  /// A short lower-case message; offsets and codes in hex, expected before found.
+  public var message: String {
+    switch kind {
+    case .io(let errno, let op): return "\(op) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+    case .truncated(let needed, let available):
+      return "truncated: need \(needed) bytes, have \(available)"
+    case .notHammer2(let magic): return "not a HAMMER2 image (magic 0x\(hex(magic)))"
+    case .reverseEndian:
+      return "reverse-endian HAMMER2 volume (written by a big-endian host): not supported"
+    case .unsupported(let what): return "not supported: \(what)"
+    case .headerCRC(let field, let e, let f):
+      return "\(field) CRC mismatch: expected 0x\(hex(UInt64(e), width: 8)), found 0x\(hex(UInt64(f), width: 8))"
+    case .noValidHeader(let reasons): return "no valid volume header (\(reasons.joined(separator: "; ")))"
+    case .checkMismatch(let method, let e, let f):
+      return "\(method) check mismatch: expected \(e), found \(f)"
+    case .codec(let c, let rc): return "\(c.rawValue) decompression failed (code \(rc))"
+    case .invalidField(let what): return what
+    case .loop(let what): return "loop: \(what)"
+    case .tooDeep(let limit): return "indirect blocks nested deeper than \(limit) levels"
+    case .notFound(let what): return "not found: \(what)"
+    case .invalidArgument(let what): return what
+    }
+  }
+
+  /// "a.img @0x10000: volume header #1: check mismatch: expected 0xab, found 0xcd"
+  public var description: String {
+    location.map { "\($0): \(message)" } ?? message
+  }
+}
+
+/// Damage or an oddity met past the volume header. Walks report findings and go on.
+public struct Finding: Equatable, Hashable, Sendable, CustomStringConvertible {
+  /// How bad it is.
+  public enum Severity: String, Sendable, Codable {
+    /// Data or metadata cannot be read.
+    case damage
+    /// Unusual but readable.
+    case warning
+  }
+  /// How bad it is.
+  public var severity: Severity
+  /// Where it is.
+  public var location: Location
+  /// What it is.
+  public var message: String
+  /// The file system path, when known.
+  public var path: String?
+
+  /// Creates a finding.
+  public init(_ severity: Severity, at location: Location, _ message: String, path: String? = nil) {
+    self.severity = severity
+    self.location = location
+    self.message = message
+    self.path = path
+  }
+
+  /// Creates a damage finding from an error, keeping its location.
+  public init(error: FormatError, fallback: Location, path: String? = nil) {
+    self.init(.damage, at: error.location ?? fallback, error.message, path: path)
+  }
+
+  /// One line: location, optional path, message.
+  public var description: String {
+    let p = path.map { " (path \($0))" } ?? ""
+    return "\(location)\(p): \(message)"
+  }
+}
+
+/// Lower-case hex without prefix, optionally zero-padded to `width` digits.
+@inlinable public func hex(_ v: UInt64, width: Int = 0) -> String {
+  let s = String(v, radix: 16)
+  return s.count < width ? String(repeating: "0", count: width - s.count) + s : s
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif

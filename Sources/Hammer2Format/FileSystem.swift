@@ -1,0 +1,247 @@
+/// One directory entry: a DIRENT blockref (`hammer2_dirent_head` in `embed`, the name
+/// inline in `check` or in a 1 KiB block), or a legacy INODE entry.
+public struct DirEntry: Sendable {
+  /// The name bytes (1..255).
+  public var name: [UInt8]
+  /// The inode number it names.
+  public var inum: UInt64
+  /// The object type recorded in the entry.
+  public var typeRaw: UInt8
+  /// The entry's blockref.
+  public var bref: Blockref
+  /// The name as text (lossy for invalid UTF-8).
+  public var nameString: String { String(decoding: name, as: UTF8.self) }
+}
+
+/// Reads the files of one PFS: inodes by number through the PFS root's inode index,
+/// directory entries by name hash, and file data by logical offset.
+public final class PFSReader {
+  /// The image.
+  public let volume: Volume
+  /// The PFS.
+  public let pfs: PFSInfo
+
+  /// A reader for `pfs` on `volume`.
+  public init(volume: Volume, pfs: PFSInfo) {
+    self.volume = volume
+    self.pfs = pfs
+  }
+
+  /// Picks a PFS by name; with no name, the only PFS other than LOCAL.
+  public static func choose(_ list: [PFSInfo], name: String?, image: String) throws(FormatError) -> PFSInfo {
+    let loc = Location(image: image, offset: 0, structure: "super-root")
+    if let name {
+      guard let p = list.first(where: { $0.name == name }) else {
+        throw FormatError(.notFound("PFS \"\(name)\" (have: \(list.map(\.name).joined(separator: ", ")))"), at: loc)
+      }
+      return p
+    }
+    let candidates = list.filter { $0.name != "LOCAL" }
+    guard candidates.count == 1 else {
+      throw FormatError(.invalidArgument("the image holds \(candidates.count) PFSs besides LOCAL (\(candidates.map(\.name).joined(separator: ", "))); choose one with --pfs"), at: loc)
+    }
+    return candidates[0]
+  }
+
+  /// A location naming an inode of this PFS.
+  func location(_ bref: Blockref, inum: UInt64) -> Location {
+    volume.location(of: bref, "inode \(inum) of PFS \(pfs.name)")
+  }
+
+  /// The inode numbered `inum` (1 is the PFS root). Looked up in the PFS root's inode
+  /// index; the inode's own `inum` must match (the kernel treats a mismatch as damage).
+  public func inode(_ inum: UInt64) throws(FormatError) -> InodeData {
+    if inum == 1 { return pfs.inode }
+    let (bref, ino) = try inodeWithBlockref(inum)
+    _ = bref
+    return ino
+  }
+
+  /// The inode numbered `inum` and its blockref in the inode index.
+  public func inodeWithBlockref(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {
+    if inum == 1 { return (pfs.bref, pfs.inode) }
+    let rootLoc = volume.location(of: pfs.bref, "PFS \(pfs.name) root inode")
+    guard inum < H2.dirhashVisible else {
+      throw FormatError(.invalidField("inode number 0x\(hex(inum)) lies in the directory-hash key space"), at: rootLoc)
+    }
+    var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: rootLoc)
+    guard let el = it.lookup(inum, inum) else {
+      throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: rootLoc)
+    }
+    switch el {
+    case .hole(_, _, let err): throw err
+    case .leaf(let bref):
+      guard bref.type == .inode, bref.key == inum else {
+        throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: rootLoc)
+      }
+      let ino = try volume.inode(bref)
+      guard ino.meta.inum == inum else {
+        throw FormatError(.invalidField("inode index key \(inum) holds inode \(ino.meta.inum)"), at: location(bref, inum: inum))
+      }
+      return (bref, ino)
+    }
+  }
+
+  /// Calls `body` for each entry of directory `dir` in key order until it returns false.
+  /// Unreadable parts of the directory become findings.
+  public func forEachEntry(of dir: InodeData, path: String, findings: inout [Finding], _ body: (DirEntry) -> Bool) {
+    var it = entryIterator(of: dir)
+    while let r = it.next(reader: self) {
+      switch r {
+      case .success(let e): if !body(e) { return }
+      case .failure(let f): findings.append(Finding(error: f, fallback: volume.location(of: pfs.bref), path: path))
+      }
+    }
+    findings.append(contentsOf: it.base.findings.map { var f = $0; f.path = path; return f })
+  }
+
+  /// A resumable iterator over a directory's entries (for streaming walks).
+  public func entryIterator(of dir: InodeData) -> DirEntryIterator {
+    var base = KeyRangeIterator(volume: volume, array: dir.meta.isDirectData ? [] : dir.blockset,
+                                location: Location(image: volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
+    let first = base.lookup(H2.dirhashVisible, .max)
+    return DirEntryIterator(base: base, pending: first)
+  }
+
+  /// Decodes one directory-tree leaf into an entry.
+  func entry(from bref: Blockref) throws(FormatError) -> DirEntry? {
+    switch bref.type {
+    case .dirent:
+      let n = bref.direntNameLength
+      guard n >= 1, n <= 255 else {
+        throw FormatError(.invalidField("directory entry name length \(n)"), at: volume.location(of: bref))
+      }
+      let name: [UInt8]
+      if n <= 64 {
+        name = Array(bref.check.bytes[0..<n])
+      } else {
+        guard bref.radix != 0 else {
+          throw FormatError(.invalidField("a \(n)-byte name needs a name block, but data_off is empty"), at: volume.location(of: bref))
+        }
+        let block = try volume.readMedia(bref)
+        guard block.count >= n else {
+          throw FormatError(.invalidField("\(n)-byte name in a \(block.count)-byte block"), at: volume.location(of: bref))
+        }
+        name = Array(block[0..<n])
+      }
+      return DirEntry(name: name, inum: bref.direntInum, typeRaw: bref.direntTypeRaw, bref: bref)
+    case .inode:
+      // Legacy layout: the entry is the inode itself.
+      let ino = try volume.inode(bref)
+      return DirEntry(name: ino.filename, inum: ino.meta.inum, typeRaw: ino.meta.typeRaw, bref: bref)
+    default:
+      throw FormatError(.invalidField("\(bref.summary) in a directory tree"), at: volume.location(of: bref))
+    }
+  }
+
+  /// Finds `name` in directory `dir`: scans the hash range `[h, h | 0x7FFF]` and compares
+  /// names (`hammer2_xop_nresolve`).
+  public func lookup(_ name: [UInt8], in dir: InodeData) throws(FormatError) -> DirEntry? {
+    guard !dir.meta.isDirectData else { return nil }
+    let h = DirHash.hash(name)
+    var it = KeyRangeIterator(volume: volume, array: dir.blockset,
+                              location: Location(image: volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
+    var el = it.lookup(h, h | H2.dirhashLomask)
+    while let e = el {
+      switch e {
+      case .hole(_, _, let err): throw err
+      case .leaf(let bref):
+        if let d = try entry(from: bref), d.name == name { return d }
+      }
+      el = it.next()
+    }
+    return nil
+  }
+
+  /// Resolves a path relative to the PFS root ("", "/" and "." are the root).
+  public func resolve(_ path: String) throws(FormatError) -> (inum: UInt64, inode: InodeData) {
+    var inum: UInt64 = 1
+    var ino = pfs.inode
+    let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
+    for (i, part) in parts.enumerated() {
+      guard ino.meta.type == .directory else {
+        throw FormatError(.invalidArgument("\(parts[0..<i].joined(separator: "/")) is not a directory"))
+      }
+      guard let e = try lookup(Array(part.utf8), in: ino) else {
+        throw FormatError(.notFound("\(parts[0...i].joined(separator: "/")) in PFS \(pfs.name)"),
+                          at: Location(image: volume.label, offset: 0, structure: "PFS \(pfs.name)"))
+      }
+      inum = e.inum
+      ino = try inode(e.inum)
+    }
+    return (inum, ino)
+  }
+
+  /// Calls `body(offset, bytes)` for each stored piece of the file's data in order:
+  /// the direct data of a DIRECTDATA inode, or each DATA block decompressed to its logical
+  /// size. Holes are not reported (they read as zeros); damage becomes findings and the
+  /// affected range is skipped (it reads as zeros too).
+  public func forEachDataBlock(of ino: InodeData, path: String, findings: inout [Finding], _ body: (UInt64, [UInt8]) -> Void) {
+    if ino.meta.isDirectData {
+      if ino.meta.size > 512 {
+        findings.append(Finding(.damage, at: Location(image: volume.label, offset: 0, structure: "inode \(ino.meta.inum)"),
+                                "DIRECTDATA inode claims \(ino.meta.size) bytes (at most 512 fit)", path: path))
+      }
+      body(0, ino.directData)
+      return
+    }
+    guard ino.meta.size > 0 else { return }
+    var it = KeyRangeIterator(volume: volume, array: ino.blockset,
+                              location: Location(image: volume.label, offset: 0, structure: "inode \(ino.meta.inum)"))
+    var el = it.lookup(0, ino.meta.size - 1)
+    while let e = el {
+      switch e {
+      case .hole(_, _, let err):
+        findings.append(Finding(error: err, fallback: volume.location(of: pfs.bref), path: path))
+      case .leaf(let bref):
+        if bref.type != .data || bref.keybits < H2.radixMin || bref.keybits > H2.radixMax || bref.key & 0xFFFF != 0 {
+          findings.append(Finding(.damage, at: volume.location(of: bref), "\(bref.summary) is not a valid file data block", path: path))
+        } else if bref.radix != 0 {
+          do {
+            body(bref.key, try volume.logicalData(bref, logicalSize: 1 << Int(bref.keybits)))
+          } catch {
+            findings.append(Finding(error: error, fallback: volume.location(of: bref), path: path))
+          }
+        }
+        // radix 0: a DATA bref without media is a zero block.
+      }
+      el = it.next()
+    }
+    findings.append(contentsOf: it.findings.map { var f = $0; f.path = path; return f })
+  }
+
+  /// The whole content of a small object (symlink targets). Bounded by `limit`.
+  public func readAll(_ ino: InodeData, path: String, limit: Int = 1 << 20, findings: inout [Finding]) -> [UInt8] {
+    let size = Int(min(ino.meta.size, UInt64(limit)))
+    var out = [UInt8](repeating: 0, count: size)
+    forEachDataBlock(of: ino, path: path, findings: &findings) { off, bytes in
+      guard off < UInt64(size) else { return }
+      let n = min(bytes.count, size - Int(off))
+      out.replaceSubrange(Int(off)..<Int(off) + n, with: bytes[0..<n])
+    }
+    return out
+  }
+}
+
+/// A resumable, streaming iterator over one directory's entries.
+public struct DirEntryIterator {
+  var base: KeyRangeIterator
+  var pending: TreeElement?
+
+  /// The next entry or the error of an unreadable part; nil at the end.
+  public mutating func next(reader: PFSReader) -> Result<DirEntry, FormatError>? {
+    while let el = pending {
+      pending = base.next()
+      switch el {
+      case .hole(_, _, let err): return .failure(err)
+      case .leaf(let bref):
+        do {
+          if let e = try reader.entry(from: bref) { return .success(e) }
+        } catch {
+          return .failure(error)
+        }
+      }
+    }
+    return nil
+  }
+}

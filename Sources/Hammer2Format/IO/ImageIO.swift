@@ -1,0 +1,141 @@
+import SystemPackage
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Random-access reads from one device image. The one seam between the format code and
+/// storage: a file (`FileImage`), memory (`MemoryImage`) or a patched view of either
+/// (`OverlayImage`, for damage tests).
+public protocol ImageIO: AnyObject {
+  /// The image path (or label) exactly as the user gave it.
+  var label: String { get }
+  /// Size of the image in bytes.
+  var size: UInt64 { get }
+  /// Reads exactly `count` bytes at `offset`; a short image is `.truncated`.
+  func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8]
+}
+
+/// An image file opened read-only. Nothing in this type can write.
+public final class FileImage: ImageIO {
+  public let label: String
+  public let size: UInt64
+  let fd: FileDescriptor
+
+  /// Opens `path` read-only.
+  public init(path: String) throws(FormatError) {
+    label = path
+    do {
+      fd = try FileDescriptor.open(FilePath(path), .readOnly)
+    } catch let e as Errno {
+      throw FormatError(.io(errno: e.rawValue, operation: "open"), at: Location(image: path, offset: 0, structure: "image"))
+    } catch {
+      throw FormatError(.io(errno: EIO, operation: "open"), at: Location(image: path, offset: 0, structure: "image"))
+    }
+    var st = stat()
+    guard fstat(fd.rawValue, &st) == 0 else {
+      let err = errno
+      try? fd.close()
+      throw FormatError(.io(errno: err, operation: "fstat"), at: Location(image: path, offset: 0, structure: "image"))
+    }
+    if (st.st_mode & S_IFMT) == S_IFBLK {
+      // A block device: its size comes from seeking to the end.
+      let end = lseek(fd.rawValue, 0, SEEK_END)
+      size = end > 0 ? UInt64(end) : 0
+    } else {
+      size = st.st_size > 0 ? UInt64(st.st_size) : 0
+    }
+  }
+
+  deinit { try? fd.close() }
+
+  public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    guard !overflow, end <= size else {
+      throw FormatError(
+        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "read"))
+    }
+    var buf = [UInt8](repeating: 0, count: count)
+    var done = 0
+    while done < count {
+      let n = buf.withUnsafeMutableBytes { raw in
+        pread(fd.rawValue, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+      }
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw FormatError(.io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
+      }
+      if n == 0 {
+        throw FormatError(
+          .truncated(needed: UInt64(count), available: UInt64(done)),
+          at: Location(image: label, offset: offset, structure: "read"))
+      }
+      done += n
+    }
+    return buf
+  }
+}
+
+/// An image held in memory (tests).
+public final class MemoryImage: ImageIO {
+  public let label: String
+  /// The bytes of the image.
+  public var bytes: [UInt8]
+  public var size: UInt64 { UInt64(bytes.count) }
+
+  /// Creates an in-memory image.
+  public init(label: String, bytes: [UInt8]) {
+    self.label = label
+    self.bytes = bytes
+  }
+
+  public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    guard !overflow, end <= size else {
+      throw FormatError(
+        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "read"))
+    }
+    return Array(bytes[Int(offset)..<Int(end)])
+  }
+}
+
+/// A read-only view of another image with some bytes replaced and, optionally, a shorter
+/// size: damage without copying a multi-GiB sparse file.
+public final class OverlayImage: ImageIO {
+  public let label: String
+  let base: ImageIO
+  /// Replaced bytes by absolute offset.
+  public var patches: [UInt64: UInt8] = [:]
+  /// The visible size (at most the base size).
+  public var size: UInt64
+
+  /// Wraps `base`.
+  public init(base: ImageIO, label: String? = nil) {
+    self.base = base
+    self.label = label ?? base.label
+    self.size = base.size
+  }
+
+  /// Replaces bytes at `offset`.
+  public func patch(_ offset: UInt64, _ bytes: [UInt8]) {
+    for (i, b) in bytes.enumerated() { patches[offset + UInt64(i)] = b }
+  }
+
+  public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    guard !overflow, end <= size else {
+      throw FormatError(
+        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "read"))
+    }
+    var buf = try base.read(at: offset, count: count)
+    if !patches.isEmpty {
+      for (off, b) in patches where off >= offset && off < end { buf[Int(off - offset)] = b }
+    }
+    return buf
+  }
+}

@@ -1,0 +1,149 @@
+/// One element met while iterating a key range.
+public enum TreeElement: Sendable {
+  /// A leaf blockref (INODE, DATA, DIRENT, FREEMAP_LEAF, or an unknown type).
+  case leaf(Blockref)
+  /// Keys `keyBeg...keyEnd` could not be read: an indirect block failed its check, was
+  /// malformed, looped, or nested too deep. The caller must treat these keys as unknown,
+  /// never as absent (resync-semantics.md §5.5).
+  case hole(keyBeg: UInt64, keyEnd: UInt64, error: FormatError)
+}
+
+/// Iterates the leaves of one container (a volume blockset, an inode's blockset, or an
+/// indirect block) in key order, descending through indirect blocks: the single-node
+/// `hammer2_chain_lookup` / `hammer2_chain_next` with `key_next`.
+///
+/// Bounded and cycle-proof: keys only move forward, each indirect block is descended at
+/// most once per scan, and nesting is capped at `H2.maxIndirectDepth`.
+public struct KeyRangeIterator {
+  private struct Frame {
+    var entries: [Blockref]
+    var index: Int
+    var lo: UInt64
+    var hi: UInt64
+  }
+
+  /// The image being read.
+  public let volume: Volume
+  private let top: [Blockref]
+  private let topLocation: Location
+  private var stack: [Frame] = []
+  private var visited: Set<UInt64> = []
+  private var keyEnd: UInt64 = .max
+  private var done = true
+  /// The next key not yet covered (`key_next`); meaningful until `isDone`.
+  public private(set) var keyNext: UInt64 = 0
+  /// Oddities met on the way (overlapping or malformed entries that were skipped).
+  public private(set) var findings: [Finding] = []
+  /// Indirect blocks read in this scan.
+  public private(set) var indirectBlocksRead = 0
+
+  /// Iterates `array`, which lives at `location` (used for findings about it).
+  public init(volume: Volume, array: [Blockref], location: Location) {
+    self.volume = volume
+    self.top = array
+    self.topLocation = location
+  }
+
+  /// True when the scan has ended.
+  public var isDone: Bool { done }
+
+  /// Starts a scan of `[keyBeg, keyEnd]` and returns its first element
+  /// (`hammer2_chain_lookup`).
+  public mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {
+    self.keyEnd = keyEnd
+    keyNext = keyBeg
+    visited.removeAll(keepingCapacity: true)
+    done = keyBeg > keyEnd
+    stack = [Frame(entries: prepare(top, at: topLocation), index: 0, lo: 0, hi: .max)]
+    return next()
+  }
+
+  /// Returns the next element in key order (`hammer2_chain_next`), nil at the end.
+  public mutating func next() -> TreeElement? {
+    while !done, !stack.isEmpty {
+      let f = stack.count - 1
+      guard stack[f].index < stack[f].entries.count else {
+        stack.removeLast()
+        continue
+      }
+      let e = stack[f].entries[stack[f].index]
+      stack[f].index += 1
+      let beg = max(e.key, stack[f].lo, keyNext)
+      let end = min(e.keyEnd, stack[f].hi)
+      if end < beg { continue }  // outside the parent's range or already covered
+      if beg > keyEnd {
+        done = true
+        return nil
+      }
+      let clippedEnd = min(end, keyEnd)
+      switch e.type {
+      case .indirect, .freemapNode:
+        let loc = volume.location(of: e)
+        var failure: FormatError?
+        if stack.count > H2.maxIndirectDepth {
+          failure = FormatError(.tooDeep(limit: H2.maxIndirectDepth), at: loc)
+        } else if !visited.insert(e.dataOff).inserted {
+          failure = FormatError(.loop("indirect block 0x\(hex(e.mediaOffset)) is referenced twice in one tree"), at: loc)
+        } else if e.keybits >= 64 || e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) != 0 {
+          failure = FormatError(.invalidField("indirect range key=0x\(hex(e.key)) keybits=\(e.keybits) is not aligned"), at: loc)
+        }
+        if failure == nil {
+          do {
+            let children = try volume.blockrefArray(e)
+            indirectBlocksRead += 1
+            stack.append(Frame(entries: prepare(children, at: loc), index: 0, lo: beg, hi: end))
+            continue
+          } catch {
+            failure = error
+          }
+        }
+        advance(past: clippedEnd)
+        // Safe: failure is set on every path that reaches here.
+        return .hole(keyBeg: beg, keyEnd: clippedEnd, error: failure!)
+      default:
+        guard e.key >= stack[f].lo, e.key >= keyNext else {
+          note(Finding(.warning, at: volume.location(of: e), "\(e.summary) lies outside its parent's key range; skipped"))
+          continue
+        }
+        advance(past: e.keyEnd)
+        return .leaf(e)
+      }
+    }
+    done = true
+    return nil
+  }
+
+  private mutating func advance(past end: UInt64) {
+    if end >= keyEnd || end == .max { done = true } else { keyNext = end + 1 }
+  }
+
+  private mutating func note(_ f: Finding) {
+    // Bounded: a garbage block could otherwise produce findings without end.
+    if findings.count < 256 { findings.append(f) }
+  }
+
+  /// Live entries sorted by key; entries that overlap an earlier one, or have absurd
+  /// keybits, are dropped with a finding (the kernel's search assumes neither happens).
+  private mutating func prepare(_ array: [Blockref], at loc: Location) -> [Blockref] {
+    var live = array.filter { !$0.isEmpty }
+    var sorted = true
+    for i in live.indices.dropFirst() where live[i - 1].key > live[i].key { sorted = false; break }
+    if !sorted { live.sort { $0.key < $1.key } }
+    var out: [Blockref] = []
+    out.reserveCapacity(live.count)
+    var prevEnd: UInt64? = nil
+    for e in live {
+      if e.keybits > 64 {
+        note(Finding(.damage, at: loc, "\(e.summary): keybits \(e.keybits) is impossible; entry skipped"))
+        continue
+      }
+      if let p = prevEnd, e.key <= p {
+        note(Finding(.damage, at: loc, "\(e.summary) overlaps the previous entry; entry skipped"))
+        continue
+      }
+      out.append(e)
+      prevEnd = e.keyEnd
+    }
+    return out
+  }
+}

@@ -1,0 +1,175 @@
+/// The state of one volume header slot (`hammer2_read_volume_header`).
+public struct VolumeHeaderCopy: Sendable {
+  /// Slot number 0..3.
+  public var slot: Int
+  /// Device offset of the slot.
+  public var offset: UInt64
+  /// The decoded header, when 64 KiB could be read.
+  public var header: VolumeHeader?
+  /// Why the copy is not valid; nil when valid.
+  public var error: FormatError?
+  /// True when the copy passed magic and CRC checks.
+  public var isValid: Bool { header != nil && error == nil }
+}
+
+/// One opened HAMMER2 device image: its chosen volume header and verified block reads.
+/// Read-only: nothing in this type writes.
+public final class Volume {
+  /// Where the bytes come from.
+  public let io: ImageIO
+  /// The image path as the user gave it.
+  public var label: String { io.label }
+  /// The chosen header: the valid copy with the highest `mirror_tid`.
+  public let header: VolumeHeader
+  /// Slot index of the chosen header (`volhdrno`).
+  public let headerSlot: Int
+  /// Every slot that exists on the image, valid or not.
+  public let headerCopies: [VolumeHeaderCopy]
+  private let arrayCache: BlockCache<[Blockref]>
+  private let inodeCache: BlockCache<InodeData>
+  /// Bytes read from media blocks (for benchmarks and progress).
+  public private(set) var bytesRead: UInt64 = 0
+  /// Media blocks read and verified.
+  public private(set) var blocksRead: UInt64 = 0
+
+  /// Opens `path` read-only.
+  public static func open(path: String, cacheBudget: Int = 64 << 20) throws(FormatError) -> Volume {
+    try Volume(io: FileImage(path: path), cacheBudget: cacheBudget)
+  }
+
+  /// Reads every volume header copy and picks the valid one with the highest mirror_tid
+  /// (ties: lowest slot). The cache budget is split between indirect arrays and inodes.
+  public init(io: ImageIO, cacheBudget: Int = 64 << 20) throws(FormatError) {
+    self.io = io
+    arrayCache = BlockCache(budget: cacheBudget * 3 / 4)
+    inodeCache = BlockCache(budget: cacheBudget / 4)
+    var copies: [VolumeHeaderCopy] = []
+    for slot in 0..<H2.numVolHeaders {
+      let off = UInt64(slot) * H2.zoneBytes64
+      guard off < io.size else { break }
+      let loc = Location(image: io.label, offset: off, structure: "volume header #\(slot)")
+      do {
+        let bytes = try io.read(at: off, count: VolumeHeader.byteCount)
+        let h = VolumeHeader(bytes)
+        let err = h.validate().map { FormatError($0, at: loc) }
+        copies.append(VolumeHeaderCopy(slot: slot, offset: off, header: h, error: err))
+      } catch {
+        var e = error
+        e.location = loc
+        copies.append(VolumeHeaderCopy(slot: slot, offset: off, header: nil, error: e))
+      }
+    }
+    headerCopies = copies
+    var best: VolumeHeaderCopy?
+    for c in copies where c.isValid {
+      if best == nil || c.header!.mirrorTid > best!.header!.mirrorTid { best = c }  // Safe: isValid implies header.
+    }
+    guard let chosen = best, let h = chosen.header else {
+      // Name the most telling reason: a foreign or byte-swapped magic in slot 0 means
+      // this is not (our) HAMMER2 at all.
+      if let first = copies.first, let e = first.error {
+        switch e.kind {
+        case .notHammer2, .reverseEndian, .truncated: throw e
+        default: break
+        }
+      }
+      if copies.isEmpty {
+        throw FormatError(.truncated(needed: UInt64(VolumeHeader.byteCount), available: io.size),
+                          at: Location(image: io.label, offset: 0, structure: "volume header #0"))
+      }
+      throw FormatError(.noValidHeader(reasons: copies.map { "#\($0.slot): \($0.error?.message ?? "?")" }),
+                        at: Location(image: io.label, offset: 0, structure: "volume headers"))
+    }
+    let loc = Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")
+    guard h.fstype == VolumeHeader.hammer2FSType else {
+      throw FormatError(.unsupported("fstype \(h.fstype) is not HAMMER2's"), at: loc)
+    }
+    guard (1...3).contains(h.version) else {
+      throw FormatError(.unsupported("volume version \(h.version)"), at: loc)
+    }
+    guard h.voluId == 0 else {
+      throw FormatError(.unsupported("this is volume \(h.voluId) of a multi-volume file system; give the root volume"), at: loc)
+    }
+    guard h.version < 2 || h.nvolumes <= 1 else {
+      throw FormatError(.unsupported("multi-volume file systems (\(h.nvolumes) volumes)"), at: loc)
+    }
+    header = h
+    headerSlot = chosen.slot
+  }
+
+  /// A location for a block referenced by `bref`.
+  public func location(of bref: Blockref, _ what: String? = nil) -> Location {
+    Location(image: label, offset: bref.mediaOffset, structure: what ?? bref.summary)
+  }
+
+  /// Reads the physical bytes of `bref`'s media block and verifies its check code.
+  /// Every range is validated first: radix 10..16, inside the file system, not crossing
+  /// a 64 KiB boundary (`hammer2_io_alloc`'s rule).
+  public func readMedia(_ bref: Blockref, verify: Bool = true) throws(FormatError) -> [UInt8] {
+    let loc = location(of: bref)
+    guard let size = bref.mediaSize, size > 0 else {
+      throw FormatError(.invalidField("data_off 0x\(hex(bref.dataOff)) has invalid size radix \(bref.radix)"), at: loc)
+    }
+    let off = bref.mediaOffset
+    let (end, overflow) = off.addingReportingOverflow(UInt64(size))
+    guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF else {
+      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: loc)
+    }
+    guard end <= header.filesystemSize else {
+      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: loc)
+    }
+    let bytes: [UInt8]
+    do {
+      bytes = try io.read(at: off, count: size)
+    } catch {
+      var e = error
+      e.location = loc
+      throw e
+    }
+    bytesRead &+= UInt64(size)
+    blocksRead &+= 1
+    if verify, let bad = CheckCode.verify(bref, block: bytes) {
+      throw FormatError(.checkMismatch(method: bad.method, expected: bad.expected, found: bad.found), at: loc)
+    }
+    return bytes
+  }
+
+  /// The blockref array of an INDIRECT or FREEMAP_NODE block (cached).
+  public func blockrefArray(_ bref: Blockref) throws(FormatError) -> [Blockref] {
+    if let a = arrayCache.get(bref.dataOff) { return a }
+    let bytes = try readMedia(bref)
+    let refs = decodeBlockrefs(bytes)
+    arrayCache.put(bref.dataOff, refs, cost: bytes.count + 64)
+    return refs
+  }
+
+  /// The inode an INODE blockref points at (cached, check verified).
+  public func inode(_ bref: Blockref) throws(FormatError) -> InodeData {
+    if let i = inodeCache.get(bref.dataOff) { return i }
+    guard bref.radix == H2.radixMin else {
+      throw FormatError(.invalidField("inode block has size radix \(bref.radix), not 10"), at: location(of: bref))
+    }
+    let ino = InodeData(try readMedia(bref))
+    inodeCache.put(bref.dataOff, ino, cost: InodeData.byteCount + 256)
+    return ino
+  }
+
+  /// The logical content of a DATA block: verified, decompressed and zero-filled to
+  /// `logicalSize` (at most 64 KiB), whatever the stored method.
+  public func logicalData(_ bref: Blockref, logicalSize: Int = H2.pbufSize) throws(FormatError) -> [UInt8] {
+    let physical = try readMedia(bref)
+    guard let method = bref.compression else {
+      throw FormatError(.unsupported("compression method \(bref.compressionRaw)"), at: location(of: bref))
+    }
+    do {
+      return try Codecs.decompress(method, physical, logicalSize: logicalSize)
+    } catch {
+      var e = error
+      e.location = location(of: bref)
+      throw e
+    }
+  }
+
+  /// The super-root inode's blockref (`sroot_blockset[0]`).
+  public var superRootBlockref: Blockref { header.srootBlockset[0] }
+}

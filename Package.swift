@@ -35,6 +35,10 @@ let package = Package(
         .product(name: "SystemPackage", package: "swift-system"),
       ]
     ),
+    .target(
+      name: "H2TestSupport",
+      dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
+    ),
     .executableTarget(
       name: "h2resync",
       dependencies: [
@@ -52,11 +56,11 @@ let package = Package(
     ),
     .testTarget(
       name: "Hammer2FormatTests",
-      dependencies: ["Hammer2Format", "CHammer2Codecs", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["Hammer2Format", "H2TestSupport", "CHammer2Codecs"]
     ),
     .testTarget(
       name: "h2resyncTests",
-      dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["Hammer2Format", "H2TestSupport"]
     ),
   ]
 )

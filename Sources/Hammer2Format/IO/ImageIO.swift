@@ -104,12 +104,12 @@ public final class MemoryImage: ImageIO {
 }
 
 /// A read-only view of another image with some bytes replaced and, optionally, a shorter
-/// size: damage without copying a multi-GiB sparse file.
+/// size: damage without copying a multi-GiB sparse file. Replaced bytes are kept in
+/// 4 KiB pages.
 public final class OverlayImage: ImageIO {
   public let label: String
   let base: ImageIO
-  /// Replaced bytes by absolute offset.
-  public var patches: [UInt64: UInt8] = [:]
+  private var pages: [UInt64: [UInt8]] = [:]
   /// The visible size (at most the base size).
   public var size: UInt64
 
@@ -120,9 +120,26 @@ public final class OverlayImage: ImageIO {
     self.size = base.size
   }
 
-  /// Replaces bytes at `offset`.
+  /// Replaces bytes at `offset` (within the base image).
   public func patch(_ offset: UInt64, _ bytes: [UInt8]) {
-    for (i, b) in bytes.enumerated() { patches[offset + UInt64(i)] = b }
+    var i = 0
+    while i < bytes.count {
+      let pos = offset + UInt64(i)
+      let page = pos / 4096
+      let inPage = Int(pos % 4096)
+      var data: [UInt8]
+      if let p = pages[page] {
+        data = p
+      } else {
+        let start = page * 4096
+        let n = Int(min(4096, base.size > start ? base.size - start : 0))
+        data = ((try? base.read(at: start, count: n)) ?? []) + [UInt8](repeating: 0, count: 4096 - n)
+      }
+      let n = min(bytes.count - i, 4096 - inPage)
+      data.replaceSubrange(inPage..<inPage + n, with: bytes[i..<i + n])
+      pages[page] = data
+      i += n
+    }
   }
 
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
@@ -133,8 +150,15 @@ public final class OverlayImage: ImageIO {
         at: Location(image: label, offset: offset, structure: "read"))
     }
     var buf = try base.read(at: offset, count: count)
-    if !patches.isEmpty {
-      for (off, b) in patches where off >= offset && off < end { buf[Int(off - offset)] = b }
+    guard count > 0, !pages.isEmpty else { return buf }
+    var page = offset / 4096
+    while page * 4096 < end {
+      if let data = pages[page] {
+        let pStart = page * 4096
+        let from = max(pStart, offset), to = min(pStart + 4096, end)
+        for pos in from..<to { buf[Int(pos - offset)] = data[Int(pos - pStart)] }
+      }
+      page += 1
     }
     return buf
   }

@@ -42,7 +42,14 @@ extension Volume {
       throw FormatError(.invalidField("sroot_blockset[0] has type \(bref.typeRaw), not INODE"),
                         at: Location(image: label, offset: UInt64(headerSlot) * H2.zoneBytes64 + 0x200, structure: "volume header #\(headerSlot) sroot_blockset[0]"))
     }
-    let ino = try inode(bref)
+    let ino: InodeData
+    do {
+      ino = try inode(bref)
+    } catch {
+      var e = error
+      e.location = location(of: bref, "super-root inode (sroot_blockset[0])")
+      throw e
+    }
     guard !ino.meta.isDirectData else {
       throw FormatError(.invalidField("the super-root is flagged DIRECTDATA"), at: location(of: bref, "super-root inode"))
     }

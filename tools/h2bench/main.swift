@@ -39,6 +39,14 @@ func now() -> UInt64 {
   return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+#if os(Linux)
+  let rusageSelf = Int32(RUSAGE_SELF.rawValue)
+  let rusageChildren = Int32(RUSAGE_CHILDREN.rawValue)
+#else
+  let rusageSelf = RUSAGE_SELF
+  let rusageChildren = RUSAGE_CHILDREN
+#endif
+
 func seconds(since t0: UInt64) -> Double { Double(now() - t0) / 1e9 }
 
 /// Peak resident set size of this process in KiB: VmHWM from /proc/self/status, else
@@ -51,7 +59,7 @@ func peakRSSKiB() -> UInt64 {
     }
   }
   var ru = rusage()
-  getrusage(RUSAGE_SELF, &ru)
+  getrusage(rusageSelf, &ru)
   #if os(Linux)
     return UInt64(ru.ru_maxrss)
   #else
@@ -171,7 +179,7 @@ func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String) throw
     guard p.terminationStatus == 0 else { throw BenchError("cat \(image) exited \(p.terminationStatus)") }
     r.bytes = apparentSize(image)
     var ru = rusage()
-    getrusage(RUSAGE_CHILDREN, &ru)
+    getrusage(rusageChildren, &ru)
     #if os(Linux)
       r.peakRSSKiB = UInt64(ru.ru_maxrss)
     #else

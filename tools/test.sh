@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command (README "Run the tests"; CI runs exactly this).
+# Installs missing system libraries, then runs the whole suite. The real-image suites
+# need ../shared/oracle beside the repository; without it they are reported as skipped.
+# Larger stress runs: H2_MUTATIONS=20000 tools/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install-deps.sh
+if [ ! -d ../shared/oracle ] && [ -z "${H2_ORACLE_DIR:-}" ]; then
+  echo "NOTE: ../shared/oracle not found: the real-image suites will be SKIPPED" >&2
+fi
+swift build --build-tests
+swift test "$@"

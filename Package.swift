@@ -12,6 +12,7 @@ let package = Package(
   products: [
     .executable(name: "h2resync", targets: ["h2resync"]),
     .executable(name: "h2bench", targets: ["h2bench"]),
+    .executable(name: "h2mkimage", targets: ["h2mkimage"]),
     .library(name: "Hammer2Format", targets: ["Hammer2Format"]),
   ],
   dependencies: [
@@ -53,6 +54,14 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "tools/h2bench"
+    ),
+    .executableTarget(
+      name: "h2mkimage",
+      dependencies: [
+        "Hammer2Format",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "tools/h2mkimage"
     ),
     .testTarget(
       name: "Hammer2FormatTests",

@@ -5,8 +5,9 @@
 // Every measured phase runs in a fresh child process (this binary re-invoked with the
 // hidden `phase` subcommand) so that its peak RSS (VmHWM, a high-water mark) belongs to
 // that phase alone. All runs are warm-cache: before the first phase of an image, the
-// parent reads every allocated extent of it once, so the page cache holds the image (the
-// image's allocated bytes must fit in free RAM for that to hold).
+// parent reads all of it once, holes included (Linux caches a hole's zero pages too, so a
+// cold 8 GiB sparse image costs cat ~30 s but a warm one ~1 s). The image's apparent
+// size must fit in free RAM for the runs to stay warm.
 import ArgumentParser
 import Foundation
 import Hammer2Format
@@ -83,8 +84,9 @@ func dataExtents(fd: Int32, size: Int64) -> [(Int64, Int64)] {
   return out
 }
 
-/// Reads every allocated extent of `path` with pread in 1 MiB chunks; returns bytes read.
-func readExtents(_ path: String) throws -> UInt64 {
+/// Reads every allocated extent of `path` (or, with `holes`, the whole file as cat
+/// does) with pread in 1 MiB chunks; returns bytes read.
+func readExtents(_ path: String, holes: Bool = false) throws -> UInt64 {
   let fd = open(path, O_RDONLY)
   guard fd >= 0 else { throw BenchError("open \(path): \(String(cString: strerror(errno)))") }
   defer { close(fd) }
@@ -94,7 +96,8 @@ func readExtents(_ path: String) throws -> UInt64 {
   let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
   defer { buf.deallocate() }
   var total: UInt64 = 0
-  for (start, end) in dataExtents(fd: fd, size: Int64(st.st_size)) {
+  let ranges = holes ? [(Int64(0), Int64(st.st_size))] : dataExtents(fd: fd, size: Int64(st.st_size))
+  for (start, end) in ranges {
     var off = start
     while off < end {
       let n = pread(fd, buf, min(chunk, Int(end - off)), off_t(off))
@@ -123,6 +126,17 @@ func apparentSize(_ path: String) -> UInt64 {
   var st = stat()
   guard stat(path, &st) == 0 else { return 0 }
   return UInt64(st.st_size)
+}
+
+/// /dev/shm (tmpfs) when it is a writable directory, else the system temporary directory.
+func defaultTmpdir() -> String {
+  var isDir: ObjCBool = false
+  if FileManager.default.fileExists(atPath: "/dev/shm", isDirectory: &isDir), isDir.boolValue,
+    access("/dev/shm", W_OK) == 0
+  {
+    return "/dev/shm"
+  }
+  return NSTemporaryDirectory()
 }
 
 /// This executable, for re-invoking itself.
@@ -161,7 +175,11 @@ enum Phase: String, CaseIterable, ExpressibleByArgument {
   case idle, cat, extents, walk, extract
 }
 
-func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String) throws -> PhaseResult {
+func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String, cacheMiB: Int?) throws -> PhaseResult {
+  func openVolume() throws -> Volume {
+    if let cacheMiB { return try Volume.open(path: image, cacheBudget: cacheMiB << 20) }
+    return try Volume.open(path: image)
+  }
   var r = PhaseResult(phase: phase.rawValue, image: image, seconds: 0, bytes: 0, peakRSSKiB: 0)
   switch phase {
   case .idle:
@@ -192,7 +210,7 @@ func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String) throw
     r.peakRSSKiB = peakRSSKiB()
   case .walk:
     let t0 = now()
-    let volume = try Volume.open(path: image)
+    let volume = try openVolume()
     var walker = TopologyWalker(volume: volume, includeFreemap: true, decompressData: true)
     walker.walk { _ in }
     r.seconds = seconds(since: t0)
@@ -207,7 +225,7 @@ func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String) throw
     }
     defer { try? FileManager.default.removeItem(atPath: dir) }  // not timed
     let t0 = now()
-    let volume = try Volume.open(path: image)
+    let volume = try openVolume()
     var findings: [Finding] = []
     let list = try volume.pfsList(findings: &findings)
     let info: PFSInfo
@@ -230,11 +248,12 @@ func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String) throw
 }
 
 /// Runs one phase in a child process (this binary, `phase` subcommand).
-func runChild(_ phase: Phase, image: String, pfs: String?, tmpdir: String) throws -> PhaseResult {
+func runChild(_ phase: Phase, image: String, pfs: String?, tmpdir: String, cacheMiB: Int? = nil) throws -> PhaseResult {
   let p = Process()
   p.executableURL = selfExecutable()
   var args = ["phase", phase.rawValue, image, "--tmpdir", tmpdir]
   if let pfs { args += ["--pfs", pfs] }
+  if let cacheMiB { args += ["--cache-mib", String(cacheMiB)] }
   p.arguments = args
   let pipe = Pipe()
   p.standardOutput = pipe
@@ -324,11 +343,14 @@ struct ReadBench: ParsableCommand {
         cat      /bin/cat IMAGE > /dev/null (reads holes of a sparse image as zeros)
         extents  pread of the allocated extents only (SEEK_DATA/SEEK_HOLE, 1 MiB chunks)
         walk     Volume.open + TopologyWalker(includeFreemap: true, decompressData: true)
-        extract  Volume.open + PFSReader.extract into a temporary directory (removed after)
+        extract  Volume.open + PFSReader.extract into a temporary directory (removed after;
+                 default under /dev/shm: on ext4, create/delete churn makes inode allocation
+                 (recently_deleted) cost ~1 ms per file and swamps the reader)
       MB/s = the phase's own bytes / median seconds: cat counts the apparent file size,
       extents the allocated bytes, walk and extract Volume.bytesRead (media blocks read).
       x_cat and x_ext = that rate / the cat rate and / the extents rate.
-      Warm cache: every image's allocated extents are read once before its first phase.
+      Warm cache: each image is read whole once (holes too: Linux caches their zero
+      pages) before its first phase; its apparent size must fit in free RAM.
       Peak RSS = the child's VmHWM (max over runs); cat's is its own ru_maxrss.
       """)
 
@@ -344,11 +366,17 @@ struct ReadBench: ParsableCommand {
   @Option(help: "Comma-separated phases to run: cat,extents,walk,extract.")
   var phases = "cat,extents,walk,extract"
 
-  @Option(help: "Where extract writes its temporary tree.")
-  var tmpdir = NSTemporaryDirectory()
+  @Option(help: "Where extract writes its temporary tree (default: /dev/shm when writable, a tmpfs, so the disk file system's inode allocator is not what gets measured; else $TMPDIR).")
+  var tmpdir = defaultTmpdir()
+
+  @Option(help: "Volume cache budget in MiB (default: the library's, 64).")
+  var cacheMib: Int?
 
   @Flag(help: "Print the results as JSON instead of a table.")
   var json = false
+
+  @Option(help: "Also write the JSON results to this file.")
+  var jsonOut: String?
 
   func validate() throws {
     guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -361,14 +389,14 @@ struct ReadBench: ParsableCommand {
     let wanted = phases.split(separator: ",").compactMap { Phase(rawValue: String($0)) }
     let tmp = tmpdir.hasSuffix("/") && tmpdir.count > 1 ? String(tmpdir.dropLast()) : tmpdir
     let idle = try? runChild(.idle, image: "-", pfs: nil, tmpdir: tmp)
-    var report = Report(runs: runs, cache: "warm (allocated extents read once before measuring)",
+    var report = Report(runs: runs, cache: "warm (whole image, holes included, read once before measuring)",
                         idlePeakRSSKiB: idle?.peakRSSKiB, images: [])
     for image in images {
       FileHandle.standardError.write(Data("h2bench: \(image): warm-up read...\n".utf8))
       var summary = ImageSummary(image: image, apparentBytes: apparentSize(image),
                                  allocatedBytes: allocatedBytes(image), phases: [])
       do {
-        _ = try readExtents(image)
+        _ = try readExtents(image, holes: true)
       } catch {
         FileHandle.standardError.write(Data("h2bench: \(image): \(error)\n".utf8))
         report.images.append(summary)
@@ -379,8 +407,9 @@ struct ReadBench: ParsableCommand {
         var results: [PhaseResult] = []
         var failure: String?
         for _ in 0..<runs {
+          sync()  // start each run with no dirty pages left by the previous one (not timed)
           do {
-            results.append(try runChild(phase, image: image, pfs: pfs, tmpdir: tmp))
+            results.append(try runChild(phase, image: image, pfs: pfs, tmpdir: tmp, cacheMiB: cacheMib))
           } catch {
             failure = "\(error)"
             break
@@ -407,11 +436,13 @@ struct ReadBench: ParsableCommand {
       }
       report.images.append(summary)
     }
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    let data = try enc.encode(report)
+    if let jsonOut { try data.write(to: URL(fileURLWithPath: jsonOut)) }
     if json {
-      let enc = JSONEncoder()
-      enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-      enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-      print(String(decoding: try enc.encode(report), as: UTF8.self))
+      print(String(decoding: data, as: UTF8.self))
     } else {
       printTable(report)
     }
@@ -466,10 +497,12 @@ struct PhaseCommand: ParsableCommand {
 
   @Option var pfs: String?
 
-  @Option var tmpdir = NSTemporaryDirectory()
+  @Option var tmpdir = defaultTmpdir()
+
+  @Option var cacheMib: Int?
 
   func run() throws {
-    let r = try runPhase(phase, image: image, pfs: pfs, tmpdir: tmpdir)
+    let r = try runPhase(phase, image: image, pfs: pfs, tmpdir: tmpdir, cacheMiB: cacheMib)
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys]
     print(String(decoding: try enc.encode(r), as: UTF8.self))

@@ -1,0 +1,565 @@
+/// An inode being changed in a transaction: its data, and its table of children once
+/// loaded (nil means the on-disk table is kept as is).
+final class DirtyInode {
+  var data: InodeData
+  /// The blockref it had on disk; nil for an inode created in this transaction.
+  var bref: Blockref?
+  /// `methods` for a new inode's blockref (from its parent directory).
+  var newMethods: UInt8 = 0
+  var table: [UInt64: PendingLeaf]?
+  /// Directories with a loaded table: name -> key.
+  var names: [[UInt8]: UInt64]?
+  var modifyTid: UInt64
+  var touched = false
+  /// Snapshot roots: the blockset is shared with this PFS root's table.
+  var sharedTableBref: Blockref?
+
+  init(data: InodeData, bref: Blockref?, modifyTid: UInt64) {
+    self.data = data
+    self.bref = bref
+    self.modifyTid = modifyTid
+  }
+}
+
+/// Edits one PFS inside a transaction: creates, links, unlinks and renames entries,
+/// writes and truncates file data, changes inode meta. Reads see the pending state.
+/// DragonFly's rules are followed: inode numbers from the PFS root's `pfs_inum`,
+/// directory keys from `dirhash` with the collision iterator, DIRECTDATA for small files
+/// and symlinks, 64 KiB logical blocks compressed per the inode's `comp_algo`, zero
+/// blocks as holes, check codes per `check_algo`.
+public final class PFSEditor {
+  unowned let tx: Transaction
+  var pfsBref: Blockref
+  let root: DirtyInode
+  var inodes: [UInt64: DirtyInode] = [:]
+  var deleted: Set<UInt64> = []
+  /// The modify_tid stamped on changed elements (`M`: the PFS root's + 1 by default).
+  public var modifyTid: UInt64
+  let isNew: Bool
+  private var nextInum: UInt64
+  private let reader: PFSReader
+
+  init(transaction: Transaction, bref: Blockref, root data: InodeData, isNew: Bool = false) throws(FormatError) {
+    tx = transaction
+    pfsBref = bref
+    self.isNew = isNew
+    modifyTid = bref.modifyTid + 1
+    root = DirtyInode(data: data, bref: isNew ? nil : bref, modifyTid: modifyTid)
+    nextInum = max(data.meta.pfsInum + 1, H2.inodeStart)
+    reader = PFSReader(volume: transaction.volume, pfs: PFSInfo(bref: bref, inode: data))
+  }
+
+  /// True when this PFS has changes to write.
+  var hasPendingChanges: Bool { root.touched || root.table != nil || !inodes.isEmpty || !deleted.isEmpty }
+
+  /// The PFS name.
+  public var name: String { root.data.filenameString }
+  /// The PFS root inode as it stands.
+  public var rootInode: InodeData { root.data }
+
+  private func loc(_ what: String) -> Location { Location(image: tx.image.label, offset: 0, structure: "PFS \(name): \(what)") }
+
+  // MARK: reading the pending state
+
+  /// The inode numbered `inum` as it stands in this transaction.
+  public func inode(_ inum: UInt64) throws(FormatError) -> InodeData {
+    if inum == 1 { return root.data }
+    if let d = inodes[inum] { return d.data }
+    if deleted.contains(inum) { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
+    return try reader.inode(inum)
+  }
+
+  private func exists(_ inum: UInt64) -> Bool {
+    if inum == 1 || inodes[inum] != nil { return true }
+    if deleted.contains(inum) { return false }
+    if let t = root.table { return t[inum] != nil }
+    do throws(FormatError) { _ = try reader.inode(inum); return true } catch {
+      if case .notFound = error.kind { return false }
+      return true  // unreadable: never reuse the number
+    }
+  }
+
+  /// The entries of directory `dir`: name, inode number, object type.
+  public func entries(of dir: UInt64) throws(FormatError) -> [(name: [UInt8], inum: UInt64, type: UInt8)] {
+    if let d = dirtyIfLoaded(dir), let names = d.names, let table = d.table {
+      return names.compactMap { name, key in
+        guard let leaf = table[key], let b = leafBref(leaf) else { return nil }
+        return (name, b.direntInum, b.direntTypeRaw)
+      }
+    }
+    var out: [(name: [UInt8], inum: UInt64, type: UInt8)] = []
+    var findings: [Finding] = []
+    reader.forEachEntry(of: try inode(dir), path: "", findings: &findings) { e in
+      out.append((e.name, e.inum, e.typeRaw))
+      return true
+    }
+    if let f = findings.first(where: { $0.severity == .damage }) {
+      throw FormatError(.invalidField("directory \(dir) is damaged: \(f.message)"), at: f.location)
+    }
+    return out
+  }
+
+  private func dirtyIfLoaded(_ inum: UInt64) -> DirtyInode? { inum == 1 ? root : inodes[inum] }
+
+  private func leafBref(_ leaf: PendingLeaf) -> Blockref? {
+    switch leaf {
+    case .existing(let b), .nameBlock(let b, _): return b
+    default: return nil
+    }
+  }
+
+  /// Looks up `name` in directory `dir`.
+  public func lookup(_ name: [UInt8], in dir: UInt64) throws(FormatError) -> (inum: UInt64, type: UInt8)? {
+    if let d = dirtyIfLoaded(dir), let names = d.names {
+      guard let key = names[name], let leaf = d.table?[key], let b = leafBref(leaf) else { return nil }
+      return (b.direntInum, b.direntTypeRaw)
+    }
+    guard let e = try reader.lookup(name, in: try inode(dir)) else { return nil }
+    return (e.inum, e.typeRaw)
+  }
+
+  /// Resolves a path relative to the PFS root to an inode number.
+  public func resolve(_ path: String) throws(FormatError) -> UInt64 {
+    var inum: UInt64 = 1
+    for part in path.split(separator: "/") where part != "." {
+      guard let e = try lookup(Array(part.utf8), in: inum) else { throw FormatError(.notFound(path), at: loc("path")) }
+      inum = e.inum
+    }
+    return inum
+  }
+
+  /// Splits "a/b/c" into the parent's inode number and the last name.
+  public func parentAndName(_ path: String) throws(FormatError) -> (UInt64, [UInt8]) {
+    var parts = path.split(separator: "/").map(String.init).filter { $0 != "." }
+    guard let last = parts.popLast() else { throw FormatError(.invalidArgument("\(path) names the PFS root")) }
+    return (try resolve(parts.joined(separator: "/")), Array(last.utf8))
+  }
+
+  // MARK: making inodes dirty
+
+  private func dirty(_ inum: UInt64) throws(FormatError) -> DirtyInode {
+    if inum == 1 { return root }
+    if let d = inodes[inum] { return d }
+    guard !deleted.contains(inum) else { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
+    let (bref, data) = try reader.inodeWithBlockref(inum)
+    let d = DirtyInode(data: data, bref: bref, modifyTid: modifyTid)
+    inodes[inum] = d
+    return d
+  }
+
+  private func loadTable(_ d: DirtyInode) throws(FormatError) {
+    guard d.table == nil else { return }
+    var table: [UInt64: PendingLeaf] = [:]
+    var names: [[UInt8]: UInt64]? = d.data.meta.type == .directory ? [:] : nil
+    if !d.data.meta.isDirectData {
+      var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("inode \(d.data.meta.inum)"))
+      var el = it.lookup(0, .max)
+      while let e = el {
+        switch e {
+        case .hole(_, _, let err): throw err
+        case .leaf(let b):
+          table[b.key] = .existing(b)
+          if names != nil, b.key >= H2.dirhashVisible, let entry = try reader.entry(from: b) { names![entry.name] = b.key }
+        }
+        el = it.next()
+      }
+    }
+    d.table = table
+    d.names = names
+    d.sharedTableBref = nil
+  }
+
+  // MARK: directory entries
+
+  private func addEntry(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType) throws(FormatError) {
+    guard dir.data.meta.type == .directory else { throw FormatError(.invalidArgument("inode \(dir.data.meta.inum) is not a directory"), at: loc("directory")) }
+    guard !name.isEmpty, name.count <= 255, name != [0x2E], name != [0x2E, 0x2E], !name.contains(0x2F), !name.contains(0) else {
+      throw FormatError(.invalidArgument("invalid file name"), at: loc("directory"))
+    }
+    try loadTable(dir)
+    guard dir.names?[name] == nil else {
+      throw FormatError(.invalidArgument("\(String(decoding: name, as: UTF8.self)) exists"), at: loc("directory \(dir.data.meta.inum)"))
+    }
+    // Key per hammer2_dirent_create: dirhash + 1 when free, else the next free
+    // key of the 15-bit collision space (any free key there is found by lookups).
+    let h = DirHash.hash(name)
+    var key = h + 1
+    while dir.table?[key] != nil {
+      key = key == (h | H2.dirhashLomask) ? h : key + 1
+      if key == h + 1 { throw FormatError(.invalidArgument("directory hash bucket full"), at: loc("directory")) }
+    }
+    var b = Blockref()
+    b.typeRaw = BlockrefType.dirent.rawValue
+    b.methods = forcedMetadataCheck(dir.data.meta.checkAlgo).rawValue << 4 | (dir.data.meta.compAlgo & 0x0F)
+    b.key = key
+    b.mirrorTid = tx.mirrorTid
+    b.modifyTid = modifyTid
+    b.embed0 = inum
+    b.embed1 = UInt64(name.count) | UInt64(type.rawValue) << 16
+    if name.count <= 64 {
+      b.check = CheckArea(bytes: name)
+      dir.table![key] = .existing(b)
+    } else {
+      dir.table![key] = .nameBlock(b, name: name)
+    }
+    dir.names![name] = key
+    dir.modifyTid = modifyTid
+    dir.touched = true
+  }
+
+  private func removeEntry(_ dir: DirtyInode, name: [UInt8]) throws(FormatError) -> UInt64 {
+    try loadTable(dir)
+    guard let key = dir.names?[name], let leaf = dir.table?[key], let b = leafBref(leaf) else {
+      throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("directory \(dir.data.meta.inum)"))
+    }
+    dir.table![key] = nil
+    dir.names![name] = nil
+    dir.modifyTid = modifyTid
+    dir.touched = true
+    return b.direntInum
+  }
+
+  // MARK: public edits
+
+  /// Creates `name` in directory `dir`; returns the new inode number.
+  @discardableResult
+  public func create(_ name: [UInt8], in dir: UInt64, type: ObjectType, mode: UInt32, time: UInt64,
+                     rdev: (UInt32, UInt32) = (0, 0), uid: UInt32 = 0, gid: UInt32 = 0) throws(FormatError) -> UInt64 {
+    let parent = try dirty(dir)
+    while exists(nextInum) { nextInum += 1 }
+    let inum = nextInum
+    nextInum += 1
+    var ino = InodeData([UInt8](repeating: 0, count: InodeData.byteCount))
+    ino.meta.version = 1
+    ino.meta.typeRaw = type.rawValue
+    ino.meta.opFlags = type == .regularFile || type == .symlink ? OpFlags.directData : 0
+    ino.meta.mode = mode & 0o7777
+    ino.meta.inum = inum
+    ino.meta.nlinks = 1
+    ino.meta.iparent = dir
+    ino.meta.nameKey = inum
+    let fname = Array(String(format: "0x%016llx", inum).utf8)
+    ino.meta.nameLen = UInt16(fname.count)
+    ino.filenameArea = fname + [UInt8](repeating: 0, count: 256 - fname.count)
+    ino.meta.compAlgo = parent.data.meta.compAlgo
+    ino.meta.checkAlgo = parent.data.meta.checkAlgo
+    ino.meta.ctime = time
+    ino.meta.mtime = time
+    ino.meta.rmajor = rdev.0
+    ino.meta.rminor = rdev.1
+    if uid != 0 { ino.meta.uid.put(uid, at: 10) }
+    if gid != 0 { ino.meta.gid.put(gid, at: 10) }
+    let d = DirtyInode(data: ino, bref: nil, modifyTid: modifyTid)
+    d.newMethods = forcedMetadataCheck(parent.data.meta.checkAlgo).rawValue << 4 | (parent.data.meta.compAlgo & 0x0F)
+    d.touched = true
+    if type == .directory {
+      d.table = [:]
+      d.names = [:]
+    }
+    try addEntry(parent, name: name, inum: inum, type: type)
+    inodes[inum] = d
+    deleted.remove(inum)
+    if root.data.meta.pfsInum < inum {
+      root.data.meta.pfsInum = inum
+      root.touched = true
+    }
+    return inum
+  }
+
+  /// Adds a hardlink `name` in `dir` to the existing non-directory inode `inum`.
+  public func link(_ name: [UInt8], in dir: UInt64, to inum: UInt64) throws(FormatError) {
+    let target = try dirty(inum)
+    guard target.data.meta.type != .directory else { throw FormatError(.invalidArgument("cannot hardlink a directory"), at: loc("link")) }
+    try addEntry(try dirty(dir), name: name, inum: inum, type: target.data.meta.type ?? .regularFile)
+    target.data.meta.nlinks += 1
+    target.touched = true
+  }
+
+  /// Removes `name` from `dir`. A directory must be empty unless `recursive`. The inode
+  /// goes when its last link does.
+  public func unlink(_ name: [UInt8], in dir: UInt64, recursive: Bool = false) throws(FormatError) {
+    guard let e = try lookup(name, in: dir) else {
+      throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("directory \(dir)"))
+    }
+    let target = try dirty(e.inum)
+    if target.data.meta.type == .directory {
+      let children = try entries(of: e.inum)
+      if !children.isEmpty {
+        guard recursive else { throw FormatError(.invalidArgument("directory not empty"), at: loc("directory \(e.inum)")) }
+        for c in children { try unlink(c.name, in: e.inum, recursive: true) }
+      }
+    }
+    _ = try removeEntry(try dirty(dir), name: name)
+    if target.data.meta.type == .directory || target.data.meta.nlinks <= 1 {
+      inodes[e.inum] = nil
+      deleted.insert(e.inum)
+    } else {
+      target.data.meta.nlinks -= 1
+      target.touched = true
+    }
+  }
+
+  /// Moves `name` of `fromDir` to `newName` in `toDir` (an existing non-directory
+  /// target is replaced, as rename(2) does).
+  public func rename(_ name: [UInt8], in fromDir: UInt64, to newName: [UInt8], in toDir: UInt64) throws(FormatError) {
+    guard let e = try lookup(name, in: fromDir) else { throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("rename")) }
+    if e.type == ObjectType.directory.rawValue {
+      var up = toDir
+      var guardCount = 0
+      while up != 1 && guardCount < 10_000 {
+        guard up != e.inum else { throw FormatError(.invalidArgument("cannot move a directory into itself"), at: loc("rename")) }
+        up = try inode(up).meta.iparent
+        guardCount += 1
+      }
+    }
+    if let existing = try lookup(newName, in: toDir) {
+      if existing.inum == e.inum { return }
+      try unlink(newName, in: toDir)
+    }
+    _ = try removeEntry(try dirty(fromDir), name: name)
+    try addEntry(try dirty(toDir), name: newName, inum: e.inum, type: ObjectType(rawValue: e.type) ?? .regularFile)
+    if e.type == ObjectType.directory.rawValue {
+      let d = try dirty(e.inum)
+      d.data.meta.iparent = toDir
+      d.touched = true
+    }
+  }
+
+  /// Changes inode meta (mode, times, owner, comp/check algorithms...).
+  public func updateMeta(_ inum: UInt64, _ change: (inout InodeMeta) -> Void) throws(FormatError) {
+    let d = try dirty(inum)
+    change(&d.data.meta)
+    d.modifyTid = modifyTid
+    d.touched = true
+  }
+
+  // MARK: file data
+
+  private func requireData(_ d: DirtyInode) throws(FormatError) {
+    guard d.data.meta.type == .regularFile || d.data.meta.type == .symlink else {
+      throw FormatError(.invalidArgument("inode \(d.data.meta.inum) has no data"), at: loc("inode \(d.data.meta.inum)"))
+    }
+  }
+
+  /// Leaves DIRECTDATA: the embedded bytes become the data block at key 0
+  /// (`hammer2_inode_chain_sync`). The flag is never set again.
+  private func leaveDirectData(_ d: DirtyInode) {
+    guard d.data.meta.isDirectData else { return }
+    let old = d.data.directData
+    d.data.meta.opFlags &= ~OpFlags.directData
+    d.data.u = [UInt8](repeating: 0, count: H2.embeddedBytes)
+    d.table = [:]
+    if !old.isEmpty, !old.isAllZero { d.table![0] = .data(logical: old) }
+  }
+
+  private func logicalBlock(_ d: DirtyInode, _ key: UInt64) throws(FormatError) -> [UInt8] {
+    var out: [UInt8]
+    switch d.table?[key] {
+    case .data(let l)?: out = l
+    case .existing(let b)? where b.radix != 0:
+      let lsize = b.keybits >= 10 && b.keybits <= 16 ? 1 << Int(b.keybits) : H2.pbufSize
+      out = try tx.volume.logicalData(b, logicalSize: lsize)
+    default: out = []
+    }
+    if out.count < H2.pbufSize { out += [UInt8](repeating: 0, count: H2.pbufSize - out.count) }
+    return out
+  }
+
+  /// The old EOF block may be short: when the file grows past it, rewrite it full size
+  /// (`hammer2_extend_file`).
+  private func growFrom(_ d: DirtyInode, oldSize: UInt64, newSize: UInt64) throws(FormatError) {
+    guard newSize > oldSize, oldSize > 0 else { return }
+    let key = (oldSize - 1) & ~0xFFFF
+    if key < (newSize - 1) & ~0xFFFF, case .existing(let b)? = d.table?[key], b.radix != 0 {
+      d.table![key] = .data(logical: try logicalBlock(d, key))
+    }
+  }
+
+  /// Writes `bytes` at `offset` of file (or symlink) `inum`, growing it as needed.
+  public func write(_ inum: UInt64, at offset: UInt64, _ bytes: [UInt8]) throws(FormatError) {
+    let d = try dirty(inum)
+    try requireData(d)
+    let oldSize = d.data.meta.size
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
+    guard !overflow, end < 1 << 62 else { throw FormatError(.invalidArgument("write beyond the largest file size"), at: loc("inode \(inum)")) }
+    let newSize = max(oldSize, end)
+    d.modifyTid = modifyTid
+    d.touched = true
+    if d.data.meta.isDirectData {
+      if newSize <= UInt64(H2.embeddedBytes) {
+        d.data.u.replaceSubrange(Int(offset)..<Int(end), with: bytes)
+        d.data.meta.size = newSize
+        return
+      }
+      leaveDirectData(d)
+    }
+    try loadTable(d)
+    try growFrom(d, oldSize: oldSize, newSize: newSize)
+    d.data.meta.size = newSize
+    var pos = offset
+    var i = 0
+    while i < bytes.count {
+      let key = pos & ~0xFFFF
+      let inBlock = Int(pos - key)
+      let n = min(bytes.count - i, H2.pbufSize - inBlock)
+      var logical = inBlock == 0 && n == H2.pbufSize ? [] : try logicalBlock(d, key)
+      if logical.isEmpty { logical = Array(bytes[i..<i + n]) } else { logical.replaceSubrange(inBlock..<inBlock + n, with: bytes[i..<i + n]) }
+      d.table![key] = .data(logical: logical)
+      // Blocks before the EOF block are final: write them now so memory stays bounded.
+      if key < (newSize - 1) & ~0xFFFF { try finalizeData(d, key) }
+      pos += UInt64(n)
+      i += n
+    }
+  }
+
+  /// Sets the size of file `inum` (holes when growing).
+  public func truncate(_ inum: UInt64, to newSize: UInt64) throws(FormatError) {
+    let d = try dirty(inum)
+    try requireData(d)
+    let oldSize = d.data.meta.size
+    d.modifyTid = modifyTid
+    d.touched = true
+    if d.data.meta.isDirectData {
+      if newSize <= UInt64(H2.embeddedBytes) {
+        for k in Int(min(newSize, oldSize))..<H2.embeddedBytes { d.data.u[k] = 0 }
+        d.data.meta.size = newSize
+        return
+      }
+      leaveDirectData(d)
+    }
+    try loadTable(d)
+    if newSize > oldSize {
+      try growFrom(d, oldSize: oldSize, newSize: newSize)
+    } else if newSize < oldSize {
+      let keep = (newSize + 0xFFFF) & ~0xFFFF
+      for key in d.table!.keys where key >= keep { d.table![key] = nil }
+      if newSize % 0x10000 != 0 {
+        let key = newSize & ~0xFFFF
+        if d.table![key] != nil {
+          var l = try logicalBlock(d, key)
+          for k in Int(newSize - key)..<l.count { l[k] = 0 }
+          d.table![key] = .data(logical: l)
+        }
+      }
+    }
+    d.data.meta.size = newSize
+  }
+
+  /// Compresses and writes one pending data block (hammer2_write_file_core rules).
+  private func finalizeData(_ d: DirtyInode, _ key: UInt64) throws(FormatError) {
+    guard case .data(let logical)? = d.table?[key] else { return }
+    let size = d.data.meta.size
+    guard key < size else { d.table![key] = nil; return }
+    let comp = CompressionMethod(rawValue: d.data.meta.compAlgo & 0x0F) ?? .lz4
+    let check = CheckMethod(rawValue: d.data.meta.checkAlgo & 0x0F) ?? .xxhash64
+    let isEOF = key == (size - 1) & ~0xFFFF
+    var psize = H2.pbufSize
+    if isEOF {
+      let need = Int(min(size - key, UInt64(H2.pbufSize)))
+      psize = 1024
+      while psize < need { psize *= 2 }
+    }
+    var input = Array(logical.prefix(psize))
+    if input.count < psize { input += [UInt8](repeating: 0, count: psize - input.count) }
+    if isEOF, size - key < UInt64(psize) {
+      for k in Int(size - key)..<psize { input[k] = 0 }
+    }
+    // Zero blocks become holes unless compression or the check is off (§7.3).
+    if comp != .none, check != .none, input.isAllZero {
+      d.table![key] = nil
+      return
+    }
+    var stored = input
+    var method = CompressionMethod.none
+    if comp == .lz4 || comp == .zlib || comp == .zstd {
+      var level = Int(d.data.meta.compAlgo >> 4)
+      if comp == .zlib { level = level == 0 ? 6 : min(max(level, 6), 9) } else if comp == .zstd, level == 0 { level = 3 }
+      if let packed = Codecs.compress(comp, input, level: level) {
+        var p = 1024
+        while p < packed.count { p *= 2 }
+        stored = packed + [UInt8](repeating: 0, count: p - packed.count)
+        method = comp
+      }
+    }
+    var b = Blockref()
+    b.typeRaw = BlockrefType.data.rawValue
+    b.methods = check.rawValue << 4 | method.rawValue
+    b.key = key
+    b.keybits = H2.pbufRadix
+    b.mirrorTid = tx.mirrorTid
+    b.modifyTid = d.modifyTid
+    try tx.placeBlock(&b, bytes: stored, type: .data)
+    if check == .none || check == .disabled { b.check = CheckArea() }
+    d.table![key] = .existing(b)
+  }
+
+  // MARK: commit
+
+  /// Writes every changed inode (children first) and the PFS root; returns the new PFS
+  /// root blockref.
+  func flush() throws(FormatError) -> Blockref {
+    for inum in inodes.keys.sorted() {
+      // Safe: iterating the dictionary's own keys.
+      let d = inodes[inum]!
+      if root.table == nil { try loadTable(root) }
+      root.table![inum] = .existing(try writeInode(d, key: inum, isRoot: false))
+    }
+    if !deleted.isEmpty { try loadTable(root) }
+    for inum in deleted { root.table![inum] = nil }
+    var b = try writeInode(root, key: pfsBref.key, isRoot: true)
+    b.flags = pfsBref.flags | BlockrefFlags.pfsRoot
+    pfsBref = b
+    return b
+  }
+
+  private func writeInode(_ d: DirtyInode, key: UInt64, isRoot: Bool) throws(FormatError) -> Blockref {
+    var b: Blockref
+    if let old = d.bref {
+      b = old
+    } else if isRoot {
+      b = pfsBref
+    } else {
+      b = Blockref()
+      b.typeRaw = BlockrefType.inode.rawValue
+      b.methods = d.newMethods
+    }
+    b.key = key
+    b.keybits = 0
+    b.mirrorTid = tx.mirrorTid
+    var stats = TreeStats()
+    if var table = d.table, !d.data.meta.isDirectData {
+      for (k, leaf) in table {
+        switch leaf {
+        case .data: try finalizeData(d, k)
+        case .nameBlock(var nb, let name):
+          let block = name + [UInt8](repeating: 0, count: 1024 - name.count)
+          try tx.placeBlock(&nb, bytes: block, type: .dirent)
+          d.table![k] = .existing(nb)
+        case .inode, .existing: break
+        }
+      }
+      table = d.table!
+      let leaves = table.keys.sorted().compactMap { k -> Blockref? in
+        if case .existing(let lb)? = table[k] { return lb }
+        return nil
+      }
+      let built = try tx.buildTable(leaves[...], capacity: H2.setCount, checkMethod: forcedMetadataCheck(b.checkMethodRaw))
+      for c in built where !c.isEmpty { stats.add(c) }
+      d.data.u = encodeBlockrefs(built)
+      stats.apply(to: &b)
+      b.modifyTid = max(d.modifyTid, stats.maxModifyTid)
+    } else if let shared = d.sharedTableBref {
+      b.embed0 = shared.embed0
+      b.embed1 = shared.embed1
+      b.leafCount = 0
+      b.modifyTid = max(d.modifyTid, shared.modifyTid)
+    } else if d.data.meta.isDirectData {
+      stats.apply(to: &b)
+      b.modifyTid = d.modifyTid
+    } else {
+      b.modifyTid = max(d.modifyTid, d.bref?.modifyTid ?? 0)
+    }
+    try tx.placeBlock(&b, bytes: d.data.encode(), type: .inode)
+    return b
+  }
+}

@@ -1,0 +1,328 @@
+import ArgumentParser
+import Foundation
+import Hammer2Format
+
+/// h2mkimage: builds and changes HAMMER2 images with h2resync's own copy-on-write writer
+/// (test fixtures, divergent clusters, demos). Every change is one transaction.
+@main
+struct H2MkImage: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "h2mkimage",
+    abstract: "Build and modify HAMMER2 images (each change is one crash-safe copy-on-write transaction).",
+    discussion: "Exit codes: 0 done; 3 could not run (bad arguments, unreadable image, no space).",
+    subcommands: [New.self, PfsCreate.self, Populate.self, Write.self, Rm.self, Mkdir.self, Mv.self, Chmod.self,
+                  Truncate.self, Setcomp.self, Snapshot.self, Corrupt.self, Symlink.self, Link.self]
+  )
+
+  static func main() {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch let e as FormatError {
+      FileHandle.standardError.write(Data("h2mkimage: \(e.description)\n".utf8))
+      Foundation.exit(3)
+    } catch {
+      if exitCode(for: error) == .success { exit(withError: error) }
+      FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+      Foundation.exit(3)
+    }
+  }
+}
+
+/// Options every command shares.
+struct Common: ParsableArguments {
+  @Option(help: "Seed for UUIDs (deterministic images).")
+  var uuidSeed: UInt64?
+
+  @Option(help: "Timestamp for new and changed inodes, seconds since the epoch (default: now).")
+  var time: UInt64?
+
+  var micros: UInt64 { (time ?? UInt64(Date().timeIntervalSince1970)) * 1_000_000 }
+  var uuids: UUIDSource { uuidSeed.map { UUIDSource.seeded($0) } ?? .random }
+}
+
+/// Options of commands that change one PFS.
+struct Target: ParsableArguments {
+  @Argument(help: "The image.")
+  var image: String
+
+  @Option(help: "The PFS label.")
+  var pfs: String
+
+  @OptionGroup var common: Common
+
+  /// Runs `body` in one transaction on the PFS and commits.
+  func edit(_ body: (PFSEditor, Transaction) throws -> Void) throws {
+    let tx = try Transaction(path: image)
+    let ed = try tx.editor(pfs: pfs)
+    try body(ed, tx)
+    try tx.commit()
+  }
+}
+
+func parseSize(_ s: String) throws -> UInt64 {
+  let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+  if let u = s.uppercased().last, let m = units[u], let n = UInt64(s.dropLast()) { return n * m }
+  guard let n = UInt64(s) else { throw ValidationError("bad size \(s)") }
+  return n
+}
+
+func parseComp(_ s: String) throws -> UInt8 {
+  let parts = s.lowercased().split(separator: ":")
+  guard let name = parts.first, let m = CompressionMethod.allCases.first(where: { $0.name == name }) else {
+    throw ValidationError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]")
+  }
+  let level = parts.count > 1 ? UInt8(parts[1]) ?? 0 : 0
+  return m.rawValue | (min(level, 15) << 4)
+}
+
+func parseCheck(_ s: String) throws -> UInt8 {
+  guard let m = CheckMethod.allCases.first(where: { $0.name == s.lowercased() && $0 != .freemap }) else {
+    throw ValidationError("check must be none, disabled, iscsi32, xxhash64 or sha192")
+  }
+  return m.rawValue
+}
+
+struct New: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Format a new image: volume headers, super-root, LOCAL PFS.")
+  @Argument var image: String
+  @Option(help: "Image size, e.g. 2G (at least 1G).") var size: String = "2G"
+  @Option(help: "Compression of the LOCAL PFS.") var comp: String = "lz4"
+  @Option(help: "Check code of the LOCAL PFS.") var check: String = "xxhash64"
+  @OptionGroup var common: Common
+
+  func run() throws {
+    var uuids = common.uuids
+    try Newfs.format(path: image, size: try parseSize(size), labels: ["LOCAL"], compAlgo: try parseComp(comp),
+                     checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
+  }
+}
+
+struct PfsCreate: ParsableCommand {
+  static let configuration = CommandConfiguration(commandName: "pfs-create", abstract: "Add a PFS that joins a cluster.")
+  @Argument var image: String
+  @Argument var name: String
+  @Option(help: "MASTER, SLAVE, SOFT_MASTER, SOFT_SLAVE or CACHE.") var type: String = "MASTER"
+  @Option(help: "Cluster id (default: a new one).") var clid: String?
+  @Option(help: "This node's id (default: a new one).") var fsid: String?
+  @Option(help: "pfs_nmasters.") var nmasters: UInt8 = 1
+  @Option var comp: String = "lz4"
+  @Option var check: String = "xxhash64"
+  @OptionGroup var common: Common
+
+  func run() throws {
+    guard let t = PFSType(name: type), [.master, .slave, .softMaster, .softSlave, .cache].contains(t) else {
+      throw ValidationError("unknown PFS type \(type)")
+    }
+    var uuids = common.uuids
+    let c = try clid.map { s in try H2UUID(string: s) ?? { throw ValidationError("bad --clid") }() } ?? uuids.next()
+    let f = try fsid.map { s in try H2UUID(string: s) ?? { throw ValidationError("bad --fsid") }() } ?? uuids.next()
+    let tx = try Transaction(path: image)
+    try tx.createPFS(name: name, type: t, clid: c, fsid: f, nmasters: nmasters, compAlgo: try parseComp(comp),
+                     checkAlgo: try parseCheck(check), time: common.micros)
+    try tx.commit()
+  }
+}
+
+struct Write: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Write a file's bytes into PATH at an offset (creates PATH).")
+  @OptionGroup var target: Target
+  @Argument var path: String
+  @Option(help: "Byte offset.") var at: UInt64 = 0
+  @Option(help: "Source file of the bytes.") var from: String
+
+  func run() throws {
+    guard let data = FileManager.default.contents(atPath: from) else { throw ValidationError("cannot read \(from)") }
+    let t = target.common.micros
+    try target.edit { ed, _ in
+      let inum: UInt64
+      if let existing = try? ed.resolve(path) {
+        inum = existing
+      } else {
+        let (dir, name) = try ed.parentAndName(path)
+        inum = try ed.create(name, in: dir, type: .regularFile, mode: 0o644, time: t)
+      }
+      var off = at
+      var i = 0
+      let bytes = [UInt8](data)
+      // 4 MiB pieces keep memory bounded for big sources.
+      repeat {
+        let n = min(bytes.count - i, 4 << 20)
+        try ed.write(inum, at: off, Array(bytes[i..<i + n]))
+        off += UInt64(n)
+        i += n
+      } while i < bytes.count
+      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
+    }
+  }
+}
+
+struct Rm: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Remove a file, symlink, or (with -r) a directory tree.")
+  @OptionGroup var target: Target
+  @Argument var path: String
+  @Flag(name: .short, help: "Remove directories and their contents.") var r = false
+
+  func run() throws {
+    try target.edit { ed, _ in
+      let (dir, name) = try ed.parentAndName(path)
+      try ed.unlink(name, in: dir, recursive: r)
+    }
+  }
+}
+
+struct Mkdir: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Create a directory.")
+  @OptionGroup var target: Target
+  @Argument var path: String
+  @Option var mode: String = "755"
+
+  func run() throws {
+    guard let m = UInt32(mode, radix: 8) else { throw ValidationError("bad mode") }
+    let t = target.common.micros
+    try target.edit { ed, _ in
+      let (dir, name) = try ed.parentAndName(path)
+      try ed.create(name, in: dir, type: .directory, mode: m, time: t)
+    }
+  }
+}
+
+struct Symlink: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Create a symbolic link PATH -> TARGET.")
+  @OptionGroup var target: Target
+  @Argument var path: String
+  @Argument var linkTarget: String
+
+  func run() throws {
+    let t = target.common.micros
+    try target.edit { ed, _ in
+      let (dir, name) = try ed.parentAndName(path)
+      let inum = try ed.create(name, in: dir, type: .symlink, mode: 0o777, time: t)
+      try ed.write(inum, at: 0, Array(linkTarget.utf8))
+    }
+  }
+}
+
+struct Link: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Create a hardlink NEW to EXISTING.")
+  @OptionGroup var target: Target
+  @Argument var existing: String
+  @Argument var new: String
+
+  func run() throws {
+    try target.edit { ed, _ in
+      let inum = try ed.resolve(existing)
+      let (dir, name) = try ed.parentAndName(new)
+      try ed.link(name, in: dir, to: inum)
+    }
+  }
+}
+
+struct Mv: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Rename or move a file or directory.")
+  @OptionGroup var target: Target
+  @Argument var from: String
+  @Argument var to: String
+
+  func run() throws {
+    try target.edit { ed, _ in
+      let (fd, fn) = try ed.parentAndName(from)
+      var (td, tn) = try ed.parentAndName(to)
+      if let e = try ed.lookup(tn, in: td), e.type == ObjectType.directory.rawValue {
+        td = e.inum
+        tn = fn
+      }
+      try ed.rename(fn, in: fd, to: tn, in: td)
+    }
+  }
+}
+
+struct Chmod: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Change permission bits (octal).")
+  @OptionGroup var target: Target
+  @Argument var mode: String
+  @Argument var path: String
+
+  func run() throws {
+    guard let m = UInt32(mode, radix: 8), m <= 0o7777 else { throw ValidationError("bad mode \(mode)") }
+    let t = target.common.micros
+    try target.edit { ed, _ in try ed.updateMeta(try ed.resolve(path)) { $0.mode = m; $0.ctime = t } }
+  }
+}
+
+struct Truncate: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Set a file's size.")
+  @OptionGroup var target: Target
+  @Argument var path: String
+  @Argument var size: String
+
+  func run() throws {
+    let n = try parseSize(size)
+    let t = target.common.micros
+    try target.edit { ed, _ in
+      let inum = try ed.resolve(path)
+      try ed.truncate(inum, to: n)
+      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
+    }
+  }
+}
+
+struct Setcomp: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Set an inode's comp_algo (applies to data written from now on, as `hammer2 setcomp`).")
+  @OptionGroup var target: Target
+  @Argument var path: String
+  @Argument var algo: String
+
+  func run() throws {
+    let c = try parseComp(algo)
+    try target.edit { ed, _ in try ed.updateMeta(try ed.resolve(path)) { $0.compAlgo = c } }
+  }
+}
+
+struct Snapshot: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Snapshot the PFS as a new PFS NAME (shares all blocks).")
+  @OptionGroup var target: Target
+  @Argument var name: String
+
+  func run() throws {
+    var uuids = target.common.uuids
+    let tx = try Transaction(path: target.image)
+    try tx.snapshot(source: target.pfs, name: name, clid: uuids.next(), fsid: uuids.next(), time: target.common.micros)
+    try tx.commit()
+  }
+}
+
+struct Corrupt: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Flip bytes of data block N of a file in place, without fixing its check (simulated media damage).")
+  @Argument var image: String
+  @Option var pfs: String
+  @Argument var path: String
+  @Option(help: "Index of the stored data block (in key order).") var block: Int = 0
+
+  func run() throws {
+    let volume = try Volume.open(path: image)
+    var findings: [Finding] = []
+    let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: pfs, image: image))
+    let ino = try reader.resolve(path).inode
+    guard !ino.meta.isDirectData else { throw ValidationError("\(path) keeps its data in the inode (DIRECTDATA); no data block to damage") }
+    var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: Location(image: image, offset: 0, structure: path))
+    var el = it.lookup(0, .max)
+    var n = 0
+    while let e = el {
+      if case .leaf(let b) = e, b.type == .data, b.radix != 0 {
+        if n == block {
+          let img = try WritableImage(path: image)
+          var bytes = try img.read(at: b.mediaOffset, count: 16)
+          for i in bytes.indices { bytes[i] ^= 0xA5 }
+          try img.write(at: b.mediaOffset, bytes, structure: "data block \(block) of \(path) (deliberate damage)")
+          try img.sync()
+          print("corrupted \(image) @0x\(String(b.mediaOffset, radix: 16)) (data block \(block) of \(path))")
+          return
+        }
+        n += 1
+      }
+      el = it.next()
+    }
+    throw ValidationError("\(path) has only \(n) stored data blocks")
+  }
+}

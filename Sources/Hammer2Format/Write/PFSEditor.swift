@@ -528,8 +528,10 @@ public final class PFSEditor {
     b.mirrorTid = tx.mirrorTid
     var stats = TreeStats()
     if var table = d.table, !d.data.meta.isDirectData {
-      for (k, leaf) in table {
-        switch leaf {
+      // Key order, so the same edits always allocate the same blocks (deterministic images).
+      for k in table.keys.sorted() {
+        // Safe: iterating the table's own keys.
+        switch table[k]! {
         case .data: try finalizeData(d, k)
         case .nameBlock(var nb, let name):
           let block = name + [UInt8](repeating: 0, count: 1024 - name.count)

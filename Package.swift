@@ -13,6 +13,7 @@ let package = Package(
     .executable(name: "h2resync", targets: ["h2resync"]),
     .executable(name: "h2bench", targets: ["h2bench"]),
     .executable(name: "h2mkimage", targets: ["h2mkimage"]),
+    .executable(name: "h2scenario", targets: ["h2scenario"]),
     .library(name: "Hammer2Format", targets: ["Hammer2Format"]),
   ],
   dependencies: [
@@ -62,6 +63,14 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "tools/h2mkimage"
+    ),
+    .executableTarget(
+      name: "h2scenario",
+      dependencies: [
+        "Hammer2Format", "H2TestSupport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ],
+      path: "tools/h2scenario"
     ),
     .testTarget(
       name: "Hammer2FormatTests",

@@ -38,13 +38,17 @@ let package = Package(
       ]
     ),
     .target(
+      name: "Hammer2Cluster",
+      dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
+    ),
+    .target(
       name: "H2TestSupport",
       dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
     ),
     .executableTarget(
       name: "h2resync",
       dependencies: [
-        "Hammer2Format",
+        "Hammer2Format", "Hammer2Cluster",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -75,6 +79,10 @@ let package = Package(
     .testTarget(
       name: "Hammer2FormatTests",
       dependencies: ["Hammer2Format", "H2TestSupport", "CHammer2Codecs"]
+    ),
+    .testTarget(
+      name: "Hammer2ClusterTests",
+      dependencies: ["Hammer2Format", "Hammer2Cluster", "H2TestSupport"]
     ),
     .testTarget(
       name: "h2resyncTests",

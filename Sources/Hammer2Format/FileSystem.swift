@@ -104,7 +104,7 @@ public final class PFSReader {
   }
 
   /// Decodes one directory-tree leaf into an entry.
-  func entry(from bref: Blockref) throws(FormatError) -> DirEntry? {
+  public func entry(from bref: Blockref) throws(FormatError) -> DirEntry? {
     switch bref.type {
     case .dirent:
       let n = bref.direntNameLength

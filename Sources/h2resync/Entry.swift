@@ -28,6 +28,9 @@ struct Entry {
       try command.run()
     } catch let code as ExitCode {
       exit(code.rawValue)
+    } catch let error as CouldNotRun {
+      FileHandle.standardError.write(Data("\(error.description)\n".utf8))
+      exit(ExitStatus.couldNotRun.rawValue)
     } catch let error as FormatError {
       FileHandle.standardError.write(Data("h2resync: \(error.description)\n".utf8))
       exit(ExitStatus.couldNotRun.rawValue)
@@ -49,7 +52,7 @@ struct H2Resync: ParsableCommand {
     abstract: "Inspect, compare and resynchronize the device images of a HAMMER2 PFS cluster, offline.",
     discussion: exitCodeHelp,
     version: "0.1.0",
-    subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self]
+    subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self]
   )
 }
 

@@ -1,0 +1,179 @@
+import Hammer2Format
+
+/// A per-node source of elements in key order: `KeyRangeIterator` over a node's table,
+/// or an array in tests.
+public protocol ElementSource {
+  /// Starts a scan of [keyBeg, keyEnd] and returns the first element.
+  mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement?
+  /// The next element.
+  mutating func next() -> TreeElement?
+}
+
+extension KeyRangeIterator: ElementSource {}
+
+/// Elements from an array (tests, and tables already in memory).
+public struct ArrayElementSource: ElementSource {
+  let elements: [TreeElement]
+  var index = 0
+  var end: UInt64 = .max
+  public init(_ elements: [TreeElement]) { self.elements = elements }
+  public mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {
+    end = keyEnd
+    index = elements.firstIndex {
+      switch $0 {
+      case .leaf(let b): return b.keyEnd >= keyBeg
+      case .hole(_, let hi, _): return hi >= keyBeg
+      }
+    } ?? elements.count
+    return next()
+  }
+  public mutating func next() -> TreeElement? {
+    guard index < elements.count else { return nil }
+    let e = elements[index]
+    index += 1
+    switch e {
+    case .leaf(let b): return b.key <= end ? e : nil
+    case .hole(let lo, _, _): return lo <= end ? e : nil
+    }
+  }
+}
+
+/// One node's slot in the current element of a cluster.
+public enum Slot: Sendable {
+  /// The node has this element.
+  case present(Blockref)
+  /// The node's scan proved there is no element at this key.
+  case absent
+  /// The key lies in an unreadable part of the node's tree (never "absent").
+  case unknown(FormatError)
+  /// The node does not take part (no parent here, or not a cluster member).
+  case notParticipating
+}
+
+/// The cluster-wide iteration of one parent's key range on all nodes at once: the seed's
+/// `hammer2_cluster_lookup` / `hammer2_cluster_next` / `hammer2_cluster_next_single_chain`,
+/// aligned on exact keys instead of positions, so a node lacking an element (or holding
+/// one the others lack) is never retired (seed defect W4): it simply shows `.absent` at
+/// that key and keeps its place. Each node keeps its own key; the cluster's `keyNext` is
+/// the smallest unconsumed key over all nodes (seed defect W6).
+public struct ClusterCursor<Source: ElementSource> {
+  /// Per node: its source, nil when not participating.
+  private var sources: [Source?]
+  private var heads: [TreeElement?]
+  private var finished: [Bool]
+  /// Holes produce one element (at their first key); after that they only mark keys
+  /// inside them unknown until the cluster moves past their end.
+  private var holeReported: [Bool]
+  private var keyEnd: UInt64 = .max
+  /// The key of the current element, nil at the end.
+  public private(set) var key: UInt64?
+  /// Per node slots of the current element.
+  public private(set) var slots: [Slot] = []
+
+  /// A cursor over `sources` (nil = node not participating).
+  public init(_ sources: [Source?]) {
+    self.sources = sources
+    heads = [TreeElement?](repeating: nil, count: sources.count)
+    finished = [Bool](repeating: true, count: sources.count)
+    holeReported = [Bool](repeating: false, count: sources.count)
+  }
+
+  /// The smallest key any node has not yet consumed (`key_next`); nil at the end.
+  public var keyNext: UInt64? { key }
+
+  /// `hammer2_cluster_lookup`: positions every node at `keyBeg` and forms the first
+  /// element. Returns false when no node has anything in range.
+  @discardableResult
+  public mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> Bool {
+    self.keyEnd = keyEnd
+    for i in sources.indices {
+      guard sources[i] != nil else { continue }
+      heads[i] = sources[i]!.lookup(keyBeg, keyEnd)  // Safe: checked non-nil above.
+      finished[i] = heads[i] == nil
+      holeReported[i] = false
+    }
+    return form()
+  }
+
+  /// `hammer2_cluster_next`: advances every node that has the current element.
+  @discardableResult
+  public mutating func next() -> Bool {
+    guard let k = key else { return false }
+    for i in sources.indices where sources[i] != nil {
+      switch heads[i] {
+      case .leaf(let b)? where b.key <= k: advance(i, past: k)
+      case .hole(let lo, let hi, _)? where lo <= k && hi <= k: advance(i, past: k)
+      default: break
+      }
+    }
+    return form()
+  }
+
+  /// `hammer2_cluster_next_single_chain`: advances only node `i` past its current head
+  /// (an element the focus lacks, e.g. after deleting it there), then re-forms the
+  /// current element (seed defect W13: the seed re-resolved nothing).
+  @discardableResult
+  public mutating func nextSingleChain(_ i: Int) -> Bool {
+    guard sources[i] != nil, let k = headKey(i) else { return key != nil }
+    advance(i, past: k)
+    return form()
+  }
+
+  private func headKey(_ i: Int) -> UInt64? {
+    switch heads[i] {
+    case .leaf(let b)?: return b.key
+    case .hole(let lo, _, _)?: return holeReported[i] ? nil : lo
+    case nil: return nil
+    }
+  }
+
+  private mutating func advance(_ i: Int, past k: UInt64) {
+    // A hole is consumed only when the cluster key has moved past its end.
+    if case .hole(_, let hi, _)? = heads[i], hi > k {
+      holeReported[i] = true
+      return
+    }
+    heads[i] = sources[i]!.next()  // Safe: callers check participation.
+    finished[i] = heads[i] == nil
+    holeReported[i] = false
+  }
+
+  /// Forms the element at the smallest key over all nodes' heads.
+  private mutating func form() -> Bool {
+    var k: UInt64?
+    while true {
+      k = nil
+      for i in heads.indices where sources[i] != nil {
+        if let hk = headKey(i) { k = min(k ?? .max, hk) }
+      }
+      // Reported holes that end before the next key (or with no key left) are done.
+      var moved = false
+      for i in heads.indices where sources[i] != nil {
+        if case .hole(_, let hi, _)? = heads[i], holeReported[i], k == nil || hi < k! {
+          heads[i] = sources[i]!.next()  // Safe: participation checked.
+          holeReported[i] = false
+          moved = true
+        }
+      }
+      if !moved { break }
+    }
+    guard let key = k, key <= keyEnd else {
+      self.key = nil
+      slots = sources.map { $0 == nil ? .notParticipating : .absent }
+      return false
+    }
+    self.key = key
+    slots = heads.indices.map { i in
+      guard sources[i] != nil else { return .notParticipating }
+      switch heads[i] {
+      case .leaf(let b)? where b.key == key: return .present(b)
+      case .hole(let lo, let hi, let e)? where lo <= key && key <= hi: return .unknown(e)
+      default: return .absent
+      }
+    }
+    for i in heads.indices {
+      if case .hole(let lo, _, _)? = heads[i], lo == key { holeReported[i] = true }
+    }
+    return true
+  }
+}

@@ -1,0 +1,105 @@
+import Hammer2Format
+
+/// One PFS instance of the cluster on one image.
+public struct ClusterNode {
+  /// Position in the group (stable, in command-line order).
+  public let index: Int
+  /// The image path exactly as given.
+  public let image: String
+  public let volume: Volume
+  public let pfs: PFSInfo
+  public let role: Role
+  public let reader: PFSReader
+  /// Short label for text reports: the image's file name.
+  public var label: String { image.split(separator: "/").last.map(String.init) ?? image }
+}
+
+/// Why discovery could not form a cluster (exit code 3 territory).
+public struct ClusterError: Error, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// The nodes of one PFS cluster across images, with the quorum parameters
+/// (resync-semantics.md §5.3–5.4).
+public struct ClusterGroup {
+  public let clid: H2UUID
+  public let nodes: [ClusterNode]
+  /// Images (or PFSs) that are not nodes, with the reason.
+  public let excluded: [(image: String, reason: String)]
+  /// max(stored pfs_nmasters, masters present).
+  public let configured: Int
+  /// configured / 2 + 1.
+  public let nquorum: Int
+  /// Notes for the report (disagreeing pfs_nmasters, pending transitions, ...).
+  public let notes: [String]
+
+  /// Opens every image read-only and groups the PFSs by `pfs_clid`. Chooses the cluster
+  /// by `clid`, else by PFS `name`, else the cluster found on the most images (all of
+  /// them, normally). Refuses duplicated fsids.
+  public static func discover(images: [String], name: String?, clid wanted: H2UUID?, cacheBudget: Int = 64 << 20) throws -> ClusterGroup {
+    var all: [(image: String, volume: Volume, pfs: [PFSInfo])] = []
+    for image in images {
+      let v = try Volume.open(path: image, cacheBudget: cacheBudget / max(1, images.count))
+      var findings: [Finding] = []
+      let list = try v.pfsList(findings: &findings)
+      if let f = findings.first(where: { $0.severity == .damage }) {
+        throw ClusterError("\(f): the super-root of \(image) is damaged")
+      }
+      all.append((image, v, list))
+    }
+    let clid: H2UUID
+    if let wanted {
+      clid = wanted
+    } else {
+      var count: [H2UUID: Set<String>] = [:]
+      for (image, _, list) in all {
+        for p in list where p.inode.meta.pfsSubtype == 0 && p.name != "LOCAL" && (name == nil || p.name == name) {
+          count[p.clid, default: []].insert(image)
+        }
+      }
+      guard let best = count.max(by: { $0.value.count < $1.value.count }) else {
+        throw ClusterError(name.map { "no PFS named \($0) on these images" } ?? "no PFS besides LOCAL on these images")
+      }
+      if count.filter({ $0.value.count == best.value.count }).count > 1 {
+        throw ClusterError("several clusters are present on these images (\(count.keys.map(\.description).sorted().joined(separator: ", "))); choose one with --pfs or --clid")
+      }
+      clid = best.key
+    }
+    var nodes: [ClusterNode] = []
+    var excluded: [(String, String)] = []
+    var notes: [String] = []
+    var fsids: [H2UUID: String] = [:]
+    for (image, volume, list) in all {
+      let members = list.filter { $0.clid == clid }
+      if members.isEmpty {
+        excluded.append((image, "no PFS with clid \(clid) (not a node of this cluster)"))
+        continue
+      }
+      for p in members {
+        if p.inode.meta.pfsSubtype != 0 {
+          excluded.append((image, "PFS \(p.name) is a snapshot sharing the cluster id; not a node"))
+          continue
+        }
+        if let other = fsids[p.fsid] {
+          throw ClusterError("pfs_fsid \(p.fsid) appears on both \(other) and \(image): a duplicated or cloned image; refusing")
+        }
+        fsids[p.fsid] = image
+        if p.inode.meta.pfsTypeRaw >> 4 != 0 {
+          notes.append("\(image): PFS \(p.name) has a pending type transition (pfs_type 0x\(hex(UInt64(p.inode.meta.pfsTypeRaw), width: 2))); its active type is used")
+        }
+        nodes.append(ClusterNode(index: nodes.count, image: image, volume: volume, pfs: p,
+                                 role: Role(pfsType: p.inode.meta.pfsTypeRaw), reader: PFSReader(volume: volume, pfs: p)))
+      }
+    }
+    guard !nodes.isEmpty else { throw ClusterError("no node of cluster \(clid) on these images") }
+    let masters = nodes.filter { $0.role == .master }.count
+    let q = quorumSize(storedNmasters: nodes.map(\.pfs.nmasters), mastersPresent: masters)
+    if Set(nodes.map(\.pfs.nmasters)).count > 1 {
+      notes.append("pfs_nmasters disagree between nodes (\(nodes.map { "\($0.label)=\($0.pfs.nmasters)" }.joined(separator: ", "))); using \(q.configured)")
+    }
+    if nodes.count > H2.maxCluster { notes.append("\(nodes.count) nodes share the cluster id; the kernel would use only \(H2.maxCluster)") }
+    return ClusterGroup(clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, notes: notes)
+  }
+}

@@ -1,0 +1,45 @@
+import Hammer2Format
+
+/// How one node's copy of one path compares with the focus. The raw values are the
+/// report's spelling, which scripts parse.
+public enum PathClass: String, Codable, Sendable, CaseIterable, Comparable {
+  case inSync = "in-sync", stale, ahead, missing, extra, splitBrain = "split-brain"
+  case shapeMismatch = "shape-mismatch", damaged, inHole = "in-hole", conflict, undecidable
+
+  public static func < (a: PathClass, b: PathClass) -> Bool {
+    allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!  // Safe: every case is in allCases.
+  }
+
+  /// Whether a resync can repair it without a human.
+  public var repairable: Bool { ![.conflict, .undecidable, .inHole].contains(self) }
+}
+
+/// One differing path.
+public struct Difference: Sendable {
+  /// Relative to the PFS root ("." for the root).
+  public var path: String
+  /// The focus's inode number (or the first node's that has the path).
+  public var inum: UInt64
+  /// What differs: "dirent" (present on some nodes only), "inode" (attributes),
+  /// "data" (content), "type".
+  public var element: String
+  /// Class per node index (every node of the group).
+  public var classes: [PathClass]
+  /// Per node: what differs, for the text report ("size", "mtime", "data"...).
+  public var details: [[String]]
+  /// Logical bytes a resync would write on each node for this path.
+  public var bytesToWrite: [UInt64]
+}
+
+/// The state of one node at the end of a walk.
+public enum NodeState: String, Codable, Sendable {
+  case inSync = "in-sync", stale, ahead, splitBrain = "split-brain", damaged, conflict, focus
+}
+
+/// The cluster-level decision at the PFS root: versions (root modify_tid + root
+/// attributes) and which masters hold each.
+public struct RootDecision: Sendable {
+  public var resolution: Resolution
+  /// version -> node indexes, for every node.
+  public var versions: [(version: Version, nodes: [Int])]
+}

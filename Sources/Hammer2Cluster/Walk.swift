@@ -1,0 +1,396 @@
+import Crypto
+import Hammer2Format
+
+/// How deep a walk looks.
+public enum WalkMode: Sendable {
+  /// Trust equal modify_tids: compare only inodes whose index entries differ between
+  /// nodes, reading data only for those (like the kernel's own sync).
+  case fast
+  /// Read and verify every block of every node and compare logical content.
+  case deep
+}
+
+/// Counters of a walk.
+public struct WalkStats: Sendable {
+  public var blocksChecked: [UInt64]
+  public var bytesChecked: [UInt64]
+  public var damagedBlocks: [UInt64]
+  public var counts: [PathClass: Int] = [:]
+  public var bytesToWrite: [UInt64]
+  public var differences = 0
+  init(n: Int) {
+    blocksChecked = .init(repeating: 0, count: n)
+    bytesChecked = .init(repeating: 0, count: n)
+    damagedBlocks = .init(repeating: 0, count: n)
+    bytesToWrite = .init(repeating: 0, count: n)
+  }
+}
+
+/// Walks every node of a cluster together from the PFS root through directory entries,
+/// inodes and file data, resolving each path by quorum and classifying each node's copy
+/// (resync-semantics.md §5.5–5.8). Streams: differences go to a callback; memory is the
+/// directory stack, the per-volume block caches and the set of inodes whose index
+/// entries differ (proportional to the differences, not to the image).
+public final class ClusterWalker {
+  public let group: ClusterGroup
+  public let mode: WalkMode
+  public private(set) var stats: WalkStats
+  public private(set) var root: RootDecision
+  /// Per node: the differing classes seen (for the node state).
+  public private(set) var nodeClasses: [Set<PathClass>]
+  /// Damage findings (each block once).
+  public private(set) var findings: [Finding] = []
+  private var seenFindings = Set<Finding>()
+  /// Inode numbers whose index entry is not identical on every node (fast mode).
+  private var suspects = Set<UInt64>()
+  /// Throttle: called after each block read with its size.
+  public var onBytes: ((UInt64) -> Void)?
+
+  public init(group: ClusterGroup, mode: WalkMode) {
+    self.group = group
+    self.mode = mode
+    stats = WalkStats(n: group.nodes.count)
+    nodeClasses = .init(repeating: [], count: group.nodes.count)
+    let inputs = group.nodes.map { n in
+      ResolveInput(role: n.role, version: Version(tid: n.pfs.rootModifyTid, identity: Self.rootIdentity(n.pfs.inode.meta)))
+    }
+    let r = resolve(inputs, nquorum: group.nquorum)
+    var byVersion: [Version: [Int]] = [:]
+    for (i, inp) in inputs.enumerated() { byVersion[inp.version!, default: []].append(i) }  // Safe: every root has a version.
+    root = RootDecision(resolution: r, versions: byVersion.map { ($0.key, $0.value) }.sorted { $0.version > $1.version })
+  }
+
+  /// The focus node (the root's winner), nil without a quorum.
+  public var focus: ClusterNode? { root.resolution.focus.map { group.nodes[$0] } }
+
+  /// Root attributes that are cluster-wide (not ctime/btime, not PFS identity).
+  static func rootIdentity(_ m: InodeMeta) -> UInt64 {
+    var h = Hasher64()
+    h.add(UInt64(m.mode)); h.add(m.mtime); h.add(UInt64(m.uflags)); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo))
+    h.add(m.uid); h.add(m.gid)
+    return h.value
+  }
+
+  private func note(_ f: Finding, node: Int) {
+    if seenFindings.insert(f).inserted {
+      findings.append(f)
+      stats.damagedBlocks[node] += 1
+    }
+  }
+
+  // MARK: per-node views of one path
+
+  private struct NodeView {
+    var dirent: DirEntry?
+    var inode: InodeData?
+    var inodeBref: Blockref?
+    var unknown: FormatError?
+    var damaged: FormatError?
+    var contentDigest: UInt64?
+    var version: Version?
+  }
+
+  /// Runs the walk; `emit` receives each differing path.
+  public func run(_ emit: (Difference) -> Void) {
+    let n = group.nodes.count
+    if mode == .fast { indexPass() }
+    // The root itself.
+    var views = group.nodes.map { node in
+      NodeView(dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref, version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
+    }
+    if mode == .deep {
+      for i in 0..<n { verifyInodeBlock(i, group.nodes[i].pfs.bref, path: ".") }
+    }
+    decide(path: ".", views: &views, isRoot: true, emit: emit)
+    // Directory stack: per node, the directory inode (nil = node lacks the directory).
+    var stack: [(path: String, dirs: [InodeData?])] = [(".", group.nodes.map { $0.pfs.inode })]
+    while let (path, dirs) = stack.popLast() {
+      var cursor = ClusterCursor<DirSource>(dirs.enumerated().map { i, d in
+        DirSource(reader: group.nodes[i].reader, dir: d)
+      })
+      var more = cursor.lookup(H2.dirhashVisible, .max)
+      while more {
+        var views = [NodeView](repeating: NodeView(), count: n)
+        var name: [UInt8]?
+        for i in 0..<n {
+          switch cursor.slots[i] {
+          case .present(let b):
+            do throws(FormatError) {
+              if let e = try group.nodes[i].reader.entry(from: b) {
+                views[i].dirent = e
+                if name == nil { name = e.name }
+              }
+            } catch {
+              views[i].unknown = error
+              note(Finding(error: error, fallback: group.nodes[i].volume.location(of: b), path: path), node: i)
+            }
+          case .unknown(let e):
+            views[i].unknown = e
+            note(Finding(error: e, fallback: Location(image: group.nodes[i].image, offset: 0, structure: "directory"), path: path), node: i)
+          case .absent, .notParticipating: break
+          }
+        }
+        // Different names at one hash key are different paths: handle the first name
+        // now; nodes holding another name there show it as its own path below.
+        let childName = String(decoding: name ?? [], as: UTF8.self)
+        let childPath = path == "." ? childName : path + "/" + childName
+        var others: [(Int, DirEntry)] = []
+        for i in 0..<n {
+          if let d = views[i].dirent, d.name != name! {  // Safe: name is set when any dirent is.
+            others.append((i, d))
+            views[i].dirent = nil
+          }
+        }
+        if name != nil {
+          loadInodes(&views, path: childPath)
+          let classes = decide(path: childPath, views: &views, isRoot: false, emit: emit)
+          // Descend into directories present anywhere.
+          let isDir = views.contains { $0.inode?.meta.type == .directory }
+          if isDir {
+            let anyDiff = classes.contains { $0 != .inSync }
+            let needed = mode == .deep || anyDiff || views.contains { v in v.dirent.map { suspects.contains($0.inum) } ?? false }
+            // Fast mode still descends: files inside may differ although the directory
+            // did not change (inodes live in the PFS index, not under their directory).
+            _ = needed
+            stack.append((childPath, views.map { $0.inode?.meta.type == .directory ? $0.inode : nil }))
+          }
+        }
+        for (i, d) in others {
+          var solo = [NodeView](repeating: NodeView(), count: n)
+          solo[i].dirent = d
+          let p = path == "." ? d.nameString : path + "/" + d.nameString
+          loadInodes(&solo, path: p)
+          _ = decide(path: p, views: &solo, isRoot: false, emit: emit)
+          if solo[i].inode?.meta.type == .directory {
+            stack.append((p, solo.map { $0.inode?.meta.type == .directory ? $0.inode : nil }))
+          }
+        }
+        more = cursor.next()
+      }
+    }
+  }
+
+  /// Fast mode: one pass over the inode indexes of all nodes; inode numbers whose entry
+  /// differs (absent somewhere, or another modify_tid) become suspects.
+  private func indexPass() {
+    var cursor = ClusterCursor<KeyRangeIterator>(group.nodes.map { node in
+      KeyRangeIterator(volume: node.volume, array: node.pfs.inode.blockset, location: node.volume.location(of: node.pfs.bref))
+    })
+    var more = cursor.lookup(0, H2.dirhashVisible - 1)
+    while more, let key = cursor.key {
+      var tid: UInt64?
+      var same = true
+      for s in cursor.slots {
+        if case .present(let b) = s {
+          if tid == nil { tid = b.modifyTid } else if tid != b.modifyTid { same = false }
+        } else { same = false }
+      }
+      if !same { suspects.insert(key) }
+      more = cursor.next()
+    }
+  }
+
+  private func verifyInodeBlock(_ i: Int, _ b: Blockref, path: String) {
+    stats.blocksChecked[i] += 1
+    stats.bytesChecked[i] += UInt64(b.mediaSize ?? 0)
+    onBytes?(UInt64(b.mediaSize ?? 0))
+  }
+
+  /// Reads each node's inode for its entry; in deep mode (or for suspects) the content
+  /// digest too.
+  private func loadInodes(_ views: inout [NodeView], path: String) {
+    let inums = Set(views.compactMap { $0.dirent?.inum })
+    let needContent = mode == .deep || inums.contains { suspects.contains($0) } || Set(views.compactMap { $0.dirent?.inum }).count > 1
+    for i in views.indices {
+      guard let d = views[i].dirent else { continue }
+      let node = group.nodes[i]
+      do throws(FormatError) {
+        let (b, ino) = try node.reader.inodeWithBlockref(d.inum)
+        views[i].inode = ino
+        views[i].inodeBref = b
+        if mode == .deep { verifyInodeBlock(i, b, path: path) }
+        var content: UInt64 = 0
+        if needContent, ino.meta.type == .regularFile || ino.meta.type == .symlink {
+          content = try digestContent(i, ino, path: path)
+        }
+        views[i].contentDigest = content
+        views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
+      } catch {
+        if case .notFound = error.kind {
+          views[i].damaged = error
+        } else {
+          views[i].damaged = error
+        }
+        note(Finding(error: error, fallback: Location(image: node.image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+      }
+    }
+  }
+
+  /// Digest of a file's logical content (holes and zero blocks alike read as zeros).
+  private func digestContent(_ i: Int, _ ino: InodeData, path: String) throws(FormatError) -> UInt64 {
+    let node = group.nodes[i]
+    var h = Hasher64()
+    var findings: [Finding] = []
+    var pos: UInt64 = 0
+    let size = ino.meta.size
+    node.reader.forEachDataBlock(of: ino, path: path, findings: &findings) { off, bytes in
+      guard off < size else { return }
+      if off > pos { h.addZeros(off - pos) }
+      let n = Int(min(UInt64(bytes.count), size - off))
+      h.add(bytes[0..<n])
+      pos = off + UInt64(n)
+      stats.blocksChecked[i] += 1
+      stats.bytesChecked[i] += UInt64(bytes.count)
+      onBytes?(UInt64(bytes.count))
+    }
+    if size > pos { h.addZeros(size - pos) }
+    if let f = findings.first(where: { $0.severity == .damage }) {
+      for f in findings { note(f, node: i) }
+      throw FormatError(.invalidField(f.message), at: f.location)
+    }
+    return h.value
+  }
+
+  /// A path's identity on one node: the entry, the cluster-wide inode attributes and
+  /// the content digest. Not the node-local parts (block tables, check codes of
+  /// tables, iparent, name_key, btime).
+  static func identity(_ d: DirEntry, _ ino: InodeData, content: UInt64) -> UInt64 {
+    let m = ino.meta
+    var h = Hasher64()
+    h.add(d.name); h.add(d.inum); h.add(UInt64(m.typeRaw)); h.add(UInt64(m.mode)); h.add(m.size); h.add(m.mtime); h.add(m.ctime)
+    h.add(UInt64(m.uflags)); h.add(m.uid); h.add(m.gid); h.add(UInt64(m.rmajor)); h.add(UInt64(m.rminor))
+    h.add(m.nlinks); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo)); h.add(content)
+    return h.value
+  }
+
+  /// What differs between two copies of a path, for the report.
+  private static func whatDiffers(_ a: NodeView, _ f: NodeView) -> [String] {
+    guard let x = a.inode?.meta, let y = f.inode?.meta else { return [] }
+    var out: [String] = []
+    if x.typeRaw != y.typeRaw { out.append("type") }
+    if x.mode != y.mode { out.append("mode") }
+    if x.size != y.size { out.append("size") }
+    if x.mtime != y.mtime { out.append("mtime") }
+    if x.ctime != y.ctime { out.append("ctime") }
+    if x.uid != y.uid || x.gid != y.gid { out.append("owner") }
+    if x.nlinks != y.nlinks { out.append("nlinks") }
+    if x.compAlgo != y.compAlgo || x.checkAlgo != y.checkAlgo { out.append("methods") }
+    if x.inum != y.inum { out.append("inum") }
+    if a.contentDigest != nil, f.contentDigest != nil, a.contentDigest != f.contentDigest, a.contentDigest != 0 || f.contentDigest != 0 { out.append("data") }
+    return out
+  }
+
+  /// Resolves one path across the nodes, classifies each node and emits a Difference
+  /// when any node is not in sync. Returns the classes.
+  @discardableResult
+  private func decide(path: String, views: inout [NodeView], isRoot: Bool, emit: (Difference) -> Void) -> [PathClass] {
+    let n = group.nodes.count
+    let inputs = (0..<n).map { i -> ResolveInput in
+      let v = views[i]
+      if v.damaged != nil, let d = v.dirent { return ResolveInput(role: group.nodes[i].role, version: Version(tid: 0, identity: d.inum), errored: true) }
+      return ResolveInput(role: group.nodes[i].role, version: v.unknown != nil ? nil : v.version, errored: v.unknown != nil)
+    }
+    let r = isRoot ? root.resolution : resolve(inputs, nquorum: group.nquorum)
+    var classes = [PathClass](repeating: .inSync, count: n)
+    let f = r.focus
+    for i in 0..<n {
+      let v = views[i]
+      if r.absentByQuorum {
+        classes[i] = v.dirent == nil && v.unknown == nil ? .inSync : (v.unknown != nil ? .inHole : .extra)
+        continue
+      }
+      guard let fi = f, let fv = r.version else {
+        // No version has a quorum.
+        // Without a quorum, copies that agree in attributes and content are not a
+        // difference, whatever their tids; anything else needs a human.
+        let allSame = Set(inputs.map { $0.version?.identity }).count == 1 && !inputs.contains { $0.errored || $0.version == nil }
+        classes[i] = allSame ? .inSync : .conflict
+        continue
+      }
+      if v.unknown != nil { classes[i] = .inHole; continue }
+      if v.damaged != nil { classes[i] = .damaged; continue }
+      guard let mine = v.version else { classes[i] = .missing; continue }
+      if mine == fv { continue }
+      if let t = v.inode?.meta.typeRaw, let ft = views[fi].inode?.meta.typeRaw, t != ft { classes[i] = .shapeMismatch; continue }
+      // Same attributes and content under another tid is still in sync.
+      if !isRoot, mine.identity == fv.identity { continue }
+      if isRoot, mine.identity == fv.identity { continue }
+      classes[i] = mine.tid < fv.tid ? .stale : mine.tid > fv.tid ? .ahead : .splitBrain
+    }
+    guard classes.contains(where: { $0 != .inSync }) else { return classes }
+    let ref = f.map { views[$0] } ?? views.first { $0.inode != nil } ?? views[0]
+    var bytes = [UInt64](repeating: 0, count: n)
+    var element = "inode"
+    for i in 0..<n where classes[i] != .inSync {
+      nodeClasses[i].insert(classes[i])
+      stats.counts[classes[i], default: 0] += 1
+      switch classes[i] {
+      case .missing, .stale, .ahead, .splitBrain, .damaged, .shapeMismatch:
+        if let m = ref.inode?.meta, m.type == .regularFile || m.type == .symlink { bytes[i] = m.size }
+      default: break
+      }
+      stats.bytesToWrite[i] += bytes[i]
+    }
+    if classes.contains(.missing) || classes.contains(.extra) { element = "dirent" } else if classes.contains(.shapeMismatch) { element = "type" } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) { element = "data" }
+    stats.differences += 1
+    let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
+    emit(Difference(path: path, inum: inum, element: element, classes: classes,
+                    details: views.map { Self.whatDiffers($0, ref) }, bytesToWrite: bytes))
+    return classes
+  }
+
+  /// Each node's state from what the walk saw.
+  public var nodeStates: [NodeState] {
+    group.nodes.indices.map { i in
+      if root.resolution.focus == i { return .focus }
+      let seen = nodeClasses[i]
+      if seen.isEmpty { return .inSync }
+      if root.resolution.focus == nil && !root.resolution.absentByQuorum { return .conflict }
+      if seen.contains(.conflict) || seen.contains(.undecidable) { return .conflict }
+      if seen.subtracting([.damaged]).isEmpty { return .damaged }
+      let mine = group.nodes[i].pfs.rootModifyTid
+      let focusTid = root.resolution.version?.tid ?? 0
+      if seen.contains(.splitBrain) || mine == focusTid { return mine > focusTid ? .ahead : .splitBrain }
+      return mine < focusTid ? .stale : .ahead
+    }
+  }
+}
+
+/// Per-node directory source for the cluster cursor: the directory's table, or nothing
+/// (a node that lacks the directory shows every entry as absent).
+struct DirSource: ElementSource {
+  var base: KeyRangeIterator?
+  init(reader: PFSReader, dir: InodeData?) {
+    if let dir, !dir.meta.isDirectData {
+      base = KeyRangeIterator(volume: reader.volume, array: dir.blockset,
+                              location: Location(image: reader.volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
+    }
+  }
+  mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? { base?.lookup(keyBeg, keyEnd) }
+  mutating func next() -> TreeElement? { base?.next() }
+}
+
+/// A 64-bit digest (SHA-256 truncated) over typed fields, for identities.
+struct Hasher64 {
+  private var sha = SHA256()
+  mutating func add(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { sha.update(bufferPointer: $0) } }
+  mutating func add(_ b: [UInt8]) { add(UInt64(b.count)); sha.update(data: b) }
+  mutating func add(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { sha.update(bufferPointer: $0) } }
+  mutating func addZeros(_ n: UInt64) {
+    var left = n
+    let z = [UInt8](repeating: 0, count: 65536)
+    while left > 0 {
+      let k = Int(min(left, 65536))
+      z.withUnsafeBytes { sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<k])) }
+      left -= UInt64(k)
+    }
+  }
+  var value: UInt64 {
+    let d = Array(sha.finalize())
+    return d.u64le(0)
+  }
+}
+
+extension Array where Element == UInt8 {
+  func u64le(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(self[o + $1]) << (8 * UInt64($1)) } }
+}

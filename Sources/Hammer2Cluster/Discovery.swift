@@ -38,7 +38,8 @@ public struct ClusterGroup {
   /// Opens every image read-only and groups the PFSs by `pfs_clid`. Chooses the cluster
   /// by `clid`, else by PFS `name`, else the cluster found on the most images (all of
   /// them, normally). Refuses duplicated fsids.
-  public static func discover(images: [String], name: String?, clid wanted: H2UUID?, cacheBudget: Int = 64 << 20) throws -> ClusterGroup {
+  public static func discover(images: [String], name: String?, clid wanted: H2UUID?, cacheBudget: Int = 64 << 20,
+                              trusting trusted: H2UUID? = nil) throws -> ClusterGroup {
     var all: [(image: String, volume: Volume, pfs: [PFSInfo])] = []
     for image in images {
       let v = try Volume.open(path: image, cacheBudget: cacheBudget / max(1, images.count))
@@ -89,13 +90,17 @@ public struct ClusterGroup {
         if p.inode.meta.pfsTypeRaw >> 4 != 0 {
           notes.append("\(image): PFS \(p.name) has a pending type transition (pfs_type 0x\(hex(UInt64(p.inode.meta.pfsTypeRaw), width: 2))); its active type is used")
         }
+        // An operator's --from: that node is the only voter (a quorum of one).
+        var role = Role(pfsType: p.inode.meta.pfsTypeRaw)
+        if let trusted { role = p.fsid == trusted ? .master : (role == .master ? .slave : role) }
         nodes.append(ClusterNode(index: nodes.count, image: image, volume: volume, pfs: p,
-                                 role: Role(pfsType: p.inode.meta.pfsTypeRaw), reader: PFSReader(volume: volume, pfs: p)))
+                                 role: role, reader: PFSReader(volume: volume, pfs: p)))
       }
     }
     guard !nodes.isEmpty else { throw ClusterError("no node of cluster \(clid) on these images") }
     let masters = nodes.filter { $0.role == .master }.count
-    let q = quorumSize(storedNmasters: nodes.map(\.pfs.nmasters), mastersPresent: masters)
+    let q = trusted != nil ? (configured: 1, nquorum: 1) : quorumSize(storedNmasters: nodes.map(\.pfs.nmasters), mastersPresent: masters)
+    if let trusted { notes.append("--from: trusting the node with fsid \(trusted); the other masters are treated as targets") }
     if Set(nodes.map(\.pfs.nmasters)).count > 1 {
       notes.append("pfs_nmasters disagree between nodes (\(nodes.map { "\($0.label)=\($0.pfs.nmasters)" }.joined(separator: ", "))); using \(q.configured)")
     }

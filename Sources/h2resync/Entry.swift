@@ -52,7 +52,7 @@ struct H2Resync: ParsableCommand {
     abstract: "Inspect, compare and resynchronize the device images of a HAMMER2 PFS cluster, offline.",
     discussion: exitCodeHelp,
     version: "0.1.0",
-    subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self, CheckCommand.self]
+    subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self, CheckCommand.self, ResyncCommand.self]
   )
 }
 

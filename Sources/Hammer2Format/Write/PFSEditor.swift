@@ -137,6 +137,17 @@ public final class PFSEditor {
 
   // MARK: making inodes dirty
 
+  fileprivate func dirtyForResync(_ inum: UInt64) throws(FormatError) -> DirtyInode { try dirty(inum) }
+  fileprivate func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
+  fileprivate func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
+  fileprivate func leaveDirectDataForResync(_ d: DirtyInode) { leaveDirectData(d) }
+  fileprivate func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
+    try addEntry(dir, name: name, inum: inum, type: type)
+    // The entry carries the focus's modify_tid.
+    if let key = dir.names?[name], case .existing(var b)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .existing(b) }
+    else if let key = dir.names?[name], case .nameBlock(var b, let n)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .nameBlock(b, name: n) }
+  }
+
   private func dirty(_ inum: UInt64) throws(FormatError) -> DirtyInode {
     if inum == 1 { return root }
     if let d = inodes[inum] { return d }
@@ -559,9 +570,151 @@ public final class PFSEditor {
       stats.apply(to: &b)
       b.modifyTid = d.modifyTid
     } else {
-      b.modifyTid = max(d.modifyTid, d.bref?.modifyTid ?? 0)
+      // Table unchanged: the inode's tid is its own, raised to its children's (which
+      // the blockset's entries carry), as the flusher does; not the old inode's tid.
+      let childMax = d.data.blockset.filter { !$0.isEmpty }.map(\.modifyTid).max() ?? 0
+      b.modifyTid = max(d.modifyTid, childMax)
     }
     try tx.placeBlock(&b, bytes: d.data.encode(), type: .inode)
     return b
+  }
+}
+
+// MARK: - Resync support (copying the focus's elements onto a node)
+
+extension PFSEditor {
+  /// The stored data blocks of a file on this node (loading its table).
+  public func dataBlocks(_ inum: UInt64) throws(FormatError) -> [UInt64: Blockref] {
+    let d = try dirtyForResync(inum)
+    if d.data.meta.isDirectData { return [:] }
+    try loadTableForResync(d)
+    var out: [UInt64: Blockref] = [:]
+    for (k, leaf) in d.table! {
+      if case .existing(let b) = leaf, b.type == .data { out[k] = b }
+    }
+    return out
+  }
+
+  /// Sets one logical block of a file (nil makes it a hole), stamped with `tid`. The
+  /// block is compressed per the inode's own comp_algo at commit.
+  public func putBlock(_ inum: UInt64, key: UInt64, logical: [UInt8]?, tid: UInt64) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
+    try loadTableForResync(d)
+    d.table![key] = logical.map { .data(logical: $0) }
+    d.modifyTid = max(d.modifyTid, tid)
+    d.touched = true
+  }
+
+  /// Makes a file DIRECTDATA with exactly `bytes` (at most 512), dropping every block
+  /// first (resync-semantics.md S9).
+  public func setDirectData(_ inum: UInt64, _ bytes: [UInt8]) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    guard bytes.count <= H2.embeddedBytes else { throw FormatError(.invalidArgument("direct data larger than 512 bytes")) }
+    d.table = nil
+    d.names = nil
+    d.data.meta.opFlags |= OpFlags.directData
+    d.data.u = bytes + [UInt8](repeating: 0, count: H2.embeddedBytes - bytes.count)
+    d.data.meta.size = UInt64(bytes.count)
+    d.touched = true
+  }
+
+  /// Sets a non-DIRECTDATA file's size without touching blocks below it (blocks at or
+  /// beyond it are dropped).
+  public func setSize(_ inum: UInt64, _ size: UInt64) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    if !d.data.meta.isDirectData {
+      try loadTableForResync(d)
+      let keep = (size + 0xFFFF) & ~0xFFFF
+      for key in d.table!.keys where key >= keep { d.table![key] = nil }
+    }
+    d.data.meta.size = size
+    d.touched = true
+  }
+
+  /// Copies the cluster-wide inode fields of `meta` (modsync: meta and filename, never
+  /// the block table), and stamps `tid`. Identity, links and size are left alone.
+  public func copyMeta(_ inum: UInt64, from m: InodeMeta, filename: [UInt8], tid: UInt64) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    var x = d.data.meta
+    x.version = m.version
+    x.uflags = m.uflags
+    x.rmajor = m.rmajor
+    x.rminor = m.rminor
+    x.ctime = m.ctime
+    x.mtime = m.mtime
+    x.atime = m.atime
+    x.btime = m.btime
+    x.uid = m.uid
+    x.gid = m.gid
+    x.mode = m.mode
+    x.capFlags = m.capFlags
+    x.iparent = m.iparent
+    x.compAlgo = m.compAlgo
+    x.checkAlgo = m.checkAlgo
+    x.dataQuota = m.dataQuota
+    x.inodeQuota = m.inodeQuota
+    if m.type != .directory { x.nlinks = m.nlinks }
+    if inum != 1 {
+      x.nameKey = m.nameKey
+      x.nameLen = UInt16(min(filename.count, 255))
+      d.data.filenameArea = Array(filename.prefix(255)) + [UInt8](repeating: 0, count: 256 - min(filename.count, 255))
+    } else {
+      // A PFS root keeps its identity; allocator and snapshot tids take the max (S10).
+      x.pfsInum = max(x.pfsInum, m.pfsInum)
+      x.pfsLsnapTid = max(x.pfsLsnapTid, m.pfsLsnapTid)
+    }
+    d.data.meta = x
+    d.modifyTid = tid
+    d.touched = true
+  }
+
+  /// Stamps an inode with the focus's modify_tid once its children are in place.
+  public func stamp(_ inum: UInt64, tid: UInt64) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    d.modifyTid = tid
+    d.touched = true
+  }
+
+  /// Creates `name` in `dir` for inode `inum` copied from the focus: a new inode with
+  /// that number when the node lacks it, else one more link to it.
+  public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64) throws(FormatError) {
+    let type = meta.type ?? .regularFile
+    var oldBref: Blockref?
+    if existsForResync(inum) {
+      let t = try dirtyForResync(inum)
+      if t.data.meta.typeRaw == meta.typeRaw, type != .directory {
+        // Another name of the same file (a hardlink), or an orphan left by an unlink
+        // that kept the inode: link it; the focus's link count is the truth.
+        try addEntryForResync(try dirtyForResync(dir), name: name, inum: inum, type: type, tid: direntTid)
+        t.data.meta.nlinks = max(meta.nlinks, 1)
+        t.touched = true
+        return
+      }
+      // A different object (or an orphaned directory) under this number: replace it.
+      oldBref = t.bref
+      inodes[inum] = nil
+    }
+    var ino = InodeData([UInt8](repeating: 0, count: InodeData.byteCount))
+    ino.meta = meta
+    ino.meta.inum = inum
+    ino.meta.nlinks = 1
+    ino.meta.size = 0
+    ino.meta.opFlags = type == .regularFile || type == .symlink ? OpFlags.directData : 0
+    ino.filenameArea = Array(filename.prefix(255)) + [UInt8](repeating: 0, count: 256 - min(filename.count, 255))
+    let parent = try dirtyForResync(dir)
+    ino.meta.nlinks = type == .directory ? 1 : max(meta.nlinks, 1)
+    let d = DirtyInode(data: ino, bref: oldBref, modifyTid: tid)
+    d.newMethods = forcedMetadataCheck(parent.data.meta.checkAlgo).rawValue << 4 | (parent.data.meta.compAlgo & 0x0F)
+    d.touched = true
+    d.table = [:]
+    if type == .directory { d.names = [:] }
+    try addEntryForResync(parent, name: name, inum: inum, type: type, tid: direntTid)
+    inodes[inum] = d
+    deleted.remove(inum)
+    if root.data.meta.pfsInum < inum {
+      root.data.meta.pfsInum = inum
+      root.touched = true
+    }
   }
 }

@@ -1,0 +1,225 @@
+import Hammer2Format
+
+/// What resync may do beyond the defaults (resync-semantics.md §5.7–5.11).
+public struct ResyncOptions: Sendable {
+  /// Keep each changed node's old content as a snapshot PFS (default on).
+  public var snapshot = true
+  /// Name of that snapshot PFS (default: "<PFS>.resync-<time>").
+  public var snapshotName: String? = nil
+  /// Roll back masters or slaves that are ahead even without a snapshot.
+  public var allowRollback = false
+  /// Also write soft masters (they never vote and are left alone by default).
+  public var overwriteSoftMasters = false
+  /// Timestamp (µs) for the snapshot.
+  public var time: UInt64 = 0
+  public init() {}
+}
+
+/// The outcome for one node.
+public struct NodeOutcome: Sendable {
+  public var image: String
+  public var pathsChanged = 0
+  public var skipped: [String] = []
+  public var snapshot: String?
+  public var bytesWritten: UInt64 = 0
+  public var writes = 0
+  public var committedSlot: Int?
+}
+
+/// Why resync refused to write.
+public struct ResyncRefusal: Error, CustomStringConvertible {
+  public var description: String
+  public var needsHuman: Bool
+}
+
+/// Copies the focus's data onto stale, ahead, split-brain and damaged masters and slaves
+/// (the seed's modsync, done offline): creates what they lack, removes what the quorum
+/// says is gone, replaces differing inodes (meta and filename, never the node's own block
+/// table) and data blocks (by logical content, recompressed per the target inode's own
+/// comp_algo; unchanged blocks are not rewritten). One copy-on-write transaction per
+/// image; nothing is written to the focus or to nodes in sync.
+public struct Resyncer {
+  public let group: ClusterGroup
+  public let focus: ClusterNode
+  public let options: ResyncOptions
+
+  public init(group: ClusterGroup, focus: ClusterNode, options: ResyncOptions) {
+    self.group = group
+    self.focus = focus
+    self.options = options
+  }
+
+  /// The nodes resync writes: not the focus, not in sync, not soft masters (unless
+  /// asked), never caches, dummies or unknown types.
+  public func targets(states: [NodeState], differences: [Difference]) -> [ClusterNode] {
+    group.nodes.filter { n in
+      guard n.index != focus.index else { return false }
+      guard differences.contains(where: { $0.classes[n.index] != .inSync }) else { return false }
+      switch n.role {
+      case .master, .slave, .softSlave: return true
+      case .softMaster: return options.overwriteSoftMasters
+      default: return false
+      }
+    }
+  }
+
+  /// Refuses what needs a human: rolling back without a snapshot unless allowed.
+  public func check(targets: [ClusterNode], states: [NodeState]) throws {
+    for t in targets where states[t.index] == .ahead || states[t.index] == .splitBrain {
+      if !options.snapshot && !options.allowRollback {
+        throw ResyncRefusal(description: "\(t.image) is \(states[t.index].rawValue): rolling it back without a snapshot needs --allow-rollback", needsHuman: true)
+      }
+    }
+  }
+
+  /// Applies `differences` to every target, one commit per image.
+  public func apply(targets: [ClusterNode], differences: [Difference]) throws -> [NodeOutcome] {
+    var byImage: [String: [ClusterNode]] = [:]
+    for t in targets { byImage[t.image, default: []].append(t) }
+    var outcomes: [NodeOutcome] = []
+    for image in byImage.keys.sorted() {
+      // Safe: iterating the dictionary's own keys.
+      let nodes = byImage[image]!
+      let tx = try Transaction(path: image)
+      var uuids = UUIDSource.random
+      var results: [NodeOutcome] = []
+      for node in nodes {
+        var out = NodeOutcome(image: image)
+        if options.snapshot {
+          let name = options.snapshotName ?? "\(node.pfs.name).resync-\(options.time / 1_000_000)"
+          try tx.snapshot(source: node.pfs.name, name: name, clid: uuids.next(), fsid: uuids.next(), time: options.time)
+          out.snapshot = name
+        }
+        let ed = try tx.editor(clid: group.clid, fsid: node.pfs.fsid)
+        try sync(node: node, editor: ed, differences: differences, outcome: &out)
+        results.append(out)
+      }
+      let slot = try tx.commit()
+      for i in results.indices {
+        results[i].committedSlot = slot
+        results[i].writes = tx.image.writes
+        results[i].bytesWritten = tx.image.bytesWritten
+      }
+      outcomes += results
+    }
+    return outcomes
+  }
+
+  private func parentPath(_ p: String) -> String {
+    guard let slash = p.lastIndex(of: "/") else { return "." }
+    return String(p[..<slash])
+  }
+
+  /// The focus's element for `path`: its entry, inode and inode blockref.
+  private func focusElement(_ path: String) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
+    let parent = try focus.reader.resolve(parentPath(path) == "." ? "" : parentPath(path))
+    let name = Array((path.split(separator: "/").last.map(String.init) ?? path).utf8)
+    guard let e = try focus.reader.lookup(name, in: parent.inode) else {
+      throw FormatError(.notFound("\(path) on the focus"))
+    }
+    let (b, ino) = try focus.reader.inodeWithBlockref(e.inum)
+    return (e, b, ino)
+  }
+
+  private func sync(node: ClusterNode, editor ed: PFSEditor, differences: [Difference], outcome: inout NodeOutcome) throws {
+    var removed: [String] = []
+    var blocked = false
+    var touchedDirs = Set<String>()
+    func under(_ p: String) -> Bool { removed.contains { p == $0 || p.hasPrefix($0 + "/") } }
+    for d in differences {
+      let cls = d.classes[node.index]
+      guard cls != .inSync, !under(d.path) else { continue }
+      switch cls {
+      case .conflict, .undecidable, .inHole:
+        // Needs a human: the parents keep their old tids so the divergence stays visible.
+        blocked = true
+        outcome.skipped.append("\(d.path): \(cls.rawValue)")
+        continue
+      default: break
+      }
+      if d.path == "." {
+        continue  // the root's own fields are copied last
+      }
+      let (dir, name) = try ed.parentAndName(d.path)
+      switch cls {
+      case .extra:
+        try ed.unlink(name, in: dir, recursive: true)
+        removed.append(d.path)
+        touchedDirs.insert(parentPath(d.path))
+      case .missing:
+        try create(d.path, in: dir, name: name, ed)
+        touchedDirs.insert(parentPath(d.path))
+      case .shapeMismatch:
+        try ed.unlink(name, in: dir, recursive: true)
+        try create(d.path, in: dir, name: name, ed)
+        touchedDirs.insert(parentPath(d.path))
+      case .stale, .ahead, .splitBrain, .damaged:
+        let (e, fb, fino) = try focusElement(d.path)
+        guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed); break }
+        if mine.inum != e.inum || mine.type != fino.meta.typeRaw {
+          try ed.unlink(name, in: dir, recursive: true)
+          try create(d.path, in: dir, name: name, ed)
+          touchedDirs.insert(parentPath(d.path))
+        } else {
+          try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
+          try copyContent(e.inum, fino, ed, rewriteAll: cls == .damaged)
+          try ed.stamp(e.inum, tid: fb.modifyTid)
+        }
+      default: break
+      }
+      outcome.pathsChanged += 1
+    }
+    // Directories whose entries changed take the focus's tid once their children are
+    // in place; the root last, and only when nothing below it was left undone.
+    for p in touchedDirs.sorted(by: { $0.count > $1.count }) where p != "." && !under(p) {
+      guard let (_, fb, fino) = try? focusElement(p) else { continue }
+      let inum = try ed.resolve(p)
+      try ed.copyMeta(inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
+    }
+    if !blocked {
+      try ed.copyMeta(1, from: focus.pfs.inode.meta, filename: [], tid: focus.pfs.rootModifyTid)
+    }
+  }
+
+  /// Creates `path` on the node as a copy of the focus's element (same inode number).
+  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor) throws {
+    let (e, fb, fino) = try focusElement(path)
+    try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
+    try copyContent(e.inum, fino, ed, rewriteAll: false)
+    try ed.stamp(e.inum, tid: fb.modifyTid)
+  }
+
+  /// Copies file or symlink content: DIRECTDATA as a whole; DATA block by block, keeping
+  /// blocks that already hold the focus's version (same tid, methods and check).
+  private func copyContent(_ inum: UInt64, _ fino: InodeData, _ ed: PFSEditor, rewriteAll: Bool) throws {
+    guard fino.meta.type == .regularFile || fino.meta.type == .symlink else { return }
+    if fino.meta.isDirectData {
+      try ed.setDirectData(inum, fino.directData)
+      return
+    }
+    var mine = try ed.dataBlocks(inum)
+    let size = fino.meta.size
+    if size > 0 {
+      var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset,
+                                location: Location(image: focus.image, offset: 0, structure: "inode \(inum)"))
+      var el = it.lookup(0, size - 1)
+      while let e = el {
+        switch e {
+        case .hole(_, _, let err): throw err
+        case .leaf(let fb):
+          guard fb.type == .data else { break }
+          let existing = mine.removeValue(forKey: fb.key)
+          if !rewriteAll, let nb = existing, nb.modifyTid == fb.modifyTid, nb.methods == fb.methods, nb.check == fb.check, nb.radix == fb.radix {
+            break
+          }
+          let logical = fb.radix == 0 ? nil : try focus.volume.logicalData(fb, logicalSize: 1 << Int(min(max(fb.keybits, 10), 16)))
+          try ed.putBlock(inum, key: fb.key, logical: logical, tid: fb.modifyTid)
+        }
+        el = it.next()
+      }
+    }
+    // Blocks the focus does not have are holes there.
+    for key in mine.keys where key < size { try ed.putBlock(inum, key: key, logical: nil, tid: 0) }
+    try ed.setSize(inum, size)
+  }
+}

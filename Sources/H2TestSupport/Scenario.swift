@@ -414,6 +414,15 @@ final class ScenarioBuilder {
     return d
   }
 
+  /// Runs one build step; errors get the scenario, node and step in front.
+  func step<T>(_ node: String, _ what: String, _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as ScenarioError where e.message.hasPrefix(spec.name + ":") {
+      throw e
+    } catch {
+      throw ScenarioError("\(spec.name): node \(node): \(what): \(error)")
+    }
+  }
+
   func build(into dir: String) throws -> BuiltScenario {
     let tree = try treeItems()
     let sizeBytes = try scenarioSize(spec.imageSize ?? "2G")
@@ -427,43 +436,50 @@ final class ScenarioBuilder {
       if FileManager.default.fileExists(atPath: img) { try FileManager.default.removeItem(atPath: img) }
       built.images[node.name] = img
       built.applied[node.name] = []
-      // new
-      var uuids = UUIDSource.seeded(node.uuidSeed ?? fnv64("\(spec.name)/\(node.name)/volume"))
-      try Newfs.format(path: img, size: sizeBytes, labels: ["LOCAL"], compAlgo: baseComp, checkAlgo: baseCheck, uuids: &uuids, time: t0)
-      try check(img, "new")
+      try step(node.name, "new") {
+        var uuids = UUIDSource.seeded(node.uuidSeed ?? fnv64("\(spec.name)/\(node.name)/volume"))
+        try Newfs.format(path: img, size: sizeBytes, labels: ["LOCAL"], compAlgo: baseComp, checkAlgo: baseCheck, uuids: &uuids, time: t0)
+        try check(img, "new")
+      }
       guard node.createPfs != false else { continue }
-      // pfs-create
-      // Safe: validate() checked the type name.
+      // Safe: validate() checked the type name and the uuids.
       let type = PFSType(name: node.type)!
       let clid = H2UUID(string: node.clid ?? spec.clid)!
       let fsid = spec.fsid(of: node)
       built.fsids[node.name] = fsid.description
-      do {
-        let tx = try Transaction(path: img)
+      try step(node.name, "pfs-create") {
+        let tx = try openTransaction(img)
         try tx.createPFS(name: spec.pfsName, type: type, clid: clid, fsid: fsid, nmasters: UInt8(clamping: node.nmasters),
                          compAlgo: baseComp, checkAlgo: baseCheck, time: t0)
         try tx.commit()
+        try check(img, "pfs-create")
       }
-      try check(img, "pfs-create")
       // The base tree: one transaction.
-      do {
-        let tx = try Transaction(path: img)
+      try step(node.name, "base tree") {
+        let tx = try openTransaction(img)
         let ed = try tx.editor(pfs: spec.pfsName)
-        if let dc = node.dataComp { try ed.updateMeta(1) { $0.compAlgo = (try? scenarioComp(dc)) ?? baseComp } }
+        if let dc = node.dataComp {
+          let c = try scenarioComp(dc)
+          try ed.updateMeta(1) { $0.compAlgo = c }
+        }
         try populate(ed, tree, time: t0)
         try tx.commit()
+        try check(img, "base tree")
       }
-      try check(img, "base tree")
       if normalize {
-        let tx = try Transaction(path: img)
-        let ed = try tx.editor(pfs: spec.pfsName)
-        try resetComp(ed, to: baseComp)
-        try tx.commit()
-        try check(img, "comp_algo reset")
+        try step(node.name, "comp_algo reset") {
+          let tx = try openTransaction(img)
+          let ed = try tx.editor(pfs: spec.pfsName)
+          try resetComp(ed, to: baseComp)
+          try tx.commit()
+          try check(img, "comp_algo reset")
+        }
       }
       for (i, op) in (spec.base.ops ?? []).enumerated() {
-        try apply(op, repeat: nil, image: img, node: node, opIndex: -1 - i, time: t0)
-        try check(img, "base op \(op.joined(separator: " "))")
+        try step(node.name, "base op \(i) (\(op.joined(separator: " ")))") {
+          try apply(op, repeat: nil, image: img, node: node, opIndex: -1 - i, time: t0)
+          try check(img, "base op \(i)")
+        }
       }
     }
     for (i, op) in spec.ops.enumerated() {
@@ -471,12 +487,30 @@ final class ScenarioBuilder {
         // Safe: validate() checked the names.
         let node = spec.nodes.first { $0.name == name }!
         let img = built.images[name]!
-        try apply(op.op, repeat: op.repeat, image: img, node: node, opIndex: i, time: spec.time(ofOp: i) * 1_000_000)
+        try step(name, "op \(i) (\(op.op.joined(separator: " ")))") {
+          try apply(op.op, repeat: op.repeat, image: img, node: node, opIndex: i, time: spec.time(ofOp: i) * 1_000_000)
+          try check(img, "op \(i)")
+        }
         built.applied[name]!.append(i)
-        try check(img, "op \(i) (\(op.op.joined(separator: " ")))")
       }
     }
     return built
+  }
+
+  /// Opens a transaction. WritableImage opens without O_CLOEXEC, so a child process
+  /// spawned meanwhile by another thread (tests run in parallel and spawn h2resync) can
+  /// inherit the locked descriptor for its lifetime: wait for it (up to 60 s).
+  func openTransaction(_ img: String) throws -> Transaction { try retryLocked { try Transaction(path: img) } }
+
+  func retryLocked<T>(_ open: () throws -> T) throws -> T {
+    var waited = 0
+    while true {
+      do { return try open() } catch {
+        guard String(describing: error).contains("is locked"), waited < 1200 else { throw error }
+        usleep(50_000)
+        waited += 1
+      }
+    }
   }
 
   /// The freemap audit, when asked for.
@@ -487,7 +521,7 @@ final class ScenarioBuilder {
       !(p.hasPrefix("walk:") && marks.contains { p.contains($0) })
     }
     if !problems.isEmpty {
-      throw ScenarioError("\(spec.name): freemap audit of \(img) after \(what): \(problems.prefix(5).joined(separator: "; "))")
+      throw ScenarioError("freemap audit of \(img) after \(what): \(problems.prefix(5).joined(separator: "; "))")
     }
   }
 
@@ -663,7 +697,7 @@ final class ScenarioBuilder {
     case "snapshot":
       let a = try Args(rest, flags: [])
       var uuids = UUIDSource.seeded(fnv64("\(spec.name)/\(node.name)/snapshot/\(opIndex)"))
-      let tx = try Transaction(path: image)
+      let tx = try openTransaction(image)
       try tx.snapshot(source: spec.pfsName, name: try a.arg(0, cmd), clid: uuids.next(), fsid: uuids.next(), time: t)
       try tx.commit()
     case "corrupt":
@@ -671,7 +705,7 @@ final class ScenarioBuilder {
       let off = try corrupt(image, path: try a.arg(0, cmd), block: Int(a.options["block"] ?? "0") ?? 0)
       damaged[image, default: []].append(off)
     default:
-      let tx = try Transaction(path: image)
+      let tx = try openTransaction(image)
       let ed = try tx.editor(pfs: spec.pfsName)
       if let rep {
         for i in (rep.start ?? 0)..<(rep.start ?? 0) + rep.count {
@@ -756,7 +790,7 @@ final class ScenarioBuilder {
     while let e = el {
       if case .leaf(let b) = e, b.type == .data, b.radix != 0 {
         if n == block {
-          let img = try WritableImage(path: image)
+          let img = try retryLocked { try WritableImage(path: image) }
           var bytes = try img.read(at: b.mediaOffset, count: 16)
           for i in bytes.indices { bytes[i] ^= 0xA5 }
           try img.write(at: b.mediaOffset, bytes, structure: "data block \(block) of \(path) (deliberate damage)")

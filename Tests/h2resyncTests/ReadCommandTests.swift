@@ -67,14 +67,14 @@ struct ReadCommandTests {
 
   @Test func readCommandsNeverWrite() throws {
     let image = try Oracle.image("v2-zlib-nocheck")
-    let before = sha256(ofFile: image)
+    let before = imageDigest(image)
     let dir = makeTempDir("h2ro")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     _ = try run("h2resync", ["pfs", image])
     _ = try run("h2resync", ["ls", image, "-l"])
     _ = try run("h2resync", ["show", image, "--deep"])
     _ = try run("h2resync", ["extract", image, dir + "/x"])
-    #expect(sha256(ofFile: image) == before)
+    #expect(imageDigest(image) == before)
   }
 }
 

@@ -1,0 +1,111 @@
+import Foundation
+import H2TestSupport
+import Hammer2Cluster
+import Hammer2Format
+import Testing
+
+/// Real clusters written by DragonFly's code: the focus, the differing paths per node,
+/// and resync's outcome, against the manifests.
+@Suite(.enabled(if: Oracle.available, "SKIPPED real-cluster suite: ../shared/oracle not found"), .serialized)
+struct OracleClusterTests {
+  static let sets: [String] = {
+    guard Oracle.available else { return [] }
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: Oracle.directory.appendingPathComponent("cluster").path)) ?? []
+    return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+  }()
+
+  /// Copies the set's node images into a temp dir; returns letter -> path.
+  func copySet(_ set: String, _ manifest: [String: Any], into dir: String) throws -> [(String, String)] {
+    try (manifest["nodes"] as! [[String: Any]]).map { n in
+      let letter = n["node"] as! String
+      let path = dir + "/\(letter).img"
+      try sparseCopy(try Oracle.image("\(set).\(letter)", set: "cluster"), path)
+      return (letter, path)
+    }
+  }
+
+  /// Paths whose listing entry differs between two listings (the root's ctime is
+  /// node-local).
+  func differing(_ a: [[String: Any]], _ b: [[String: Any]]) -> Set<String> {
+    let A = Dictionary(uniqueKeysWithValues: a.map { ($0["path"] as! String, $0) })
+    let B = Dictionary(uniqueKeysWithValues: b.map { ($0["path"] as! String, $0) })
+    var out = Set<String>()
+    for p in Set(A.keys).union(B.keys) {
+      guard let x = A[p], let y = B[p] else { out.insert(p); continue }
+      let keys = Set(x.keys).union(y.keys).filter { !(p == "." && $0 == "ctime_us") }
+      if keys.contains(where: { "\(x[$0] ?? "nil")" != "\(y[$0] ?? "nil")" }) { out.insert(p) }
+    }
+    return out
+  }
+
+  @Test(arguments: sets)
+  func diffFindsTheFocusAndExactlyTheDifferingPaths(set: String) throws {
+    let manifest = try Oracle.manifest(set, set: "cluster")
+    let dir = makeTempDir("h2oc")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try copySet(set, manifest, into: dir)
+    let before = images.map { imageDigest($0.1) }
+    let nodes = manifest["nodes"] as! [[String: Any]]
+    let expectedFocus = (manifest["expected_focus"] as! [String]).map { l in images.first { $0.0 == l }!.1 }
+    for mode in ["--deep", "--fast"] {
+      let r = try run("h2resync", ["diff", "--json"] + (mode == "--deep" ? ["--deep"] : []) + images.map(\.1))
+      let doc = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stderr)")
+      #expect(doc["output_version"] as? Int == 1)
+      if expectedFocus.isEmpty {
+        #expect(doc["focus"] is NSNull, "\(set): no quorum, no focus")
+        #expect(r.status == 2)
+      } else {
+        #expect(expectedFocus.contains(doc["focus"] as? String ?? ""), "\(set) \(mode): focus \(doc["focus"] ?? "nil")")
+        #expect(r.status == 1)
+      }
+      let diffs = doc["differences"] as! [[String: Any]]
+      for (i, (letter, image)) in images.enumerated() {
+        let got = Set(diffs.filter { ($0["nodes"] as! [String: String])[image] != "in-sync" }.map { $0["path"] as! String })
+        let mine = nodes[i]["listing"] as! [[String: Any]]
+        let want: Set<String>
+        if let exp = (manifest["expected_after_repair"] as? [String: Any])?["listing"] as? [[String: Any]] {
+          want = differing(mine, exp)
+        } else {
+          // No quorum: whatever differs between the masters is a conflict on each.
+          want = nodes.enumerated().filter { $0.offset != i }.reduce(into: Set<String>()) { $0.formUnion(differing(mine, $1.element["listing"] as! [[String: Any]])) }
+          #expect(diffs.allSatisfy { ($0["nodes"] as! [String: String])[image] == "conflict" || ($0["nodes"] as! [String: String])[image] == "in-sync" })
+        }
+        #expect(got == want, "\(set) \(mode) node \(letter): extra \(got.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(got).sorted().prefix(5))")
+      }
+    }
+    let check = try run("h2resync", ["check", "--quiet", "--lock-file", dir + "/lock"] + images.map(\.1))
+    #expect(check.status == (expectedFocus.isEmpty ? 2 : 1))
+    #expect(images.map { imageDigest($0.1) } == before, "diff and check must not change a byte")
+  }
+
+  @Test(arguments: sets)
+  func resyncEndsWithTheExpectedContentOnEveryNode(set: String) throws {
+    let manifest = try Oracle.manifest(set, set: "cluster")
+    let dir = makeTempDir("h2or")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try copySet(set, manifest, into: dir)
+    let r = try run("h2resync", ["resync", "--yes"] + images.map(\.1))
+    guard let expected = (manifest["expected_after_repair"] as? [String: Any])?["listing"] as? [[String: Any]] else {
+      // No quorum: nothing may be written.
+      let hashes = try images.map { try (imageDigest($0.1), imageDigest(Oracle.image("\(set).\($0.0)", set: "cluster"))) }
+      #expect(r.status == 2, "\(r.stderr)")
+      #expect(hashes.allSatisfy { $0.0 == $0.1 })
+      return
+    }
+    #expect(r.status == 0, "\(set): \(r.stdout.suffix(600)) \(r.stderr)")
+    for (letter, image) in images {
+      let out = dir + "/x-\(letter)"
+      let x = try run("h2resync", ["extract", image, "--pfs", "DATA", out])
+      #expect(x.status == 0)
+      let problems = compareTree(out, listing: expected)
+      #expect(problems.isEmpty, "\(set) node \(letter): \(problems.prefix(5))")
+    }
+    // A second run writes nothing.
+    let hashes = images.map { imageDigest($0.1) }
+    let again = try run("h2resync", ["resync", "--yes"] + images.map(\.1))
+    #expect(again.status == 0)
+    #expect(images.map { imageDigest($0.1) } == hashes, "\(set): a second resync changed bytes")
+    // Freemap still covers every block on every node.
+    for (_, image) in images { #expect(auditFreemap(try Volume.open(path: image)).isEmpty) }
+  }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's demo: builds h2resync and h2mkimage, makes a small HAMMER2 image with
-# our own builder in a temp dir, and inspects it with the read-only commands.
+# The README's demo: installs the C libraries, builds h2resync and h2mkimage, builds a
+# small divergent 3-master cluster with our own builder in a temp dir, shows `diff`,
+# runs `resync`, and shows `diff` again, now in sync.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -13,14 +14,24 @@ mkdir -p "$W/src/docs" "$W/src/src"
 printf 'hello, HAMMER2\n' > "$W/src/README"
 seq 1 20000 > "$W/src/docs/numbers.txt"
 head -c 300000 /dev/urandom > "$W/src/src/blob.bin"
+printf 'old notes\n' > "$W/src/notes.txt"
 ln -s README "$W/src/link"
 run() { echo "+ $*"; "$@"; }
-run "$BIN/h2mkimage" new "$W/node.img" --size 2G
-run "$BIN/h2mkimage" pfs-create "$W/node.img" DATA --type MASTER --nmasters 1
-run "$BIN/h2mkimage" populate "$W/node.img" --pfs DATA "$W/src" --comp lz4 --check xxhash64
-run "$BIN/h2resync" pfs "$W/node.img"
-run "$BIN/h2resync" ls -l "$W/node.img" --pfs DATA /
-run "$BIN/h2resync" cat "$W/node.img" --pfs DATA README
-run "$BIN/h2resync" extract "$W/node.img" --pfs DATA "$W/out" --verbose
-run diff -r "$W/src" "$W/out" && echo "extract is identical to the source"
-run "$BIN/h2resync" show "$W/node.img" --no-freemap | tail -n 4
+CLID=6a1e0b8c-2f55-4e1c-9d7e-3c2b1a0f9e88
+T=1700000000
+for n in A B C; do
+  "$BIN/h2mkimage" new "$W/$n.img" --size 2G --time $T
+  "$BIN/h2mkimage" pfs-create "$W/$n.img" DATA --type MASTER --nmasters 3 --clid $CLID --time $T
+  "$BIN/h2mkimage" populate "$W/$n.img" --pfs DATA "$W/src" --time $T
+done
+echo "# C misses two changes that A and B received:"
+seq 1 100 > "$W/extra.txt"
+for n in A B; do
+  "$BIN/h2mkimage" write "$W/$n.img" --pfs DATA docs/new.txt --from "$W/extra.txt" --time $((T + 1))
+  "$BIN/h2mkimage" rm "$W/$n.img" --pfs DATA notes.txt --time $((T + 2))
+done
+cd "$W"
+run "$BIN/h2resync" diff A.img B.img C.img || true
+run "$BIN/h2resync" resync A.img B.img C.img --yes
+run "$BIN/h2resync" diff A.img B.img C.img
+run "$BIN/h2resync" pfs C.img

@@ -20,8 +20,9 @@ public let productsDirectory: URL = {
 }()
 
 /// Runs `tool` (e.g. "h2resync") with `arguments`.
-public func run(_ tool: String, _ arguments: [String], stdin: Data? = nil) throws -> CommandResult {
+public func run(_ tool: String, _ arguments: [String], stdin: Data? = nil, cwd: String? = nil) throws -> CommandResult {
   let p = Process()
+  if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
   p.executableURL = productsDirectory.appendingPathComponent(tool)
   p.arguments = arguments
   // Output goes to temporary files: no pipe can fill up and block the child.

@@ -42,7 +42,8 @@ public struct ImageMap {
       guard seen.insert(b.dataOff).inserted else { continue }
       switch b.type {
       case .indirect, .freemapNode:
-        guard let children = try? volume.blockrefArray(b) else { continue }
+        guard let raw = try? volume.readMedia(b) else { continue }
+        let children = decodeBlockrefs(raw)
         for (i, c) in children.enumerated() {
           stack.append((b.mediaOffset + UInt64(128 * i), c, index, item.depth + 1, item.inodeLevel))
         }

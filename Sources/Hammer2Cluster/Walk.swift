@@ -141,6 +141,17 @@ public final class ClusterWalker {
             views[i].dirent = nil
           }
         }
+        // Fast mode: an entry identical on every node (same name, inode number and type)
+        // whose inode's index entry is identical everywhere too is in sync without
+        // reading anything more; only directories are opened, to walk into them.
+        if mode == .fast, name != nil, others.isEmpty, views.allSatisfy({ $0.unknown == nil }),
+          let first = views.first?.dirent,
+          views.allSatisfy({ $0.dirent?.inum == first.inum && $0.dirent?.typeRaw == first.typeRaw }),
+          !suspects.contains(first.inum), first.typeRaw != ObjectType.directory.rawValue
+        {
+          more = cursor.next()
+          continue
+        }
         if name != nil {
           loadInodes(&views, path: childPath)
           let classes = decide(path: childPath, views: &views, isRoot: false, emit: emit)
@@ -167,6 +178,13 @@ public final class ClusterWalker {
         }
         more = cursor.next()
       }
+    }
+    // Equal root tids do not make a quorum when the content below disagrees without a
+    // majority: the PFS as a whole has no version a quorum holds (split brain of two).
+    if stats.counts[.conflict, default: 0] > 0 || stats.counts[.undecidable, default: 0] > 0 {
+      root.resolution.focus = nil
+      root.resolution.version = nil
+      root.resolution.flags.subtract([.rdHard, .wrHard])
     }
   }
 

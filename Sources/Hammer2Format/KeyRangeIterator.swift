@@ -54,7 +54,13 @@ public struct KeyRangeIterator {
     keyNext = keyBeg
     visited.removeAll(keepingCapacity: true)
     done = keyBeg > keyEnd
-    stack = [Frame(entries: prepare(top, at: topLocation), index: 0, lo: 0, hi: .max)]
+    let entries = prepare(top, at: nil)
+    var lo = 0, hi = entries.count
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if entries[mid].keyEnd < keyBeg { lo = mid + 1 } else { hi = mid }
+    }
+    stack = [Frame(entries: entries, index: lo, lo: 0, hi: .max)]
     return next()
   }
 
@@ -78,20 +84,28 @@ public struct KeyRangeIterator {
       let clippedEnd = min(end, keyEnd)
       switch e.type {
       case .indirect, .freemapNode:
-        let loc = volume.location(of: e)
         var failure: FormatError?
         if stack.count > H2.maxIndirectDepth {
-          failure = FormatError(.tooDeep(limit: H2.maxIndirectDepth), at: loc)
+          failure = FormatError(.tooDeep(limit: H2.maxIndirectDepth), at: volume.location(of: e))
         } else if !visited.insert(e.dataOff).inserted {
-          failure = FormatError(.loop("indirect block 0x\(hex(e.mediaOffset)) is referenced twice in one tree"), at: loc)
+          failure = FormatError(.loop("indirect block 0x\(hex(e.mediaOffset)) is referenced twice in one tree"), at: volume.location(of: e))
         } else if e.keybits >= 64 || e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) != 0 {
-          failure = FormatError(.invalidField("indirect range key=0x\(hex(e.key)) keybits=\(e.keybits) is not aligned"), at: loc)
+          failure = FormatError(.invalidField("indirect range key=0x\(hex(e.key)) keybits=\(e.keybits) is not aligned"), at: volume.location(of: e))
         }
         if failure == nil {
           do {
             let children = try volume.blockrefArray(e)
             indirectBlocksRead += 1
-            stack.append(Frame(entries: prepare(children, at: loc), index: 0, lo: beg, hi: end))
+            let entries = prepare(children, at: e)
+            // Entries are sorted and disjoint: start at the first one that can reach
+            // the keys still wanted (binary search instead of a linear scan).
+            let from = max(beg, keyNext)
+            var lo = 0, hi = entries.count
+            while lo < hi {
+              let mid = (lo + hi) / 2
+              if entries[mid].keyEnd < from { lo = mid + 1 } else { hi = mid }
+            }
+            stack.append(Frame(entries: entries, index: lo, lo: beg, hi: end))
             continue
           } catch {
             failure = error
@@ -124,21 +138,33 @@ public struct KeyRangeIterator {
 
   /// Live entries sorted by key; entries that overlap an earlier one, or have absurd
   /// keybits, are dropped with a finding (the kernel's search assumes neither happens).
-  private mutating func prepare(_ array: [Blockref], at loc: Location) -> [Blockref] {
+  private mutating func prepare(_ array: [Blockref], at container: Blockref?) -> [Blockref] {
+    // Fast path: cached arrays are already live and sorted; keep them unless an entry
+    // is absurd or overlaps its predecessor.
+    var clean = true
+    var prevEnd: UInt64? = nil
+    var prevKey: UInt64? = nil
+    for e in array {
+      if e.isEmpty || e.keybits > 64 || prevKey.map({ e.key < $0 }) == true || prevEnd.map({ e.key <= $0 }) == true {
+        clean = false
+        break
+      }
+      prevKey = e.key
+      prevEnd = e.keyEnd
+    }
+    if clean { return array }
     var live = array.filter { !$0.isEmpty }
-    var sorted = true
-    for i in live.indices.dropFirst() where live[i - 1].key > live[i].key { sorted = false; break }
-    if !sorted { live.sort { $0.key < $1.key } }
+    live.sort { $0.key < $1.key }
     var out: [Blockref] = []
     out.reserveCapacity(live.count)
-    var prevEnd: UInt64? = nil
+    prevEnd = nil
     for e in live {
       if e.keybits > 64 {
-        note(Finding(.damage, at: loc, "\(e.summary): keybits \(e.keybits) is impossible; entry skipped"))
+        note(Finding(.damage, at: container.map { volume.location(of: $0) } ?? topLocation, "\(e.summary): keybits \(e.keybits) is impossible; entry skipped"))
         continue
       }
       if let p = prevEnd, e.key <= p {
-        note(Finding(.damage, at: loc, "\(e.summary) overlaps the previous entry; entry skipped"))
+        note(Finding(.damage, at: container.map { volume.location(of: $0) } ?? topLocation, "\(e.summary) overlaps the previous entry; entry skipped"))
         continue
       }
       out.append(e)

@@ -106,40 +106,42 @@ public final class Volume {
   /// Every range is validated first: radix 10..16, inside the file system, not crossing
   /// a 64 KiB boundary (`hammer2_io_alloc`'s rule).
   public func readMedia(_ bref: Blockref, verify: Bool = true) throws(FormatError) -> [UInt8] {
-    let loc = location(of: bref)
+    // Locations are built only on the error paths: formatting them is not free.
     guard let size = bref.mediaSize, size > 0 else {
-      throw FormatError(.invalidField("data_off 0x\(hex(bref.dataOff)) has invalid size radix \(bref.radix)"), at: loc)
+      throw FormatError(.invalidField("data_off 0x\(hex(bref.dataOff)) has invalid size radix \(bref.radix)"), at: location(of: bref))
     }
     let off = bref.mediaOffset
     let (end, overflow) = off.addingReportingOverflow(UInt64(size))
     guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF else {
-      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: loc)
+      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: location(of: bref))
     }
     guard end <= header.filesystemSize else {
-      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: loc)
+      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: location(of: bref))
     }
     let bytes: [UInt8]
     do {
       bytes = try io.read(at: off, count: size)
     } catch {
       var e = error
-      e.location = loc
+      e.location = location(of: bref)
       throw e
     }
     bytesRead &+= UInt64(size)
     blocksRead &+= 1
     if verify, let bad = CheckCode.verify(bref, block: bytes) {
-      throw FormatError(.checkMismatch(method: bad.method, expected: bad.expected, found: bad.found), at: loc)
+      throw FormatError(.checkMismatch(method: bad.method, expected: bad.expected, found: bad.found), at: location(of: bref))
     }
     return bytes
   }
 
-  /// The blockref array of an INDIRECT or FREEMAP_NODE block (cached).
+  /// The live (non-EMPTY) blockrefs of an INDIRECT or FREEMAP_NODE block, sorted by
+  /// key (cached). Slot positions are not kept: decode `readMedia` for those.
   public func blockrefArray(_ bref: Blockref) throws(FormatError) -> [Blockref] {
     if let a = arrayCache.get(bref.dataOff) { return a }
     let bytes = try readMedia(bref)
-    let refs = decodeBlockrefs(bytes)
-    arrayCache.put(bref.dataOff, refs, cost: bytes.count + 64)
+    var refs = decodeBlockrefs(bytes).filter { !$0.isEmpty }
+    if zip(refs, refs.dropFirst()).contains(where: { $0.key > $1.key }) { refs.sort { $0.key < $1.key } }
+    arrayCache.put(bref.dataOff, refs, cost: refs.count * 160 + 64)
     return refs
   }
 

@@ -331,7 +331,7 @@ struct H2Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "h2bench",
     abstract: "Benchmarks Hammer2Format's reads of HAMMER2 images against cat.",
-    subcommands: [ReadBench.self, PhaseCommand.self])
+    subcommands: [ReadBench.self, PhaseCommand.self, ClusterBench.self])
 }
 
 struct ReadBench: ParsableCommand {

@@ -46,15 +46,26 @@ func printBuilt(_ spec: ScenarioSpec, _ built: BuiltScenario) {
   }
 }
 
+/// Prints each disagreement between `expected` and the reference classifier; throws if any.
+func checkBuilt(_ spec: ScenarioSpec, _ built: BuiltScenario) throws {
+  let problems = try spec.checkExpected(built)
+  for p in problems { print("\(spec.name): MISMATCH \(p)") }
+  if !problems.isEmpty { throw ScenarioError("\(spec.name): \(problems.count) expectation(s) disagree with the images") }
+  print("\(spec.name): expectations agree with the images")
+}
+
 struct Build: ParsableCommand {
   static let configuration = CommandConfiguration(abstract: "Build every node image of one scenario into OUTDIR (as NAME.NODE.img).")
   @Argument(help: "The spec (a path, or a name in fixtures/).") var spec: String
   @Argument(help: "Output directory (created if missing; images of the same name are replaced).") var outdir: String
   @Flag(help: "Audit the freemap of every image after every operation.") var audit = false
+  @Flag(help: "Then compare `expected` with what a path-level reference classifier finds in the images.") var check = false
 
   func run() throws {
     let s = try loadSpec(spec)
-    printBuilt(s, try s.build(into: outdir, audit: audit))
+    let built = try s.build(into: outdir, audit: audit)
+    printBuilt(s, built)
+    if check { try checkBuilt(s, built) }
   }
 }
 
@@ -62,14 +73,18 @@ struct BuildAll: ParsableCommand {
   static let configuration = CommandConfiguration(commandName: "build-all", abstract: "Build every scenario of fixtures/ into OUTDIR.")
   @Argument var outdir: String
   @Flag(help: "Audit the freemap of every image after every operation.") var audit = false
+  @Flag(help: "Then compare each `expected` with what a path-level reference classifier finds in the images.") var check = false
 
   func run() throws {
+    var failed = 0
     for s in try ScenarioSpec.allSpecs() {
       let start = Date()
       let built = try s.build(into: outdir, audit: audit)
       printBuilt(s, built)
       FileHandle.standardError.write(Data(String(format: "%@: %.2f s\n", s.name, Date().timeIntervalSince(start)).utf8))
+      if check { do { try checkBuilt(s, built) } catch { failed += 1 } }
     }
+    if failed > 0 { throw ScenarioError("\(failed) scenario(s) disagree with their expectations") }
   }
 }
 

@@ -28,7 +28,7 @@ public final class FileImage: ImageIO {
   public init(path: String) throws(FormatError) {
     label = path
     do {
-      fd = try FileDescriptor.open(FilePath(path), .readOnly)
+      fd = try FileDescriptor.open(FilePath(path), .readOnly, options: [.closeOnExec])
     } catch let e as Errno {
       throw FormatError(.io(errno: e.rawValue, operation: "open"), at: Location(image: path, offset: 0, structure: "image"))
     } catch {
@@ -58,23 +58,28 @@ public final class FileImage: ImageIO {
         .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
         at: Location(image: label, offset: offset, structure: "read"))
     }
-    var buf = [UInt8](repeating: 0, count: count)
-    var done = 0
-    while done < count {
-      let n = buf.withUnsafeMutableBytes { raw in
-        pread(fd.rawValue, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+    // Uninitialized: pread fills every byte or the read fails (no zero-fill pass).
+    var failure: FormatError?
+    let raw = fd.rawValue
+    let buf = [UInt8](unsafeUninitializedCapacity: count) { ptr, initialized in
+      var done = 0
+      while done < count {
+        let n = pread(raw, ptr.baseAddress! + done, count - done, off_t(offset) + off_t(done))
+        if n < 0 {
+          if errno == EINTR { continue }
+          failure = FormatError(.io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
+          break
+        }
+        if n == 0 {
+          failure = FormatError(.truncated(needed: UInt64(count), available: UInt64(done)), at: Location(image: label, offset: offset, structure: "read"))
+          break
+        }
+        done += n
       }
-      if n < 0 {
-        if errno == EINTR { continue }
-        throw FormatError(.io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
-      }
-      if n == 0 {
-        throw FormatError(
-          .truncated(needed: UInt64(count), available: UInt64(done)),
-          at: Location(image: label, offset: offset, structure: "read"))
-      }
-      done += n
+      if failure != nil { ptr.baseAddress!.initialize(repeating: 0, count: count) }
+      initialized = count
     }
+    if let failure { throw failure }
     return buf
   }
 }

@@ -28,7 +28,8 @@ public final class WritableImage: ImageIO {
     let loc = Location(image: path, offset: 0, structure: "image")
     var st = stat()
     let exists = stat(path, &st) == 0
-    var flags = O_RDWR
+    // O_CLOEXEC: a child process must not inherit the descriptor (and with it the lock).
+    var flags = O_RDWR | O_CLOEXEC
     if create && !exists { flags |= O_CREAT }
     if exists && (st.st_mode & S_IFMT) == S_IFBLK {
       flags |= O_EXCL

@@ -1,0 +1,195 @@
+import Foundation
+import H2TestSupport
+import Hammer2Format
+import Testing
+
+/// Builds a 3-master cluster with h2mkimage: identical histories, then `diverge` applies
+/// operations to some nodes. Returns the node image paths.
+func buildCluster(_ dir: String, files: Int = 0, nodes: [String] = ["A", "B", "C"], types: [String: String] = [:],
+                  nmasters: Int = 3, _ diverge: (String, String) throws -> Void) throws -> [String] {
+  let src = try makeSourceTree(dir)
+  if files > 0 {
+    try FileManager.default.createDirectory(atPath: src + "/big", withIntermediateDirectories: true)
+    for i in 0..<files { FileManager.default.createFile(atPath: src + "/big/entry-\(i).txt", contents: Data("entry \(i)\n".utf8)) }
+  }
+  var images: [String] = []
+  for (i, n) in nodes.enumerated() {
+    let img = dir + "/\(n).img"
+    for args in [["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)"],
+                 ["pfs-create", img, "DATA", "--type", types[n] ?? "MASTER", "--nmasters", "\(nmasters)", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
+                 ["populate", img, "--pfs", "DATA", src]] {
+      let r = try run("h2mkimage", args + ["--time", "1700000000"])
+      if r.status != 0 { throw OracleError.manifest("h2mkimage \(args[0]): \(r.stderr)") }
+    }
+    images.append(img)
+  }
+  for (n, img) in zip(nodes, images) { try diverge(n, img) }
+  return images
+}
+
+func mk(_ args: [String]) throws {
+  let r = try run("h2mkimage", args)
+  if r.status != 0 { throw OracleError.manifest("h2mkimage \(args.joined(separator: " ")): \(r.stderr)") }
+}
+
+/// The content of a node's DATA PFS as text lines (path, type, mode, size, mtime and a
+/// content digest), read in-process: what "the image reads exactly as before" compares.
+func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
+  let volume = try Volume.open(path: img)
+  var findings: [Finding] = []
+  let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: pfs, image: img))
+  var lines: [String] = []
+  var stack: [(InodeData, String)] = [(reader.pfs.inode, "")]
+  while let (dir, path) = stack.popLast() {
+    var entries: [DirEntry] = []
+    reader.forEachEntry(of: dir, path: path, findings: &findings) { entries.append($0); return true }
+    for e in entries {
+      let p = path + "/" + e.nameString
+      guard let ino = try? reader.inode(e.inum) else { lines.append("\(p) unreadable"); continue }
+      var h = Hasher()
+      reader.forEachDataBlock(of: ino, path: p, findings: &findings) { off, b in h.combine(off); h.combine(b) }
+      let m = ino.meta
+      lines.append("\(p) t\(m.typeRaw) m\(m.mode) s\(m.size) mt\(m.mtime) c\(m.compAlgo) l\(m.nlinks) d\(m.type == .directory ? 0 : h.finalize())")
+      if m.type == .directory { stack.append((ino, p)) }
+    }
+  }
+  if !findings.isEmpty { lines.append("findings: \(findings.count)") }
+  return lines.sorted()
+}
+
+@Suite(.serialized) struct ResyncTests {
+  static let blob: Data = Data((0..<150_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+
+  /// C misses a write, a removal and a chmod that A and B received.
+  static func behind(_ dir: String) throws -> [String] {
+    FileManager.default.createFile(atPath: dir + "/blob", contents: blob)
+    return try buildCluster(dir) { n, img in
+      guard n != "C" else { return }
+      try mk(["write", img, "--pfs", "DATA", "sub/new.bin", "--from", dir + "/blob", "--time", "1700000100"])
+      try mk(["rm", img, "--pfs", "DATA", "sub/deep", "-r", "--time", "1700000200"])
+      try mk(["chmod", img, "--pfs", "DATA", "600", "text.txt", "--time", "1700000300"])
+    }
+  }
+
+  /// C alone wrote and truncated: it is ahead and must be rolled back.
+  static func ahead(_ dir: String) throws -> [String] {
+    FileManager.default.createFile(atPath: dir + "/blob", contents: blob)
+    return try buildCluster(dir) { n, img in
+      guard n == "C" else { return }
+      try mk(["write", img, "--pfs", "DATA", "random.bin", "--at", "1000", "--from", dir + "/blob", "--time", "1700000100"])
+      try mk(["truncate", img, "--pfs", "DATA", "text.txt", "100", "--time", "1700000200"])
+      try mk(["mkdir", img, "--pfs", "DATA", "c-only", "--time", "1700000300"])
+    }
+  }
+
+  /// A 1,500-entry directory (several levels of indirect blocks): A and B removed 10
+  /// entries and added 5; C did not.
+  static func bigDirectory(_ dir: String) throws -> [String] {
+    try buildCluster(dir, files: 1500) { n, img in
+      guard n != "C" else { return }
+      let tx = try Transaction(path: img)
+      let ed = try tx.editor(pfs: "DATA")
+      let big = try ed.resolve("big")
+      for i in stride(from: 0, to: 1500, by: 150) { try ed.unlink(Array("entry-\(i).txt".utf8), in: big) }
+      for i in 0..<5 {
+        let inum = try ed.create(Array("added-\(i)".utf8), in: big, type: .regularFile, mode: 0o644, time: 1_700_000_500_000_000)
+        try ed.write(inum, at: 0, Array("added \(i)\n".utf8))
+      }
+      try tx.commit()
+    }
+  }
+
+  @Test(arguments: ["behind", "ahead", "bigDirectory"])
+  func crashAtEveryWriteLeavesOldOrNewAndASecondRunConverges(scenario: String) throws {
+    let dir = makeTempDir("h2rc")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try scenario == "behind" ? Self.behind(dir) : scenario == "ahead" ? Self.ahead(dir) : Self.bigDirectory(dir)
+    let target = images[2]
+    let oldState = try extractState(target)
+    let focusState = try extractState(images[0])
+    #expect(oldState != focusState)
+    var n = 0
+    var finished = false
+    // Only the target is ever written: the focus and the other nodes are passed as they
+    // are (a change to them would show in focusState below).
+    let work = dir + "/target.img"
+    while !finished, n < 5000 {
+      try sparseCopy(target, work)
+      let p = Process()
+      p.executableURL = productsDirectory.appendingPathComponent("h2resync")
+      p.arguments = ["resync", "--yes", "--no-snapshot", "--allow-rollback", images[0], images[1], work]
+      p.environment = ["H2_CRASH_AFTER_WRITES": String(n)]
+      p.standardOutput = FileHandle.nullDevice
+      p.standardError = FileHandle.nullDevice
+      try p.run()
+      p.waitUntilExit()
+      let state = try extractState(work)
+      if p.terminationStatus == 86 {
+        #expect(state == oldState, "\(scenario): stopped after \(n) writes, the node is neither old nor new")
+        if n % 10 == 3 {
+          let again = try run("h2resync", ["resync", "--yes", "--no-snapshot", "--allow-rollback", images[0], images[1], work])
+          #expect(again.status == 0, "\(scenario): a second resync after a crash at \(n) did not converge: \(again.stdout.suffix(300))")
+          #expect(try extractState(work) == focusState)
+        }
+      } else {
+        #expect(p.terminationStatus == 0)
+        #expect(state == focusState, "\(scenario): resync finished but the node differs from the focus")
+        finished = true
+      }
+      n += 1
+    }
+    #expect(try extractState(images[0]) == focusState, "the focus must never change")
+    #expect(finished && n > 3, "\(scenario): \(n) write indexes")
+  }
+
+  @Test func corruptedBlockIsHealedFromTheFocus() throws {
+    let dir = makeTempDir("h2heal")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try buildCluster(dir) { n, img in
+      if n == "B" { try mk(["corrupt", img, "--pfs", "DATA", "random.bin", "--block", "2"]) }
+    }
+    let check = try run("h2resync", ["check", "--lock-file", dir + "/lock", "--json"] + images)
+    #expect(check.status == 1, "\(check.stdout.suffix(400))")
+    let doc = try #require(try JSONSerialization.jsonObject(with: Data(check.stdout.utf8)) as? [String: Any])
+    let diffs = doc["differences"] as! [[String: Any]]
+    #expect(diffs.count == 1 && (diffs[0]["path"] as? String) == "random.bin")
+    #expect((diffs.first?["nodes"] as? [String: String])?[images[1]] == "damaged")
+    let r = try run("h2resync", ["resync", "--yes", "--deep"] + images)
+    #expect(r.status == 0, "\(r.stdout.suffix(400))")
+    let after = try run("h2resync", ["check", "--lock-file", dir + "/lock"] + images)
+    #expect(after.status == 0, "\(after.stdout)")
+  }
+
+  @Test func noQuorumWritesNothingWithoutFrom() throws {
+    let dir = makeTempDir("h2nq")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    FileManager.default.createFile(atPath: dir + "/one", contents: Data("one\n".utf8))
+    FileManager.default.createFile(atPath: dir + "/two", contents: Data("two\n".utf8))
+    let images = try buildCluster(dir, nodes: ["A", "B"], nmasters: 2) { n, img in
+      try mk(["write", img, "--pfs", "DATA", "x.txt", "--from", dir + (n == "A" ? "/one" : "/two"), "--time", "1700000100"])
+    }
+    let before = images.map(imageDigest)
+    let diff = try run("h2resync", ["diff", "--json"] + images)
+    #expect(diff.status == 2)
+    let r = try run("h2resync", ["resync", "--yes"] + images)
+    #expect(r.status == 2)
+    #expect(images.map(imageDigest) == before)
+    // The operator decides: trust A.
+    let forced = try run("h2resync", ["resync", "--yes", "--from", images[0]] + images)
+    #expect(forced.status == 0, "\(forced.stdout.suffix(300)) \(forced.stderr)")
+    #expect(try run("h2resync", ["diff"] + images).status == 0)
+  }
+
+  @Test func dryRunAndNonInteractiveWriteNothing() throws {
+    let dir = makeTempDir("h2dry")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try Self.behind(dir)
+    let before = images.map(imageDigest)
+    let dry = try run("h2resync", ["resync", "--dry-run"] + images)
+    let diff = try run("h2resync", ["diff"] + images)
+    #expect(dry.status == 1 && dry.stdout == diff.stdout, "the dry run must print exactly the diff")
+    let noYes = try run("h2resync", ["resync"] + images, stdin: Data())
+    #expect(noYes.status == 3)
+    #expect(images.map(imageDigest) == before)
+  }
+}

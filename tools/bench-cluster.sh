@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# bench-cluster.sh: benchmarks of `h2resync check`, `diff` and `resync` on a generated
+# 3-master cluster, every ratio measured in the same run (no timed unit tests).
+#
+#   tools/bench-cluster.sh [DIR] [--files N] [--dirs N] [--bytes SIZE] [--size SIZE]
+#                          [--runs N] [--cache warm|cold|both] [--src DIR] [--keep]
+#   defaults: DIR /tmp/h2bench-cluster, --files 200000 --dirs 2000 --bytes 2200M
+#             --size 8G --runs 3 --cache both --src /tmp/benchsrc
+#   e.g. tools/bench-cluster.sh /tmp/h2bc --files 50000 --bytes 1100M   # smaller scale
+#
+# Procedure (everything under DIR; the source tree under --src is kept and reused when
+# its parameters match, the images are removed at the end unless --keep):
+#  1. `h2bench cluster gensrc SRC`: a deterministic tree, SRC/base.N plus SRC/extra (~10%
+#     of the files, scattered over all directories, and 1 of the 10 big files). The
+#     base tree is split by top-level directory into parts of ~40,000 files, populated
+#     one after the other into the PFS root: h2mkimage populate fails on its own image
+#     lock when a tree has more than --batch (50,000) inodes (see the report).
+#     --files small and big files in --dirs leaf directories, --bytes of data in all,
+#     half compressible text, half random; every mtime fixed.
+#  2. A, B, C: `h2mkimage new --size SIZE --uuid-seed 1N --time T`, `pfs-create DATA
+#     --type MASTER --nmasters 3 --clid CLID` (same clid, own fsid per node) and
+#     `populate SRC/base.N` for each part (timed: populate throughput).
+#  3. C-stale.img = a copy of C now (a node that then missed the extra files).
+#  4. `h2bench cluster overlay` adds SRC/extra to A, B and C (one transaction each): the
+#     three now hold the whole tree, identically (same tids, same inode numbers).
+#  5. (A) C diverges slightly (h2mkimage rm of 3 files, a new file, 64 KiB rewritten in a
+#     big file), then `h2bench cluster diffcheck A B C`: per run, a pread of every
+#     image's allocated extents (SEEK_DATA/SEEK_HOLE; the baseline), `h2resync check
+#     A B C --quiet --lock-file ...` (deep: reads every block) and `h2resync diff A B C`
+#     (fast), first warm (extents read once before), then cold (page cache dropped
+#     before each command: root only). check rate = allocated bytes / check seconds.
+#  6. (B) `h2bench cluster resync --focus A A B C-stale`: per run, fresh copies of the
+#     three (setup, not timed), then `h2resync resync --yes --no-snapshot` on them, a
+#     `diff` that must say in sync, and `cp --sparse=always FOCUS COPY` (+ its fsync,
+#     reported apart: resync fsyncs its writes, a plain cp does not).
+#  7. `h2bench cluster report`: the table, and DIR/results.json.
+# Peak RSS of every child is its own ru_maxrss (wait4). Needs ~4x the image data in
+# free disk space, and page cache for 3 images to keep the (A) runs warm.
+set -euo pipefail
+
+DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=2200M SIZE=8G RUNS=3 CACHE=both KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --files) FILES=$2; shift 2 ;;
+    --dirs) DIRS=$2; shift 2 ;;
+    --bytes) BYTES=$2; shift 2 ;;
+    --size) SIZE=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --cache) CACHE=$2; shift 2 ;;
+    --src) SRC=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "bench-cluster.sh: unknown option $1" >&2; exit 2 ;;
+    *) DIR=$1; shift ;;
+  esac
+done
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+echo "building (release, scratch path .build-bench)..." >&2
+swift build -c release --scratch-path .build-bench >&2
+BIN="$root/.build-bench/release"
+H2B="$BIN/h2bench" MK="$BIN/h2mkimage" H2R="$BIN/h2resync"
+echo "h2resync $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)" >&2
+
+CLID=6a1e0b8c-2f55-4e1c-9d7e-3c2b1a0f9e88
+T=1700000000
+mkdir -p "$DIR"
+rm -rf "$DIR"/*.img "$DIR/work" "$DIR/setup.jsonl"
+LOG="$DIR/setup.jsonl"
+step() { local label=$1; shift; "$H2B" cluster exec --label "$label" --log "$LOG" -- "$@"; }
+
+# 1. source tree
+step gensrc "$H2B" cluster gensrc "$SRC" --files "$FILES" --dirs "$DIRS" --bytes "$BYTES" --mtime "$T" >/dev/null
+
+# 2. three masters from SRC/base
+seed=11
+for n in A B C; do
+  step "new-$n" "$MK" new "$DIR/$n.img" --size "$SIZE" --uuid-seed $seed --time $T
+  step "pfs-create-$n" "$MK" pfs-create "$DIR/$n.img" DATA --type MASTER --nmasters 3 --clid $CLID --uuid-seed $seed --time $T
+  for part in "$SRC"/base.*; do
+    step "populate-$n.${part##*.}" "$MK" populate "$DIR/$n.img" --pfs DATA "$part" --time $T
+  done
+  seed=$((seed + 1))
+done
+
+# 3. the stale node for (B)
+step copy-C-stale cp --sparse=always "$DIR/C.img" "$DIR/C-stale.img"
+
+# 4. the extra files on all three
+for n in A B C; do
+  step "overlay-$n" "$H2B" cluster overlay "$DIR/$n.img" --pfs DATA "$SRC/extra" --time $((T + 100))
+done
+
+# 5. (A): C diverges slightly
+d1=$(cd "$SRC/base.0" && find . -mindepth 2 -maxdepth 2 -type d | sort | head -1 | sed 's|^\./||')
+mapfile -t victims < <(cd "$SRC/base.0/$d1" && ls | sort | head -3)
+for f in "${victims[@]}"; do
+  step "diverge-rm" "$MK" rm "$DIR/C.img" --pfs DATA "$d1/$f" --time $((T + 200))
+done
+head -c 100000 "$SRC"/base.*/big/big0.dat > "$DIR/new-file.bin"
+head -c 65536 /dev/zero | tr '\0' 'x' > "$DIR/patch.bin"
+step diverge-write-new "$MK" write "$DIR/C.img" --pfs DATA "$d1/new-file.bin" --from "$DIR/new-file.bin" --time $((T + 201))
+step diverge-write-big "$MK" write "$DIR/C.img" --pfs DATA big/big0.dat --at 1048576 --from "$DIR/patch.bin" --time $((T + 202))
+rm -f "$DIR/new-file.bin" "$DIR/patch.bin"
+
+"$H2B" cluster diffcheck "$DIR/A.img" "$DIR/B.img" "$DIR/C.img" --h2resync "$H2R" --runs "$RUNS" --cache "$CACHE" \
+  --lock-file "$DIR/check.lock" --workdir "$DIR" --json-out "$DIR/diffcheck.json" >/dev/null
+rm -f "$DIR/C.img"  # no longer needed: frees room for (B)'s copies
+
+# 6. (B): A and B hold everything, C-stale lacks SRC/extra
+"$H2B" cluster resync "$DIR/A.img" "$DIR/B.img" "$DIR/C-stale.img" --focus "$DIR/A.img" --h2resync "$H2R" \
+  --workdir "$DIR/work" --runs "$RUNS" --json-out "$DIR/resync.json" >/dev/null
+
+# 7. report
+"$H2B" cluster report --manifest "$SRC/manifest.json" --setup "$LOG" --diffcheck "$DIR/diffcheck.json" \
+  --resync "$DIR/resync.json" --json-out "$DIR/results.json"
+echo "JSON: $DIR/results.json"
+cat "$DIR/results.json"
+if [ "$KEEP" = 0 ]; then rm -rf "$DIR"/*.img "$DIR/work"; fi

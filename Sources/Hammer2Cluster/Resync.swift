@@ -125,6 +125,10 @@ public struct Resyncer {
     var removed: [String] = []
     var blocked = false
     var touchedDirs = Set<String>()
+    // Inodes whose names were added or removed: their link count is set to the focus's
+    // at the end, whatever order the names were processed in (a rename is an extra name
+    // plus a missing one).
+    var relinked = Set<UInt64>()
     func under(_ p: String) -> Bool { removed.contains { p == $0 || p.hasPrefix($0 + "/") } }
     for d in differences {
       let cls = d.classes[node.index]
@@ -143,11 +147,13 @@ public struct Resyncer {
       let (dir, name) = try ed.parentAndName(d.path)
       switch cls {
       case .extra:
+        if let e = try ed.lookup(name, in: dir) { relinked.insert(e.inum) }
         try ed.unlink(name, in: dir, recursive: true)
         removed.append(d.path)
         touchedDirs.insert(parentPath(d.path))
       case .missing:
         try create(d.path, in: dir, name: name, ed)
+        relinked.insert(d.inum)
         touchedDirs.insert(parentPath(d.path))
       case .shapeMismatch:
         try ed.unlink(name, in: dir, recursive: true)
@@ -168,6 +174,11 @@ public struct Resyncer {
       default: break
       }
       outcome.pathsChanged += 1
+    }
+    for inum in relinked where ed.hasInode(inum) {
+      if let (_, fino) = try? focus.reader.inodeWithBlockref(inum), fino.meta.type != .directory {
+        try ed.setLinkCount(inum, fino.meta.nlinks)
+      }
     }
     // Directories whose entries changed take the focus's tid once their children are
     // in place; the root last, and only when nothing below it was left undone.

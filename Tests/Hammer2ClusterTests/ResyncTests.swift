@@ -46,8 +46,16 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     for e in entries {
       let p = path + "/" + e.nameString
       guard let ino = try? reader.inode(e.inum) else { lines.append("\(p) unreadable"); continue }
+      // The logical content (holes and stored zeros alike), not the block layout.
       var h = Hasher()
-      reader.forEachDataBlock(of: ino, path: p, findings: &findings) { off, b in h.combine(off); h.combine(b) }
+      var pos: UInt64 = 0
+      let size = ino.meta.size
+      reader.forEachDataBlock(of: ino, path: p, findings: &findings) { off, b in
+        guard off < size else { return }
+        while pos < off { h.combine(UInt8(0)); pos += 1 }
+        for x in b.prefix(Int(min(UInt64(b.count), size - off))) { h.combine(x) }
+        pos = off + min(UInt64(b.count), size - off)
+      }
       let m = ino.meta
       lines.append("\(p) t\(m.typeRaw) m\(m.mode) s\(m.size) mt\(m.mtime) c\(m.compAlgo) l\(m.nlinks) d\(m.type == .directory ? 0 : h.finalize())")
       if m.type == .directory { stack.append((ino, p)) }
@@ -169,15 +177,16 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
       try mk(["write", img, "--pfs", "DATA", "x.txt", "--from", dir + (n == "A" ? "/one" : "/two"), "--time", "1700000100"])
     }
     let before = images.map(imageDigest)
-    let diff = try run("h2resync", ["diff", "--json"] + images)
+    // Equal tids, different content: only a deep walk can see it (fast mode trusts tids).
+    let diff = try run("h2resync", ["diff", "--deep", "--json"] + images)
     #expect(diff.status == 2)
-    let r = try run("h2resync", ["resync", "--yes"] + images)
+    let r = try run("h2resync", ["resync", "--yes", "--deep"] + images)
     #expect(r.status == 2)
     #expect(images.map(imageDigest) == before)
     // The operator decides: trust A.
-    let forced = try run("h2resync", ["resync", "--yes", "--from", images[0]] + images)
+    let forced = try run("h2resync", ["resync", "--yes", "--deep", "--from", images[0]] + images)
     #expect(forced.status == 0, "\(forced.stdout.suffix(300)) \(forced.stderr)")
-    #expect(try run("h2resync", ["diff"] + images).status == 0)
+    #expect(try run("h2resync", ["diff", "--deep"] + images).status == 0)
   }
 
   @Test func dryRunAndNonInteractiveWriteNothing() throws {

@@ -718,3 +718,17 @@ extension PFSEditor {
     }
   }
 }
+
+extension PFSEditor {
+  /// Sets an inode's link count without touching its modify_tid (resync: the focus's
+  /// count is the truth once every name has been created or removed).
+  public func setLinkCount(_ inum: UInt64, _ n: UInt64) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    guard d.data.meta.nlinks != n else { return }
+    d.data.meta.nlinks = n
+    d.touched = true
+  }
+
+  /// True when this node (in this transaction) has inode `inum`.
+  public func hasInode(_ inum: UInt64) -> Bool { existsForResync(inum) }
+}

@@ -39,7 +39,7 @@ let package = Package(
     ),
     .target(
       name: "Hammer2Cluster",
-      dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["Hammer2Format", "CHammer2Codecs"]
     ),
     .target(
       name: "H2TestSupport",

@@ -210,6 +210,8 @@ public struct Resyncer {
     }
     var mine = try ed.dataBlocks(inum)
     let size = fino.meta.size
+    // The final size first, so every block below the EOF block is written as it comes.
+    try ed.setSize(inum, size)
     if size > 0 {
       var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset,
                                 location: Location(image: focus.image, offset: 0, structure: "inode \(inum)"))

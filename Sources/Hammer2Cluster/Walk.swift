@@ -1,4 +1,4 @@
-import Crypto
+import CHammer2Codecs
 import Hammer2Format
 
 /// How deep a walk looks.
@@ -65,7 +65,7 @@ public final class ClusterWalker {
 
   /// Root attributes that are cluster-wide (not ctime/btime, not PFS identity).
   static func rootIdentity(_ m: InodeMeta) -> UInt64 {
-    var h = Hasher64()
+    let h = Hasher64()
     h.add(UInt64(m.mode)); h.add(m.mtime); h.add(UInt64(m.uflags)); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo))
     h.add(m.uid); h.add(m.gid)
     return h.value
@@ -247,7 +247,7 @@ public final class ClusterWalker {
   /// Digest of a file's logical content (holes and zero blocks alike read as zeros).
   private func digestContent(_ i: Int, _ ino: InodeData, path: String) throws(FormatError) -> UInt64 {
     let node = group.nodes[i]
-    var h = Hasher64()
+    let h = Hasher64()
     var findings: [Finding] = []
     var pos: UInt64 = 0
     let size = ino.meta.size
@@ -274,7 +274,7 @@ public final class ClusterWalker {
   /// tables, iparent, name_key, btime).
   static func identity(_ d: DirEntry, _ ino: InodeData, content: UInt64) -> UInt64 {
     let m = ino.meta
-    var h = Hasher64()
+    let h = Hasher64()
     h.add(d.name); h.add(d.inum); h.add(UInt64(m.typeRaw)); h.add(UInt64(m.mode)); h.add(m.size); h.add(m.mtime); h.add(m.ctime)
     h.add(UInt64(m.uflags)); h.add(m.uid); h.add(m.gid); h.add(UInt64(m.rmajor)); h.add(UInt64(m.rminor))
     h.add(m.nlinks); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo)); h.add(content)
@@ -388,25 +388,32 @@ struct DirSource: ElementSource {
   mutating func next() -> TreeElement? { base?.next() }
 }
 
-/// A 64-bit digest (SHA-256 truncated) over typed fields, for identities.
-struct Hasher64 {
-  private var sha = SHA256()
-  mutating func add(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { sha.update(bufferPointer: $0) } }
-  mutating func add(_ b: [UInt8]) { add(UInt64(b.count)); sha.update(data: b) }
-  mutating func add(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { sha.update(bufferPointer: $0) } }
-  mutating func addZeros(_ n: UInt64) {
+/// A 64-bit content digest (XXH3, streaming) over typed fields, for identities: fast
+/// enough to hash every block a deep walk reads. Not a security boundary: it only
+/// tells versions apart.
+final class Hasher64 {
+  private let state: OpaquePointer
+  init() {
+    state = XXH3_createState()
+    XXH3_64bits_reset(state)
+  }
+  deinit { XXH3_freeState(state) }
+  func add(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) } }
+  func add(_ b: [UInt8]) {
+    add(UInt64(b.count))
+    b.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) }
+  }
+  func add(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) } }
+  func addZeros(_ n: UInt64) {
     var left = n
     let z = [UInt8](repeating: 0, count: 65536)
     while left > 0 {
       let k = Int(min(left, 65536))
-      z.withUnsafeBytes { sha.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<k])) }
+      z.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, k) }
       left -= UInt64(k)
     }
   }
-  var value: UInt64 {
-    let d = Array(sha.finalize())
-    return d.u64le(0)
-  }
+  var value: UInt64 { XXH3_64bits_digest(state) }
 }
 
 extension Array where Element == UInt8 {

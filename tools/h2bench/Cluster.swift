@@ -712,7 +712,9 @@ struct ReportCommand: ParsableCommand {
       } else if s.label.hasPrefix("overlay") {
         rate += String(format: "  %.0f files/s, %.1f MB/s", Double(m.extraFiles) / s.run.seconds, Double(m.extraBytes) / s.run.seconds / 1e6)
       } else if s.label.hasPrefix("gensrc") {
-        rate += String(format: "  %.0f files/s", Double(m.files) / s.run.seconds)
+        rate += s.run.seconds < m.seconds / 2
+          ? String(format: "  (reused; generated earlier in %.1f s, %.0f files/s)", m.seconds, Double(m.files) / m.seconds)
+          : String(format: "  %.0f files/s", Double(m.files) / s.run.seconds)
       }
       print("  \(pad(s.label, 22, left: true)) \(pad(f(s.run.seconds, 1) + " s", 10)) \(pad(fmtMiB(s.run.peakRSSKiB), 11))\(rate)")
     }

@@ -141,6 +141,7 @@ public final class PFSEditor {
   fileprivate func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
   fileprivate func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
   fileprivate func leaveDirectDataForResync(_ d: DirtyInode) { leaveDirectData(d) }
+  fileprivate func finalizeDataForResync(_ d: DirtyInode, _ key: UInt64) throws(FormatError) { try finalizeData(d, key) }
   fileprivate func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
     try addEntry(dir, name: name, inum: inum, type: type)
     // The entry carries the focus's modify_tid.
@@ -379,7 +380,8 @@ public final class PFSEditor {
   /// The old EOF block may be short: when the file grows past it, rewrite it full size
   /// (`hammer2_extend_file`).
   private func growFrom(_ d: DirtyInode, oldSize: UInt64, newSize: UInt64) throws(FormatError) {
-    guard newSize > oldSize, oldSize > 0 else { return }
+    // A full old EOF block is already full size: nothing to rewrite.
+    guard newSize > oldSize, oldSize > 0, oldSize & 0xFFFF != 0 else { return }
     let key = (oldSize - 1) & ~0xFFFF
     if key < (newSize - 1) & ~0xFFFF, case .existing(let b)? = d.table?[key], b.radix != 0 {
       d.table![key] = .data(logical: try logicalBlock(d, key))
@@ -415,9 +417,15 @@ public final class PFSEditor {
       let n = min(bytes.count - i, H2.pbufSize - inBlock)
       var logical = inBlock == 0 && n == H2.pbufSize ? [] : try logicalBlock(d, key)
       if logical.isEmpty { logical = Array(bytes[i..<i + n]) } else { logical.replaceSubrange(inBlock..<inBlock + n, with: bytes[i..<i + n]) }
-      d.table![key] = .data(logical: logical)
-      // Blocks before the EOF block are final: write them now so memory stays bounded.
-      if key < (newSize - 1) & ~0xFFFF { try finalizeData(d, key) }
+      // Blocks before the EOF block, and a full EOF block, are final: write them now
+      // so memory stays bounded. A partial EOF block waits (an append may extend it),
+      // kept trimmed to the bytes the file has.
+      if key < (newSize - 1) & ~0xFFFF || newSize - key >= UInt64(H2.pbufSize) {
+        d.table![key] = .data(logical: logical)
+        try finalizeData(d, key)
+      } else {
+        d.table![key] = .data(logical: Array(logical.prefix(Int(newSize - key))))
+      }
       pos += UInt64(n)
       i += n
     }
@@ -604,6 +612,8 @@ extension PFSEditor {
     d.table![key] = logical.map { .data(logical: $0) }
     d.modifyTid = max(d.modifyTid, tid)
     d.touched = true
+    // Not the EOF block under the current size: final, write it now (bounded memory).
+    if logical != nil, key + UInt64(H2.pbufSize) <= d.data.meta.size { try finalizeDataForResync(d, key) }
   }
 
   /// Makes a file DIRECTDATA with exactly `bytes` (at most 512), dropping every block

@@ -199,7 +199,10 @@ public final class Transaction {
   public func commit() throws(FormatError) -> Int? {
     precondition(!committed, "a transaction commits once")  // Safe: programming error, not disk data.
     committed = true
-    if isEmpty { return nil }
+    if isEmpty {
+      image.unlock()
+      return nil
+    }
     for (key, ed) in editors where ed.hasPendingChanges || ed.isNew {
       superRootLeaves[key] = .existing(try ed.flush())
     }
@@ -235,6 +238,7 @@ public final class Transaction {
     if UInt64(slot) * H2.zoneBytes64 + H2.zoneSeg > header.voluSize { slot = 0 }
     try image.write(at: UInt64(slot) * H2.zoneBytes64, header.encode(recomputeCRCs: true), structure: "volume header #\(slot)")
     try image.sync()
+    image.unlock()
     return slot
   }
 }

@@ -115,6 +115,10 @@ public final class WritableImage: ImageIO {
     }
   }
 
+  /// Releases the exclusive lock (after a commit), so another transaction can start
+  /// while this object is still alive.
+  public func unlock() { _ = flock(fd, LOCK_UN) }
+
   /// Sets the file size (new images only).
   public func setSize(_ newSize: UInt64) throws(FormatError) {
     guard ftruncate(fd, off_t(newSize)) == 0 else {

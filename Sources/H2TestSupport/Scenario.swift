@@ -255,26 +255,18 @@ func fnv64(_ s: String) -> UInt64 {
 
 /// Parses "2G", "64K", "100M", "12345".
 public func scenarioSize(_ s: String) throws -> UInt64 {
-  let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-  if let u = s.uppercased().last, let m = units[u], let n = UInt64(s.dropLast()) { return n * m }
-  guard let n = UInt64(s) else { throw ScenarioError("bad size \(s)") }
+  guard let n = Spellings.byteSize(s) else { throw ScenarioError("bad size \(s)") }
   return n
 }
 
 func scenarioComp(_ s: String) throws -> UInt8 {
-  let parts = s.lowercased().split(separator: ":")
-  guard let name = parts.first, let m = CompressionMethod.allCases.first(where: { $0.name == name }) else {
-    throw ScenarioError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]")
-  }
-  let level = parts.count > 1 ? UInt8(parts[1]) ?? 0 : 0
-  return m.rawValue | (min(level, 15) << 4)
+  guard let c = Spellings.compAlgo(s) else { throw ScenarioError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]") }
+  return c
 }
 
 func scenarioCheck(_ s: String) throws -> UInt8 {
-  guard let m = CheckMethod.allCases.first(where: { $0.name == s.lowercased() && $0 != .freemap }) else {
-    throw ScenarioError("check must be none, disabled, iscsi32, xxhash64 or sha192")
-  }
-  return m.rawValue
+  guard let c = Spellings.checkAlgo(s) else { throw ScenarioError("check must be none, disabled, iscsi32, xxhash64 or sha192") }
+  return c
 }
 
 // MARK: - data

@@ -77,9 +77,7 @@ struct CheckCommand: ParsableCommand {
   }
 
   func parseRate(_ s: String) throws -> UInt64 {
-    let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-    if let u = s.uppercased().last, let m = units[u], let n = UInt64(s.dropLast()) { return n * m }
-    guard let n = UInt64(s) else { throw ValidationError("--max-rate takes bytes per second, e.g. 50M") }
+    guard let n = Spellings.byteSize(s) else { throw ValidationError("--max-rate takes bytes per second, e.g. 50M") }
     return n
   }
 

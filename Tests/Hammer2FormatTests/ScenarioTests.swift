@@ -3,35 +3,6 @@ import H2TestSupport
 import Hammer2Format
 import Testing
 
-/// Lists an extracted tree in the oracle manifest's form (for compareTree).
-func scenarioListing(of root: String) -> [[String: Any]] {
-  var out: [[String: Any]] = []
-  func add(_ rel: String) {
-    let full = rel == "." ? root : root + "/" + rel
-    var st = stat()
-    lstat(full, &st)
-    var e: [String: Any] = ["path": rel, "mode": String(format: "%04o", st.st_mode & 0o7777)]
-    e["mtime_us"] = Int(st.st_mtim.tv_sec) * 1_000_000 + Int(st.st_mtim.tv_nsec) / 1000
-    switch st.st_mode & S_IFMT {
-    case S_IFDIR: e["type"] = "dir"
-    case S_IFLNK:
-      e["type"] = "symlink"
-      e["target"] = (try? FileManager.default.destinationOfSymbolicLink(atPath: full)) ?? ""
-      e["size"] = Int(st.st_size)
-    case S_IFIFO: e["type"] = "fifo"
-    default:
-      e["type"] = "file"
-      e["size"] = Int(st.st_size)
-      e["sha256"] = sha256(ofFile: full) ?? ""
-      e["inum"] = Int(st.st_ino)
-    }
-    out.append(e)
-  }
-  add(".")
-  for rel in (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).sorted() { add(rel) }
-  return out
-}
-
 @Suite struct ScenarioTests {
   static let specNames: [String] = ((try? ScenarioSpec.allSpecs()) ?? []).map(\.name)
 
@@ -129,7 +100,7 @@ func scenarioListing(of root: String) -> [[String: Any]] {
       }
       let xa = try extract(a)
       let xb = try extract(b)
-      let diff = compareTree(xb, listing: scenarioListing(of: xa))
+      let diff = compareTree(xb, listing: listing(of: xa))
       #expect(diff.isEmpty, "\(name): extracts of \(a) and \(b) differ: \(diff.prefix(8))")
     }
   }

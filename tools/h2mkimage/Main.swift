@@ -61,26 +61,18 @@ struct Target: ParsableArguments {
 }
 
 func parseSize(_ s: String) throws -> UInt64 {
-  let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
-  if let u = s.uppercased().last, let m = units[u], let n = UInt64(s.dropLast()) { return n * m }
-  guard let n = UInt64(s) else { throw ValidationError("bad size \(s)") }
+  guard let n = Spellings.byteSize(s) else { throw ValidationError("bad size \(s)") }
   return n
 }
 
 func parseComp(_ s: String) throws -> UInt8 {
-  let parts = s.lowercased().split(separator: ":")
-  guard let name = parts.first, let m = CompressionMethod.allCases.first(where: { $0.name == name }) else {
-    throw ValidationError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]")
-  }
-  let level = parts.count > 1 ? UInt8(parts[1]) ?? 0 : 0
-  return m.rawValue | (min(level, 15) << 4)
+  guard let c = Spellings.compAlgo(s) else { throw ValidationError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]") }
+  return c
 }
 
 func parseCheck(_ s: String) throws -> UInt8 {
-  guard let m = CheckMethod.allCases.first(where: { $0.name == s.lowercased() && $0 != .freemap }) else {
-    throw ValidationError("check must be none, disabled, iscsi32, xxhash64 or sha192")
-  }
-  return m.rawValue
+  guard let c = Spellings.checkAlgo(s) else { throw ValidationError("check must be none, disabled, iscsi32, xxhash64 or sha192") }
+  return c
 }
 
 struct New: ParsableCommand {

@@ -154,15 +154,12 @@ public final class ClusterWalker {
         }
         if name != nil {
           loadInodes(&views, path: childPath)
-          let classes = decide(path: childPath, views: &views, isRoot: false, emit: emit)
+          decide(path: childPath, views: &views, isRoot: false, emit: emit)
           // Descend into directories present anywhere.
           let isDir = views.contains { $0.inode?.meta.type == .directory }
+          // Always descend, also in fast mode: files inside may differ although the
+          // directory did not change (inodes live in the PFS index, not under it).
           if isDir {
-            let anyDiff = classes.contains { $0 != .inSync }
-            let needed = mode == .deep || anyDiff || views.contains { v in v.dirent.map { suspects.contains($0.inum) } ?? false }
-            // Fast mode still descends: files inside may differ although the directory
-            // did not change (inodes live in the PFS index, not under their directory).
-            _ = needed
             stack.append((childPath, views.map { $0.inode?.meta.type == .directory ? $0.inode : nil }))
           }
         }
@@ -234,11 +231,8 @@ public final class ClusterWalker {
         views[i].contentDigest = content
         views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
       } catch {
-        if case .notFound = error.kind {
-          views[i].damaged = error
-        } else {
-          views[i].damaged = error
-        }
+        // Unreadable, or named by a directory entry but missing from the inode index.
+        views[i].damaged = error
         note(Finding(error: error, fallback: Location(image: node.image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
       }
     }

@@ -43,6 +43,12 @@ public final class ClusterWalker {
   private var seenFindings = Set<Finding>()
   /// Inode numbers whose index entry is not identical on every node (fast mode).
   private var suspects = Set<UInt64>()
+  /// Fast mode: the directories worth entering (those holding a suspect and their
+  /// ancestors); nil = enter every directory.
+  private var enter: Set<UInt64>?
+  /// Deep mode: damage the scanners met, reported after the walk unless the walk met
+  /// it too (with a path).
+  private var scanFindings: [(Int, Finding)] = []
   /// Throttle: called after each block read with its size.
   public var onBytes: ((UInt64) -> Void)?
 
@@ -93,13 +99,13 @@ public final class ClusterWalker {
   /// Runs the walk; `emit` receives each differing path.
   public func run(_ emit: (Difference) -> Void) {
     let n = group.nodes.count
-    if mode == .fast { indexPass() }
+    // Both modes find the suspects first (fast: index entries; deep: every block of
+    // every node read, verified and digested in parallel), then walk only towards them.
+    if mode == .fast { indexPass() } else { scanPass() }
+    enter = directoriesToEnter()
     // The root itself.
     var views = group.nodes.map { node in
       NodeView(dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref, version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
-    }
-    if mode == .deep {
-      for i in 0..<n { verifyInodeBlock(i, group.nodes[i].pfs.bref, path: ".") }
     }
     decide(path: ".", views: &views, isRoot: true, emit: emit)
     // Directory stack: per node, the directory inode (nil = node lacks the directory).
@@ -143,11 +149,13 @@ public final class ClusterWalker {
         }
         // Fast mode: an entry identical on every node (same name, inode number and type)
         // whose inode's index entry is identical everywhere too is in sync without
-        // reading anything more; only directories are opened, to walk into them.
-        if mode == .fast, name != nil, others.isEmpty, views.allSatisfy({ $0.unknown == nil }),
+        // reading anything more; a directory is entered only when it leads to a suspect
+        // (or when no such restriction could be proven, then every directory).
+        if name != nil, others.isEmpty, views.allSatisfy({ $0.unknown == nil }),
           let first = views.first?.dirent,
           views.allSatisfy({ $0.dirent?.inum == first.inum && $0.dirent?.typeRaw == first.typeRaw }),
-          !suspects.contains(first.inum), first.typeRaw != ObjectType.directory.rawValue
+          !suspects.contains(first.inum),
+          first.typeRaw != ObjectType.directory.rawValue || enter.map({ !$0.contains(first.inum) }) == true
         {
           more = cursor.next()
           continue
@@ -176,6 +184,11 @@ public final class ClusterWalker {
         more = cursor.next()
       }
     }
+    // Damage only the scan met (an unreachable inode, an index block no path leads
+    // through) is still damage.
+    let walked = Set(findings.map { "\($0.location.image)\u{0}\($0.location.offset)" })
+    for (i, f) in scanFindings where !walked.contains("\(f.location.image)\u{0}\(f.location.offset)") { note(f, node: i) }
+    scanFindings = []
     // Equal root tids do not make a quorum when the content below disagrees without a
     // majority: the PFS as a whole has no version a quorum holds (split brain of two).
     if stats.counts[.conflict, default: 0] > 0 || stats.counts[.undecidable, default: 0] > 0 {
@@ -205,17 +218,130 @@ public final class ClusterWalker {
     }
   }
 
-  private func verifyInodeBlock(_ i: Int, _ b: Blockref, path: String) {
-    stats.blocksChecked[i] += 1
-    stats.bytesChecked[i] += UInt64(b.mediaSize ?? 0)
-    onBytes?(UInt64(b.mediaSize ?? 0))
+  /// Fast mode: the directories a walk must enter to meet every suspect, or nil when
+  /// that cannot be proven and every directory must be entered. Files live in the PFS
+  /// index, not under their directory, so a changed file leaves its directory's entry
+  /// alone: its place is found from `iparent` (the nominal parent) and confirmed by the
+  /// parent's entries. A hardlinked suspect (names in unknown directories), an orphan,
+  /// a stale `iparent` or an unreadable inode falls back to the full walk.
+  private func directoriesToEnter() -> Set<UInt64>? {
+    if suspects.isEmpty { return [] }
+    // Parent directory -> suspects that must be named there, per node.
+    var expected: [Int: [UInt64: Set<UInt64>]] = [:]
+    var parents = Set<UInt64>()
+    for s in suspects {
+      var seen = false
+      for (i, node) in group.nodes.enumerated() {
+        guard let ino = try? node.reader.inode(s) else { continue }
+        seen = true
+        let m = ino.meta
+        if m.nlinks > 1 && m.type != .directory { return nil }
+        expected[i, default: [:]][m.iparent, default: []].insert(s)
+        parents.insert(m.iparent)
+        if m.type == .directory { parents.insert(s) }
+      }
+      if !seen { return nil }
+    }
+    // Every expected name must be there (a stale iparent would hide a path).
+    for (i, byParent) in expected {
+      let reader = group.nodes[i].reader
+      for (p, want) in byParent {
+        guard let dir = try? reader.inode(p), dir.meta.type == .directory else { return nil }
+        var left = want
+        var findings: [Finding] = []
+        reader.forEachEntry(of: dir, path: "", findings: &findings) { e in
+          left.remove(e.inum)
+          return !left.isEmpty
+        }
+        if !left.isEmpty { return nil }
+      }
+    }
+    // Ancestors up to the PFS root, through every node's view (a directory moved on
+    // some node is entered on both paths). Each directory is expanded once: cycle-proof.
+    var enter = Set<UInt64>()
+    var work = Array(parents)
+    while let x = work.popLast() {
+      if x == 1 || !enter.insert(x).inserted { continue }
+      var found = false
+      for node in group.nodes {
+        if let d = try? node.reader.inode(x), d.meta.type == .directory {
+          found = true
+          work.append(d.meta.iparent)
+        }
+      }
+      if !found { return nil }
+    }
+    return enter
+  }
+
+  /// Deep mode: every node's PFS read and verified block by block, in parallel (one
+  /// thread and one `Volume` per node), merged by inode number; an inode whose index
+  /// entry, attributes or stored content is not identical on every node becomes a
+  /// suspect, and so does every key an unreadable range hides on some node.
+  private func scanPass() {
+    let n = group.nodes.count
+    let scanners = group.nodes.map { NodeScanner(image: $0.image, pfs: $0.pfs) }
+    for s in scanners { s.start() }
+    var pending = [[InodeSummary]](repeating: [], count: n)
+    var pos = [Int](repeating: 0, count: n)
+    var ended = [Bool](repeating: false, count: n)
+    var holeUntil = [UInt64?](repeating: nil, count: n)
+    /// The node's next summary, pulling batches as needed; nil at its end.
+    func head(_ i: Int) -> InodeSummary? {
+      while pos[i] >= pending[i].count {
+        if ended[i] { return nil }
+        let b = scanners[i].queue.pop()
+        pending[i] = b.items
+        pos[i] = 0
+        ended[i] = b.end
+        if b.bytes > 0 { onBytes?(b.bytes) }
+      }
+      return pending[i][pos[i]]
+    }
+    while true {
+      var k: UInt64?
+      for i in 0..<n {
+        if let h = head(i), k == nil || h.key < k! { k = h.key }  // Safe: k checked first.
+      }
+      guard let key = k else { break }
+      var present: [InodeSummary?] = .init(repeating: nil, count: n)
+      var hole = false
+      for i in 0..<n {
+        guard let h = head(i), h.key == key else { continue }
+        pos[i] += 1
+        if h.isHole {
+          holeUntil[i] = max(holeUntil[i] ?? 0, h.keyEnd)
+          hole = true
+        } else {
+          present[i] = h
+        }
+      }
+      if hole && present.allSatisfy({ $0 == nil }) { continue }
+      var same = !hole
+      let first = present.first { $0 != nil } ?? nil
+      for i in 0..<n {
+        guard let p = present[i] else {
+          same = false
+          continue
+        }
+        if p.damaged || p.modifyTid != first?.modifyTid || p.digest != first?.digest { same = false }
+        if let u = holeUntil[i], u >= key { same = false }
+      }
+      for i in 0..<n where present[i] == nil { if let u = holeUntil[i], u >= key { same = false } }
+      if !same { suspects.insert(key) }
+    }
+    for (i, s) in scanners.enumerated() {
+      stats.blocksChecked[i] += s.blocksRead
+      stats.bytesChecked[i] += s.bytesRead
+      scanFindings.append(contentsOf: s.findings.map { (i, $0) })
+    }
   }
 
   /// Reads each node's inode for its entry; in deep mode (or for suspects) the content
   /// digest too.
   private func loadInodes(_ views: inout [NodeView], path: String) {
     let inums = Set(views.compactMap { $0.dirent?.inum })
-    let needContent = mode == .deep || inums.contains { suspects.contains($0) } || Set(views.compactMap { $0.dirent?.inum }).count > 1
+    let needContent = inums.contains { suspects.contains($0) } || inums.count > 1
     for i in views.indices {
       guard let d = views[i].dirent else { continue }
       let node = group.nodes[i]
@@ -223,7 +349,6 @@ public final class ClusterWalker {
         let (b, ino) = try node.reader.inodeWithBlockref(d.inum)
         views[i].inode = ino
         views[i].inodeBref = b
-        if mode == .deep { verifyInodeBlock(i, b, path: path) }
         var content: UInt64 = 0
         if needContent, ino.meta.type == .regularFile || ino.meta.type == .symlink {
           content = try digestContent(i, ino, path: path)
@@ -251,9 +376,12 @@ public final class ClusterWalker {
       let n = Int(min(UInt64(bytes.count), size - off))
       h.add(bytes[0..<n])
       pos = off + UInt64(n)
-      stats.blocksChecked[i] += 1
-      stats.bytesChecked[i] += UInt64(bytes.count)
-      onBytes?(UInt64(bytes.count))
+      // Deep mode counts the scan's reads; these are second looks at suspects.
+      if mode == .fast {
+        stats.blocksChecked[i] += 1
+        stats.bytesChecked[i] += UInt64(bytes.count)
+        onBytes?(UInt64(bytes.count))
+      }
     }
     if size > pos { h.addZeros(size - pos) }
     if let f = findings.first(where: { $0.severity == .damage }) {

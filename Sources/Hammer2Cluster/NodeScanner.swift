@@ -1,0 +1,188 @@
+import CHammer2Codecs
+import Foundation
+import Hammer2Format
+
+/// One inode (or unreadable key range) of a node's inode index, as a deep scan saw it.
+struct InodeSummary: Sendable {
+  /// The inode number, or the first key of an unreadable range.
+  var key: UInt64
+  /// The last key of an unreadable range (== key for an inode).
+  var keyEnd: UInt64
+  var isHole: Bool
+  var modifyTid: UInt64
+  /// The cluster-wide attributes and the stored content (data blockrefs' methods and
+  /// check codes, or the bytes themselves when the check method proves nothing; the
+  /// entries of a directory). Equal digests mean equal content; unequal ones only that
+  /// the walk must look closer (another compression can hold the same bytes).
+  var digest: UInt64
+  /// Some block of this inode failed to read or verify.
+  var damaged: Bool
+}
+
+/// A batch handed from a scanner thread to the merging thread.
+struct SummaryBatch: Sendable {
+  var items: [InodeSummary]
+  /// Media bytes read since the previous batch.
+  var bytes: UInt64
+  /// The last batch of the scan.
+  var end: Bool
+}
+
+/// A bounded single-producer single-consumer queue: memory stays at `capacity` batches
+/// whatever the image size, and a slow consumer (a throttle) slows the producer.
+final class BatchQueue: @unchecked Sendable {
+  private let cond = NSCondition()
+  private var items: [SummaryBatch] = []
+  private let capacity: Int
+  init(capacity: Int) { self.capacity = capacity }
+  func push(_ b: SummaryBatch) {
+    cond.lock()
+    while items.count >= capacity { cond.wait() }
+    items.append(b)
+    cond.signal()
+    cond.unlock()
+  }
+  func pop() -> SummaryBatch {
+    cond.lock()
+    while items.isEmpty { cond.wait() }
+    let b = items.removeFirst()
+    cond.signal()
+    cond.unlock()
+    return b
+  }
+}
+
+/// Reads and verifies every block of one node's PFS on its own thread, through its own
+/// `Volume` (own descriptor and caches: nothing is shared with other threads), and
+/// streams one `InodeSummary` per inode in inode-number order. Nodes are scanned in
+/// parallel; the merge compares them key by key (resync-semantics.md §5.6, deep mode).
+final class NodeScanner: @unchecked Sendable {
+  let image: String
+  let pfs: PFSInfo
+  let queue = BatchQueue(capacity: 8)
+  /// Damage met (bounded), read after the scan ended.
+  private(set) var findings: [Finding] = []
+  private(set) var blocksRead: UInt64 = 0
+  private(set) var bytesRead: UInt64 = 0
+  private static let batchSize = 512
+  private static let maxFindings = 10_000
+
+  init(image: String, pfs: PFSInfo) {
+    self.image = image
+    self.pfs = pfs
+  }
+
+  func start() {
+    let t = Thread { [self] in run() }
+    t.stackSize = 4 << 20
+    t.start()
+  }
+
+  private func note(_ f: Finding) {
+    if findings.count < Self.maxFindings { findings.append(f) }
+  }
+
+  private func run() {
+    let volume: Volume
+    do {
+      volume = try Volume.open(path: image, cacheBudget: 16 << 20)
+    } catch {
+      note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))
+      queue.push(SummaryBatch(items: [InodeSummary(key: 0, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0, end: true))
+      return
+    }
+    let reader = PFSReader(volume: volume, pfs: pfs)
+    var batch: [InodeSummary] = []
+    batch.reserveCapacity(Self.batchSize)
+    var reported: UInt64 = 0
+    var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
+    var el = it.lookup(0, H2.dirhashVisible - 1)
+    while let e = el {
+      switch e {
+      case .hole(let lo, let hi, let err):
+        note(Finding(error: err, fallback: volume.location(of: pfs.bref)))
+        batch.append(InodeSummary(key: lo, keyEnd: hi, isHole: true, modifyTid: 0, digest: 0, damaged: true))
+      case .leaf(let b):
+        batch.append(summarize(b, reader: reader, volume: volume))
+      }
+      if batch.count >= Self.batchSize {
+        queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
+        reported = volume.bytesRead
+        batch.removeAll(keepingCapacity: true)
+      }
+      el = it.next()
+    }
+    for f in it.findings { note(f) }
+    blocksRead = volume.blocksRead
+    bytesRead = volume.bytesRead
+    queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: true))
+  }
+
+  /// Reads, verifies and digests one inode and everything below it.
+  private func summarize(_ b: Blockref, reader: PFSReader, volume: Volume) -> InodeSummary {
+    var s = InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: false)
+    guard b.type == .inode else {
+      note(Finding(.damage, at: volume.location(of: b), "\(b.summary) in the inode index"))
+      s.damaged = true
+      return s
+    }
+    let ino: InodeData
+    do {
+      ino = try volume.inode(b)
+    } catch {
+      note(Finding(error: error, fallback: volume.location(of: b)))
+      s.damaged = true
+      return s
+    }
+    let m = ino.meta
+    let h = Hasher64()
+    h.add(m.inum); h.add(UInt64(m.typeRaw)); h.add(UInt64(m.mode)); h.add(m.size); h.add(m.mtime); h.add(m.ctime)
+    h.add(UInt64(m.uflags)); h.add(m.uid); h.add(m.gid); h.add(UInt64(m.rmajor)); h.add(UInt64(m.rminor))
+    h.add(m.nlinks); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo)); h.add(UInt64(m.opFlags & OpFlags.directData))
+    if m.isDirectData {
+      h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
+    } else if m.type == .directory {
+      var it = reader.entryIterator(of: ino)
+      while let r = it.next(reader: reader) {
+        switch r {
+        case .success(let e): h.add(e.bref.key); h.add(e.inum); h.add(UInt64(e.typeRaw)); h.add(e.name)
+        case .failure(let err):
+          note(Finding(error: err, fallback: volume.location(of: b)))
+          s.damaged = true
+        }
+      }
+    } else if m.size > 0 {
+      var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: volume.location(of: b))
+      var el = it.lookup(0, m.size - 1)
+      while let e = el {
+        switch e {
+        case .hole(_, _, let err):
+          note(Finding(error: err, fallback: volume.location(of: b)))
+          s.damaged = true
+        case .leaf(let d):
+          h.add(d.key); h.add(UInt64(d.keybits)); h.add(UInt64(d.typeRaw))
+          if d.radix != 0 {
+            do {
+              let bytes = try volume.readMedia(d)
+              h.add(UInt64(d.methods)); h.add(UInt64(d.radix))
+              switch d.checkMethod {
+              case .xxhash64?, .sha192?:
+                // A verified strong check code stands for the bytes it covers.
+                h.add(d.check.bytes)
+              default:
+                h.add(bytes)
+              }
+            } catch {
+              note(Finding(error: error, fallback: volume.location(of: d)))
+              s.damaged = true
+            }
+          }
+        }
+        el = it.next()
+      }
+      for f in it.findings { note(f) }
+    }
+    s.digest = h.value
+    return s
+  }
+}

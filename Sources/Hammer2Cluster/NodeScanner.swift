@@ -59,6 +59,9 @@ final class BatchQueue: @unchecked Sendable {
 final class NodeScanner: @unchecked Sendable {
   let image: String
   let pfs: PFSInfo
+  /// Deep: read every block below each inode; otherwise only the index (fast mode:
+  /// index entries and their modify_tids).
+  let deep: Bool
   let queue = BatchQueue(capacity: 8)
   /// Damage met (bounded), read after the scan ended.
   private(set) var findings: [Finding] = []
@@ -67,9 +70,10 @@ final class NodeScanner: @unchecked Sendable {
   private static let batchSize = 512
   private static let maxFindings = 10_000
 
-  init(image: String, pfs: PFSInfo) {
+  init(image: String, pfs: PFSInfo, deep: Bool) {
     self.image = image
     self.pfs = pfs
+    self.deep = deep
   }
 
   func start() {
@@ -103,7 +107,11 @@ final class NodeScanner: @unchecked Sendable {
         note(Finding(error: err, fallback: volume.location(of: pfs.bref)))
         batch.append(InodeSummary(key: lo, keyEnd: hi, isHole: true, modifyTid: 0, digest: 0, damaged: true))
       case .leaf(let b):
-        batch.append(summarize(b, reader: reader, volume: volume))
+        if deep {
+          batch.append(summarize(b, reader: reader, volume: volume))
+        } else {
+          batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode))
+        }
       }
       if batch.count >= Self.batchSize {
         queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))

@@ -101,7 +101,7 @@ public final class ClusterWalker {
     let n = group.nodes.count
     // Both modes find the suspects first (fast: index entries; deep: every block of
     // every node read, verified and digested in parallel), then walk only towards them.
-    if mode == .fast { indexPass() } else { scanPass() }
+    scanPass(deep: mode == .deep)
     enter = directoriesToEnter()
     // The root itself.
     var views = group.nodes.map { node in
@@ -198,26 +198,6 @@ public final class ClusterWalker {
     }
   }
 
-  /// Fast mode: one pass over the inode indexes of all nodes; inode numbers whose entry
-  /// differs (absent somewhere, or another modify_tid) become suspects.
-  private func indexPass() {
-    var cursor = ClusterCursor<KeyRangeIterator>(group.nodes.map { node in
-      KeyRangeIterator(volume: node.volume, array: node.pfs.inode.blockset, location: node.volume.location(of: node.pfs.bref))
-    })
-    var more = cursor.lookup(0, H2.dirhashVisible - 1)
-    while more, let key = cursor.key {
-      var tid: UInt64?
-      var same = true
-      for s in cursor.slots {
-        if case .present(let b) = s {
-          if tid == nil { tid = b.modifyTid } else if tid != b.modifyTid { same = false }
-        } else { same = false }
-      }
-      if !same { suspects.insert(key) }
-      more = cursor.next()
-    }
-  }
-
   /// Fast mode: the directories a walk must enter to meet every suspect, or nil when
   /// that cannot be proven and every directory must be entered. Files live in the PFS
   /// index, not under their directory, so a changed file leaves its directory's entry
@@ -274,13 +254,13 @@ public final class ClusterWalker {
     return enter
   }
 
-  /// Deep mode: every node's PFS read and verified block by block, in parallel (one
-  /// thread and one `Volume` per node), merged by inode number; an inode whose index
-  /// entry, attributes or stored content is not identical on every node becomes a
-  /// suspect, and so does every key an unreadable range hides on some node.
-  private func scanPass() {
+  /// Every node's inode index read in parallel (one thread and one `Volume` per node)
+  /// and merged by inode number; an inode whose index entry (fast) or also attributes
+  /// and stored content (deep: every block read and verified) is not identical on every
+  /// node becomes a suspect, and so does every key an unreadable range hides somewhere.
+  private func scanPass(deep: Bool) {
     let n = group.nodes.count
-    let scanners = group.nodes.map { NodeScanner(image: $0.image, pfs: $0.pfs) }
+    let scanners = group.nodes.map { NodeScanner(image: $0.image, pfs: $0.pfs, deep: deep) }
     for s in scanners { s.start() }
     var pending = [[InodeSummary]](repeating: [], count: n)
     var pos = [Int](repeating: 0, count: n)

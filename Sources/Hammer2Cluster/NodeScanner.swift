@@ -89,7 +89,8 @@ final class NodeScanner: @unchecked Sendable {
   private func run() {
     let volume: Volume
     do {
-      volume = try Volume.open(path: image, cacheBudget: 16 << 20)
+      volume = try Volume.open(path: image, cacheBudget: 1 << 20)
+      volume.cachesArrays = false
     } catch {
       note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))
       queue.push(SummaryBatch(items: [InodeSummary(key: 0, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0, end: true))
@@ -136,7 +137,7 @@ final class NodeScanner: @unchecked Sendable {
     }
     let ino: InodeData
     do {
-      ino = try volume.inode(b)
+      ino = try volume.inode(b, cached: false)
     } catch {
       note(Finding(error: error, fallback: volume.location(of: b)))
       s.damaged = true
@@ -171,14 +172,11 @@ final class NodeScanner: @unchecked Sendable {
           h.add(d.key); h.add(UInt64(d.keybits)); h.add(UInt64(d.typeRaw))
           if d.radix != 0 {
             do {
-              let bytes = try volume.readMedia(d)
               h.add(UInt64(d.methods)); h.add(UInt64(d.radix))
-              switch d.checkMethod {
-              case .xxhash64?, .sha192?:
+              let strong = d.checkMethod == .xxhash64 || d.checkMethod == .sha192
+              try volume.verifyMedia(d) { bytes in
                 // A verified strong check code stands for the bytes it covers.
-                h.add(d.check.bytes)
-              default:
-                h.add(bytes)
+                if strong { h.add(d.check.bytes) } else { h.add(bytes) }
               }
             } catch {
               note(Finding(error: error, fallback: volume.location(of: d)))

@@ -506,6 +506,7 @@ final class Hasher64 {
     b.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) }
   }
   func add(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) } }
+  func add(_ b: UnsafeRawBufferPointer) { _ = XXH3_64bits_update(state, b.baseAddress, b.count) }
   func addZeros(_ n: UInt64) {
     var left = n
     let z = [UInt8](repeating: 0, count: 65536)

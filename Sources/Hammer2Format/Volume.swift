@@ -1,3 +1,5 @@
+import CHammer2Codecs
+
 /// The state of one volume header slot (`hammer2_read_volume_header`).
 public struct VolumeHeaderCopy: Sendable {
   /// Slot number 0..3.
@@ -134,25 +136,65 @@ public final class Volume {
     return bytes
   }
 
+  /// False for one-pass scans, which meet each indirect block once: caching would only
+  /// churn.
+  public var cachesArrays = true
+
+  /// One reusable block buffer for `verifyMedia` (a scan reads millions of blocks).
+  private lazy var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: H2.pbufSize, alignment: 64)
+  deinit { scratch.deallocate() }
+
+  /// Reads `bref`'s media block into a reused buffer and verifies its check code, for
+  /// scans that need only the verdict. XXHASH64 is verified in place; the other methods
+  /// go through `readMedia`. `body` sees the verified bytes (valid only during the call).
+  public func verifyMedia<T>(_ bref: Blockref, _ body: (UnsafeRawBufferPointer) -> T) throws(FormatError) -> T {
+    guard bref.checkMethod == .xxhash64, let size = bref.mediaSize, size > 0, size <= H2.pbufSize else {
+      let bytes = try readMedia(bref)
+      return bytes.withUnsafeBytes { body($0) }
+    }
+    let off = bref.mediaOffset
+    let (end, overflow) = off.addingReportingOverflow(UInt64(size))
+    guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF, end <= header.filesystemSize else {
+      return try readMedia(bref).withUnsafeBytes { body($0) }  // throws the precise error
+    }
+    let buf = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size])
+    do {
+      try io.read(at: off, into: buf)
+    } catch {
+      var e = error
+      e.location = location(of: bref)
+      throw e
+    }
+    bytesRead &+= UInt64(size)
+    blocksRead &+= 1
+    let found = XXH64(buf.baseAddress, size, H2.xxhSeed)
+    let expected = bref.check.u64(0)
+    guard found == expected else {
+      throw FormatError(.checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)), at: location(of: bref))
+    }
+    return body(UnsafeRawBufferPointer(buf))
+  }
+
   /// The live (non-EMPTY) blockrefs of an INDIRECT or FREEMAP_NODE block, sorted by
   /// key (cached). Slot positions are not kept: decode `readMedia` for those.
   public func blockrefArray(_ bref: Blockref) throws(FormatError) -> [Blockref] {
-    if let a = arrayCache.get(bref.dataOff) { return a }
+    if cachesArrays, let a = arrayCache.get(bref.dataOff) { return a }
     let bytes = try readMedia(bref)
     var refs = decodeBlockrefs(bytes).filter { !$0.isEmpty }
     if zip(refs, refs.dropFirst()).contains(where: { $0.key > $1.key }) { refs.sort { $0.key < $1.key } }
-    arrayCache.put(bref.dataOff, refs, cost: refs.count * 160 + 64)
+    if cachesArrays { arrayCache.put(bref.dataOff, refs, cost: refs.count * 160 + 64) }
     return refs
   }
 
   /// The inode an INODE blockref points at (cached, check verified).
-  public func inode(_ bref: Blockref) throws(FormatError) -> InodeData {
-    if let i = inodeCache.get(bref.dataOff) { return i }
+  /// `cached: false` for scans that meet each inode once (no cache churn).
+  public func inode(_ bref: Blockref, cached: Bool = true) throws(FormatError) -> InodeData {
+    if cached, let i = inodeCache.get(bref.dataOff) { return i }
     guard bref.radix == H2.radixMin else {
       throw FormatError(.invalidField("inode block has size radix \(bref.radix), not 10"), at: location(of: bref))
     }
     let ino = InodeData(try readMedia(bref))
-    inodeCache.put(bref.dataOff, ino, cost: InodeData.byteCount + 256)
+    if cached { inodeCache.put(bref.dataOff, ino, cost: InodeData.byteCount + 256) }
     return ino
   }
 

@@ -16,6 +16,16 @@ public protocol ImageIO: AnyObject {
   var size: UInt64 { get }
   /// Reads exactly `count` bytes at `offset`; a short image is `.truncated`.
   func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8]
+  /// Reads exactly `buffer.count` bytes at `offset` into `buffer` (no allocation where
+  /// the source allows it: streaming scans reuse one buffer).
+  func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError)
+}
+
+extension ImageIO {
+  public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
+    let bytes = try read(at: offset, count: buffer.count)
+    bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+  }
 }
 
 /// An image file opened read-only. Nothing in this type can write.
@@ -52,35 +62,43 @@ public final class FileImage: ImageIO {
   deinit { try? fd.close() }
 
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
+    var failure: FormatError?
+    // Uninitialized: pread fills every byte or the read fails (no zero-fill pass).
+    let buf = [UInt8](unsafeUninitializedCapacity: count) { ptr, initialized in
+      do throws(FormatError) {
+        try read(at: offset, into: UnsafeMutableRawBufferPointer(ptr))
+      } catch {
+        failure = error
+        ptr.baseAddress!.initialize(repeating: 0, count: count)
+      }
+      initialized = count
+    }
+    if let failure { throw failure }
+    return buf
+  }
+
+  public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
+    let count = buffer.count
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= size else {
       throw FormatError(
         .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
         at: Location(image: label, offset: offset, structure: "read"))
     }
-    // Uninitialized: pread fills every byte or the read fails (no zero-fill pass).
-    var failure: FormatError?
+    guard count > 0, let base = buffer.baseAddress else { return }
     let raw = fd.rawValue
-    let buf = [UInt8](unsafeUninitializedCapacity: count) { ptr, initialized in
-      var done = 0
-      while done < count {
-        let n = pread(raw, ptr.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-        if n < 0 {
-          if errno == EINTR { continue }
-          failure = FormatError(.io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
-          break
-        }
-        if n == 0 {
-          failure = FormatError(.truncated(needed: UInt64(count), available: UInt64(done)), at: Location(image: label, offset: offset, structure: "read"))
-          break
-        }
-        done += n
+    var done = 0
+    while done < count {
+      let n = pread(raw, base + done, count - done, off_t(offset) + off_t(done))
+      if n < 0 {
+        if errno == EINTR { continue }
+        throw FormatError(.io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
       }
-      if failure != nil { ptr.baseAddress!.initialize(repeating: 0, count: count) }
-      initialized = count
+      if n == 0 {
+        throw FormatError(.truncated(needed: UInt64(count), available: UInt64(done)), at: Location(image: label, offset: offset, structure: "read"))
+      }
+      done += n
     }
-    if let failure { throw failure }
-    return buf
   }
 }
 

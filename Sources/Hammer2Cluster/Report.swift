@@ -29,6 +29,10 @@ public struct Difference: Sendable {
   public var details: [[String]]
   /// Logical bytes a resync would write on each node for this path.
   public var bytesToWrite: [UInt64]
+  /// The focus node's entry and inode blockref for the path, as the walk read them
+  /// (resync uses them instead of resolving the path again).
+  public var focusEntry: DirEntry? = nil
+  public var focusInode: Blockref? = nil
 }
 
 /// The state of one node at the end of a walk.

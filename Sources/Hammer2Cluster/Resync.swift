@@ -111,7 +111,11 @@ public struct Resyncer {
   }
 
   /// The focus's element for `path`: its entry, inode and inode blockref.
-  private func focusElement(_ path: String) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
+  private func focusElement(_ path: String, _ known: Difference? = nil) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
+    if let d = known, let e = d.focusEntry, let b = d.focusInode, b.key == e.inum {
+      let ino = try focus.volume.inode(b)
+      if ino.meta.inum == e.inum { return (e, b, ino) }
+    }
     let parent = try focus.reader.resolve(parentPath(path) == "." ? "" : parentPath(path))
     let name = Array((path.split(separator: "/").last.map(String.init) ?? path).utf8)
     guard let e = try focus.reader.lookup(name, in: parent.inode) else {
@@ -152,19 +156,19 @@ public struct Resyncer {
         removed.append(d.path)
         touchedDirs.insert(parentPath(d.path))
       case .missing:
-        try create(d.path, in: dir, name: name, ed)
+        try create(d.path, in: dir, name: name, ed, d)
         relinked.insert(d.inum)
         touchedDirs.insert(parentPath(d.path))
       case .shapeMismatch:
         try ed.unlink(name, in: dir, recursive: true)
-        try create(d.path, in: dir, name: name, ed)
+        try create(d.path, in: dir, name: name, ed, d)
         touchedDirs.insert(parentPath(d.path))
       case .stale, .ahead, .splitBrain, .damaged:
-        let (e, fb, fino) = try focusElement(d.path)
-        guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed); break }
+        let (e, fb, fino) = try focusElement(d.path, d)
+        guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d); break }
         if mine.inum != e.inum || mine.type != fino.meta.typeRaw {
           try ed.unlink(name, in: dir, recursive: true)
-          try create(d.path, in: dir, name: name, ed)
+          try create(d.path, in: dir, name: name, ed, d)
           touchedDirs.insert(parentPath(d.path))
         } else {
           try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
@@ -193,8 +197,8 @@ public struct Resyncer {
   }
 
   /// Creates `path` on the node as a copy of the focus's element (same inode number).
-  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor) throws {
-    let (e, fb, fino) = try focusElement(path)
+  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: Difference? = nil) throws {
+    let (e, fb, fino) = try focusElement(path, known)
     try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
     try copyContent(e.inum, fino, ed, rewriteAll: false)
     try ed.stamp(e.inum, tid: fb.modifyTid)
@@ -210,6 +214,8 @@ public struct Resyncer {
     }
     var mine = try ed.dataBlocks(inum)
     let size = fino.meta.size
+    let target = try ed.methods(inum)
+    let raw = target.comp == fino.meta.compAlgo && target.check == fino.meta.checkAlgo
     // The final size first, so every block below the EOF block is written as it comes.
     try ed.setSize(inum, size)
     if size > 0 {
@@ -225,8 +231,13 @@ public struct Resyncer {
           if !rewriteAll, let nb = existing, nb.modifyTid == fb.modifyTid, nb.methods == fb.methods, nb.check == fb.check, nb.radix == fb.radix {
             break
           }
+          if raw, fb.radix != 0, fb.keybits == H2.pbufRadix, fb.compression != nil {
+            // Same methods: the focus's block as it is on media (verified on read).
+            try ed.putRawBlock(inum, source: fb, physical: try focus.volume.readMedia(fb), tid: fb.modifyTid)
+            break
+          }
           let logical = fb.radix == 0 ? nil : try focus.volume.logicalData(fb, logicalSize: 1 << Int(min(max(fb.keybits, 10), 16)))
-          try ed.putBlock(inum, key: fb.key, logical: logical, tid: fb.modifyTid)
+          try ed.putBlock(inum, key: fb.key, logical: logical, tid: fb.modifyTid, sizeIsFinal: true)
         }
         el = it.next()
       }

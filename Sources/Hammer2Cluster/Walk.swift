@@ -46,6 +46,8 @@ public final class ClusterWalker {
   /// Fast mode: the directories worth entering (those holding a suspect and their
   /// ancestors); nil = enter every directory.
   private var enter: Set<UInt64>?
+  /// Inode numbers the scan met (all nodes together).
+  private var indexEntries = 0
   /// Deep mode: damage the scanners met, reported after the walk unless the walk met
   /// it too (with a path).
   private var scanFindings: [(Int, Finding)] = []
@@ -206,6 +208,8 @@ public final class ClusterWalker {
   /// a stale `iparent` or an unreadable inode falls back to the full walk.
   private func directoriesToEnter() -> Set<UInt64>? {
     if suspects.isEmpty { return [] }
+    // Suspects everywhere: the full walk is cheaper than proving where they are.
+    if suspects.count * 32 > indexEntries { return nil }
     // Parent directory -> suspects that must be named there, per node.
     var expected: [Int: [UInt64: Set<UInt64>]] = [:]
     var parents = Set<UInt64>()
@@ -284,6 +288,7 @@ public final class ClusterWalker {
         if let h = head(i), k == nil || h.key < k! { k = h.key }  // Safe: k checked first.
       }
       guard let key = k else { break }
+      indexEntries += 1
       var present: [InodeSummary?] = .init(repeating: nil, count: n)
       var hole = false
       for i in 0..<n {
@@ -321,7 +326,6 @@ public final class ClusterWalker {
   /// digest too.
   private func loadInodes(_ views: inout [NodeView], path: String) {
     let inums = Set(views.compactMap { $0.dirent?.inum })
-    let needContent = inums.contains { suspects.contains($0) } || inums.count > 1
     for i in views.indices {
       guard let d = views[i].dirent else { continue }
       let node = group.nodes[i]
@@ -329,6 +333,21 @@ public final class ClusterWalker {
         let (b, ino) = try node.reader.inodeWithBlockref(d.inum)
         views[i].inode = ino
         views[i].inodeBref = b
+      } catch {
+        // Unreadable, or named by a directory entry but missing from the inode index.
+        views[i].damaged = error
+        note(Finding(error: error, fallback: Location(image: node.image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+      }
+    }
+    // Content is read where it can change the verdict: copies under different tids (the
+    // same bytes under another tid are in sync) or different inodes; in deep mode every
+    // suspect (its stored content differed somewhere). Equal tids are trusted in fast mode.
+    let tids = Set(views.compactMap { $0.inodeBref?.modifyTid })
+    let suspect = inums.contains { suspects.contains($0) }
+    let needContent = inums.count > 1 || (suspect && (mode == .deep || tids.count > 1))
+    for i in views.indices {
+      guard let d = views[i].dirent, let ino = views[i].inode, let b = views[i].inodeBref else { continue }
+      do throws(FormatError) {
         var content: UInt64 = 0
         if needContent, ino.meta.type == .regularFile || ino.meta.type == .symlink {
           content = try digestContent(i, ino, path: path)
@@ -336,9 +355,8 @@ public final class ClusterWalker {
         views[i].contentDigest = content
         views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
       } catch {
-        // Unreadable, or named by a directory entry but missing from the inode index.
         views[i].damaged = error
-        note(Finding(error: error, fallback: Location(image: node.image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+        note(Finding(error: error, fallback: Location(image: group.nodes[i].image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
       }
     }
   }
@@ -454,8 +472,10 @@ public final class ClusterWalker {
     if classes.contains(.missing) || classes.contains(.extra) { element = "dirent" } else if classes.contains(.shapeMismatch) { element = "type" } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) { element = "data" }
     stats.differences += 1
     let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
+    let rf = root.resolution.focus
     emit(Difference(path: path, inum: inum, element: element, classes: classes,
-                    details: views.map { Self.whatDiffers($0, ref) }, bytesToWrite: bytes))
+                    details: views.map { Self.whatDiffers($0, ref) }, bytesToWrite: bytes,
+                    focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref }))
     return classes
   }
 

@@ -94,9 +94,9 @@ public struct KeyRangeIterator {
         }
         if failure == nil {
           do {
-            let children = try volume.blockrefArray(e)
+            let (children, clean) = try volume.checkedBlockrefArray(e)
             indirectBlocksRead += 1
-            let entries = prepare(children, at: e)
+            let entries = clean ? children : prepare(children, at: e)
             // Entries are sorted and disjoint: start at the first one that can reach
             // the keys still wanted (binary search instead of a linear scan).
             let from = max(beg, keyNext)

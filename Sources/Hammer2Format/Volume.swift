@@ -27,7 +27,7 @@ public final class Volume {
   public let headerSlot: Int
   /// Every slot that exists on the image, valid or not.
   public let headerCopies: [VolumeHeaderCopy]
-  private let arrayCache: BlockCache<[Blockref]>
+  private let arrayCache: BlockCache<(refs: [Blockref], clean: Bool)>
   private let inodeCache: BlockCache<InodeData>
   /// Bytes read from media blocks (for benchmarks and progress).
   public private(set) var bytesRead: UInt64 = 0
@@ -178,12 +178,27 @@ public final class Volume {
   /// The live (non-EMPTY) blockrefs of an INDIRECT or FREEMAP_NODE block, sorted by
   /// key (cached). Slot positions are not kept: decode `readMedia` for those.
   public func blockrefArray(_ bref: Blockref) throws(FormatError) -> [Blockref] {
+    try checkedBlockrefArray(bref).refs
+  }
+
+  /// `blockrefArray` plus whether the entries are also disjoint with sane keybits
+  /// (decided once per block, not on every lookup through it).
+  public func checkedBlockrefArray(_ bref: Blockref) throws(FormatError) -> (refs: [Blockref], clean: Bool) {
     if cachesArrays, let a = arrayCache.get(bref.dataOff) { return a }
     let bytes = try readMedia(bref)
     var refs = decodeBlockrefs(bytes).filter { !$0.isEmpty }
     if zip(refs, refs.dropFirst()).contains(where: { $0.key > $1.key }) { refs.sort { $0.key < $1.key } }
-    if cachesArrays { arrayCache.put(bref.dataOff, refs, cost: refs.count * 160 + 64) }
-    return refs
+    var clean = true
+    var prevEnd: UInt64? = nil
+    for e in refs {
+      if e.keybits > 64 || prevEnd.map({ e.key <= $0 }) == true {
+        clean = false
+        break
+      }
+      prevEnd = e.keyEnd
+    }
+    if cachesArrays { arrayCache.put(bref.dataOff, (refs, clean), cost: refs.count * 160 + 64) }
+    return (refs, clean)
   }
 
   /// The inode an INODE blockref points at (cached, check verified).

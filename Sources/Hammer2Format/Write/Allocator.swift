@@ -91,7 +91,9 @@ final class FreemapAllocator {
     let regions = (totalSize + (1 << 30) - 1) >> 30
     // Existing leaves first, then new regions; within them, segments matching the class
     // first (the kernel keeps block classes apart), then any.
-    let order = leaves.keys.sorted() + (0..<regions).filter { leaves[$0] == nil }
+    var order = leaves.keys.sorted() + (0..<regions).filter { leaves[$0] == nil }
+    // The hinted region first: earlier ones were full when the hint was set.
+    if let h = hint[cls], let i = order.firstIndex(of: h >> 16) { order.insert(order.remove(at: i), at: 0) }
     for relaxed in [false, true] {
       for region in order {
         if leaves[region] == nil {
@@ -100,14 +102,17 @@ final class FreemapAllocator {
           }
           leaves[region] = newLeaf(region: region)
         }
-        let start = region == (hint[cls] ?? 0) >> 8 ? Int((hint[cls] ?? 0) & 0xFF) : 0
+        let hinted = hint[cls].map { $0 >> 16 == region } ?? false
+        let start = hinted ? Int((hint[cls]! >> 8) & 0xFF) : 0  // Safe: hinted implies a hint.
         for seg in start..<BmapData.perLeaf {
           // Safe: the region was loaded or created above.
           var e = leaves[region]!.leaf.entries[seg]
           guard e.avail >= UInt32(n) * UInt32(H2.freemapBlockSize) else { continue }
           guard relaxed || e.allocClass == 0 || e.allocClass == cls else { continue }
           let segBase = (region << 30) + UInt64(seg) * H2.zoneSeg
-          var c = 0
+          // Chunks below the hinted one were taken when the hint was set (rounded
+          // down to this size's alignment).
+          var c = hinted && seg == start ? (Int(hint[cls]! & 0xFF) / n) * n : 0  // Safe: hinted.
           while c + n <= 256 {
             let off = segBase + UInt64(c) * H2.freemapBlockSize
             if (0..<n).allSatisfy({ e.state(ofChunk: c + $0) == 0 }), off >= allocatorBeg,
@@ -126,7 +131,7 @@ final class FreemapAllocator {
               let bytes = UInt64(n) * H2.freemapBlockSize
               allocatorFree = allocatorFree >= bytes ? allocatorFree - bytes : 0
               bytesAllocated += bytes
-              hint[cls] = region << 8 | UInt64(seg)
+              hint[cls] = region << 16 | UInt64(seg) << 8 | UInt64(c + n < 256 ? c + n : 255)
               return off
             }
             c += n

@@ -605,7 +605,10 @@ extension PFSEditor {
 
   /// Sets one logical block of a file (nil makes it a hole), stamped with `tid`. The
   /// block is compressed per the inode's own comp_algo at commit.
-  public func putBlock(_ inum: UInt64, key: UInt64, logical: [UInt8]?, tid: UInt64) throws(FormatError) {
+  /// `sizeIsFinal`: the caller already set the file's final size, so the EOF block is
+  /// final too and is written at once (memory stays bounded however many files one
+  /// commit creates).
+  public func putBlock(_ inum: UInt64, key: UInt64, logical: [UInt8]?, tid: UInt64, sizeIsFinal: Bool = false) throws(FormatError) {
     let d = try dirtyForResync(inum)
     if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
     try loadTableForResync(d)
@@ -613,7 +616,34 @@ extension PFSEditor {
     d.modifyTid = max(d.modifyTid, tid)
     d.touched = true
     // Not the EOF block under the current size: final, write it now (bounded memory).
-    if logical != nil, key + UInt64(H2.pbufSize) <= d.data.meta.size { try finalizeDataForResync(d, key) }
+    if logical != nil, sizeIsFinal || key + UInt64(H2.pbufSize) <= d.data.meta.size { try finalizeDataForResync(d, key) }
+  }
+
+  /// The compression and check algorithms (`comp_algo`, `check_algo`) of an inode.
+  public func methods(_ inum: UInt64) throws(FormatError) -> (comp: UInt8, check: UInt8) {
+    let d = try dirtyForResync(inum)
+    return (d.data.meta.compAlgo, d.data.meta.checkAlgo)
+  }
+
+  /// Stores a copy of another node's DATA block as it is on media (same methods, size
+  /// and check code, new location): the raw copy for inodes whose methods match the
+  /// source's. The caller verified `physical` against `source`.
+  public func putRawBlock(_ inum: UInt64, source: Blockref, physical: [UInt8], tid: UInt64) throws(FormatError) {
+    let d = try dirtyForResync(inum)
+    if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
+    try loadTableForResync(d)
+    var b = Blockref()
+    b.typeRaw = BlockrefType.data.rawValue
+    b.methods = source.methods
+    b.key = source.key
+    b.keybits = source.keybits
+    b.mirrorTid = tx.mirrorTid
+    b.modifyTid = tid
+    try tx.placeBlock(&b, bytes: physical, type: .data)
+    if b.checkMethod == .none || b.checkMethod == .disabled { b.check = source.check }
+    d.table![source.key] = .existing(b)
+    d.modifyTid = max(d.modifyTid, tid)
+    d.touched = true
   }
 
   /// Makes a file DIRECTDATA with exactly `bytes` (at most 512), dropping every block

@@ -100,8 +100,22 @@ final class NodeScanner: @unchecked Sendable {
     var batch: [InodeSummary] = []
     batch.reserveCapacity(Self.batchSize)
     var reported: UInt64 = 0
+    var resume: UInt64? = 0
+    if !deep {
+      // Index entries only: a plain descent through clean arrays; the iterator takes
+      // over from the first irregularity (it reports it as a hole or finding).
+      var next: UInt64 = 0
+      resume = descend(pfs.inode.blockset.filter { !$0.isEmpty }, volume: volume, lo: 0, hi: .max, end: H2.dirhashVisible - 1, depth: 0, next: &next) { b in
+        batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode))
+        if batch.count >= Self.batchSize {
+          queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
+          reported = volume.bytesRead
+          batch.removeAll(keepingCapacity: true)
+        }
+      }
+    }
     var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
-    var el = it.lookup(0, H2.dirhashVisible - 1)
+    var el = resume.flatMap { it.lookup($0, H2.dirhashVisible - 1) }
     while let e = el {
       switch e {
       case .hole(let lo, let hi, let err):
@@ -125,6 +139,34 @@ final class NodeScanner: @unchecked Sendable {
     blocksRead = volume.blocksRead
     bytesRead = volume.bytesRead
     queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: true))
+  }
+
+  /// Emits the leaves of `array` (and below) with keys up to `end`, in key order, while
+  /// everything is regular: sorted, disjoint entries inside their parent's range
+  /// [lo, hi], readable clean indirect blocks, bounded depth. Returns nil when done,
+  /// else the key to resume from with the iterator (every key below it was emitted).
+  /// `next` is the lowest key not yet emitted.
+  private func descend(_ array: [Blockref], volume: Volume, lo: UInt64, hi: UInt64, end: UInt64, depth: Int,
+                       next: inout UInt64, _ emit: (Blockref) -> Void) -> UInt64? {
+    var prevEnd: UInt64?
+    for e in array {
+      guard e.keybits <= 64, e.key >= lo, e.key >= next, e.keyEnd <= hi, prevEnd.map({ e.key > $0 }) ?? true else { return next }
+      if e.key > end { return nil }
+      prevEnd = e.keyEnd
+      switch e.type {
+      case .indirect:
+        guard depth < H2.maxIndirectDepth, e.keybits < 64, e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) == 0,
+          let (children, clean) = try? volume.checkedBlockrefArray(e), clean
+        else { return next }
+        if let r = descend(children, volume: volume, lo: e.key, hi: e.keyEnd, end: end, depth: depth + 1, next: &next, emit) { return r }
+        if e.keyEnd >= end { return nil }
+      default:
+        guard e.keyEnd <= end else { return next }
+        emit(e)
+        next = e.keyEnd + 1  // keyEnd <= end < .max
+      }
+    }
+    return nil
   }
 
   /// Reads, verifies and digests one inode and everything below it.

@@ -1,4 +1,6 @@
 import CHammer2Codecs
+import Dispatch
+import Foundation
 import Hammer2Format
 
 /// How deep a walk looks.
@@ -345,12 +347,30 @@ public final class ClusterWalker {
     let tids = Set(views.compactMap { $0.inodeBref?.modifyTid })
     let suspect = inums.contains { suspects.contains($0) }
     let needContent = inums.count > 1 || (suspect && (mode == .deep || tids.count > 1))
+    // Big files on several nodes are read in parallel (each node has its own volume).
+    var early = [ContentDigest?](repeating: nil, count: views.count)
+    if needContent {
+      let big = views.indices.filter { i in
+        guard let m = views[i].inode?.meta, views[i].dirent != nil else { return false }
+        return (m.type == .regularFile || m.type == .symlink) && m.size >= 4 << 20
+      }
+      let distinct = Set(big.map { ObjectIdentifier(group.nodes[$0].volume) }).count == big.count
+      if big.count > 1, distinct {
+        let jobs = big.map { (group.nodes[$0].reader, views[$0].inode!) }  // Safe: filtered above.
+        let results = ParallelResults<ContentDigest>(count: jobs.count)
+        let box = UncheckedSendable(jobs)
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { k in
+          results.set(k, Self.computeDigest(box.value[k].0, box.value[k].1, path: path))
+        }
+        for (k, i) in big.enumerated() { early[i] = results.get(k) }
+      }
+    }
     for i in views.indices {
       guard let d = views[i].dirent, let ino = views[i].inode, let b = views[i].inodeBref else { continue }
       do throws(FormatError) {
         var content: UInt64 = 0
         if needContent, ino.meta.type == .regularFile || ino.meta.type == .symlink {
-          content = try digestContent(i, ino, path: path)
+          if let d = early[i] { content = try finishDigest(i, d) } else { content = try digestContent(i, ino, path: path) }
         }
         views[i].contentDigest = content
         views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
@@ -363,30 +383,50 @@ public final class ClusterWalker {
 
   /// Digest of a file's logical content (holes and zero blocks alike read as zeros).
   private func digestContent(_ i: Int, _ ino: InodeData, path: String) throws(FormatError) -> UInt64 {
-    let node = group.nodes[i]
-    let h = Hasher64()
+    try finishDigest(i, Self.computeDigest(group.nodes[i].reader, ino, path: path))
+  }
+
+  /// What reading one copy's content gave: its digest, what went wrong, the reads.
+  struct ContentDigest: Sendable {
+    var value: UInt64 = 0
     var findings: [Finding] = []
+    var blocks: UInt64 = 0
+    var bytes: UInt64 = 0
+  }
+
+  /// Reads and digests a file's logical content on one node. Touches nothing but that
+  /// node's reader, so several nodes can be digested at once.
+  static func computeDigest(_ reader: PFSReader, _ ino: InodeData, path: String) -> ContentDigest {
+    var out = ContentDigest()
+    let h = Hasher64()
     var pos: UInt64 = 0
     let size = ino.meta.size
-    node.reader.forEachDataBlock(of: ino, path: path, findings: &findings) { off, bytes in
+    reader.forEachDataBlock(of: ino, path: path, findings: &out.findings) { off, bytes in
       guard off < size else { return }
       if off > pos { h.addZeros(off - pos) }
       let n = Int(min(UInt64(bytes.count), size - off))
       h.add(bytes[0..<n])
       pos = off + UInt64(n)
-      // Deep mode counts the scan's reads; these are second looks at suspects.
-      if mode == .fast {
-        stats.blocksChecked[i] += 1
-        stats.bytesChecked[i] += UInt64(bytes.count)
-        onBytes?(UInt64(bytes.count))
-      }
+      out.blocks += 1
+      out.bytes += UInt64(bytes.count)
     }
     if size > pos { h.addZeros(size - pos) }
-    if let f = findings.first(where: { $0.severity == .damage }) {
-      for f in findings { note(f, node: i) }
+    out.value = h.value
+    return out
+  }
+
+  private func finishDigest(_ i: Int, _ d: ContentDigest) throws(FormatError) -> UInt64 {
+    // Deep mode counts the scan's reads; these are second looks at suspects.
+    if mode == .fast {
+      stats.blocksChecked[i] += d.blocks
+      stats.bytesChecked[i] += d.bytes
+      onBytes?(d.bytes)
+    }
+    if let f = d.findings.first(where: { $0.severity == .damage }) {
+      for f in d.findings { note(f, node: i) }
       throw FormatError(.invalidField(f.message), at: f.location)
     }
-    return h.value
+    return d.value
   }
 
   /// A path's identity on one node: the entry, the cluster-wide inode attributes and
@@ -508,6 +548,21 @@ struct DirSource: ElementSource {
   }
   mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? { base?.lookup(keyBeg, keyEnd) }
   mutating func next() -> TreeElement? { base?.next() }
+}
+
+/// Hands a non-Sendable value to worker threads that use it without sharing it.
+struct UncheckedSendable<T>: @unchecked Sendable {
+  let value: T
+  init(_ value: T) { self.value = value }
+}
+
+/// One slot per parallel job; each job writes only its own slot.
+final class ParallelResults<T>: @unchecked Sendable {
+  private var slots: [T?]
+  private let lock = NSLock()
+  init(count: Int) { slots = .init(repeating: nil, count: count) }
+  func set(_ i: Int, _ v: T) { lock.lock(); slots[i] = v; lock.unlock() }
+  func get(_ i: Int) -> T? { lock.lock(); defer { lock.unlock() }; return slots[i] }
 }
 
 /// A 64-bit content digest (XXH3, streaming) over typed fields, for identities: fast

@@ -60,6 +60,47 @@ public final class PFSReader {
   /// The inode numbered `inum` and its blockref in the inode index.
   public func inodeWithBlockref(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {
     if inum == 1 { return (pfs.bref, pfs.inode) }
+    if let bref = directDescent(inum) {
+      let ino = try volume.inode(bref)
+      if ino.meta.inum == inum { return (bref, ino) }
+    }
+    return try inodeWithBlockrefScanning(inum)
+  }
+
+  /// The common case of an exact-key lookup without an iterator: a descent through
+  /// clean, cached arrays by binary search. Anything irregular (an unreadable or
+  /// malformed indirect block, a deep tree, no such key) returns nil and the scanning
+  /// lookup decides, with its findings and errors.
+  private func directDescent(_ inum: UInt64) -> Blockref? {
+    guard inum < H2.dirhashVisible else { return nil }
+    var array = pfs.inode.blockset.filter { !$0.isEmpty }
+    for _ in 0...H2.maxIndirectDepth {
+      var found: Blockref?
+      var lo = 0, hi = array.count
+      while lo < hi {
+        let mid = (lo + hi) / 2
+        if array[mid].keyEnd < inum { lo = mid + 1 } else { hi = mid }
+      }
+      if lo < array.count, array[lo].key <= inum, array[lo].keybits <= 64 { found = array[lo] }
+      // The top array is tiny and may be unsorted: check it linearly instead.
+      if array.count <= 8 { found = array.first { $0.keybits <= 64 && $0.key <= inum && inum <= $0.keyEnd } }
+      guard let e = found else { return nil }
+      switch e.type {
+      case .indirect:
+        guard e.keybits < 64, e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) == 0,
+          let (children, clean) = try? volume.checkedBlockrefArray(e), clean
+        else { return nil }
+        array = children
+      case .inode:
+        return e.key == inum ? e : nil
+      default:
+        return nil
+      }
+    }
+    return nil
+  }
+
+  private func inodeWithBlockrefScanning(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {
     let rootLoc = volume.location(of: pfs.bref, "PFS \(pfs.name) root inode")
     guard inum < H2.dirhashVisible else {
       throw FormatError(.invalidField("inode number 0x\(hex(inum)) lies in the directory-hash key space"), at: rootLoc)

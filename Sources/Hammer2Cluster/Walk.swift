@@ -42,7 +42,7 @@ public final class ClusterWalker {
   public private(set) var nodeClasses: [Set<PathClass>]
   /// Damage findings (each block once).
   public private(set) var findings: [Finding] = []
-  private var seenFindings = Set<Finding>()
+  private var seenFindings = Set<Location>()
   /// Inode numbers whose index entry is not identical on every node (fast mode).
   private var suspects = Set<UInt64>()
   /// Fast mode: the directories worth entering (those holding a suspect and their
@@ -82,7 +82,8 @@ public final class ClusterWalker {
   }
 
   private func note(_ f: Finding, node: Int) {
-    if seenFindings.insert(f).inserted {
+    // One finding per damaged structure, whichever paths led to it.
+    if seenFindings.insert(f.location).inserted {
       findings.append(f)
       stats.damagedBlocks[node] += 1
     }
@@ -112,11 +113,17 @@ public final class ClusterWalker {
       NodeView(dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref, version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
     }
     decide(path: ".", views: &views, isRoot: true, emit: emit)
-    // Directory stack: per node, the directory inode (nil = node lacks the directory).
-    var stack: [(path: String, dirs: [InodeData?])] = [(".", group.nodes.map { $0.pfs.inode })]
-    while let (path, dirs) = stack.popLast() {
+    // Directory stack: per node, the directory inode (nil = node lacks the directory)
+    // or why it could not be read (then its entries are unknown there, never absent).
+    var stack: [(path: String, dirs: [InodeData?], unreadable: [FormatError?])] = [(".", group.nodes.map { $0.pfs.inode }, .init(repeating: nil, count: n))]
+    /// The per-node directories to enter for `views` (a directory somewhere).
+    func dirsOf(_ views: [NodeView]) -> (dirs: [InodeData?], unreadable: [FormatError?]) {
+      (views.map { $0.inode?.meta.type == .directory ? $0.inode : nil },
+       views.map { v in v.inode == nil && v.dirent?.typeRaw == ObjectType.directory.rawValue ? v.damaged ?? v.unknown : v.unknown })
+    }
+    while let (path, dirs, unreadable) = stack.popLast() {
       var cursor = ClusterCursor<DirSource>(dirs.enumerated().map { i, d in
-        DirSource(reader: group.nodes[i].reader, dir: d)
+        DirSource(reader: group.nodes[i].reader, dir: d, unreadable: unreadable[i])
       })
       var more = cursor.lookup(H2.dirhashVisible, .max)
       while more {
@@ -172,7 +179,8 @@ public final class ClusterWalker {
           // Always descend, also in fast mode: files inside may differ although the
           // directory did not change (inodes live in the PFS index, not under it).
           if isDir {
-            stack.append((childPath, views.map { $0.inode?.meta.type == .directory ? $0.inode : nil }))
+            let (d, u) = dirsOf(views)
+            stack.append((childPath, d, u))
           }
         }
         for (i, d) in others {
@@ -182,7 +190,8 @@ public final class ClusterWalker {
           loadInodes(&solo, path: p)
           _ = decide(path: p, views: &solo, isRoot: false, emit: emit)
           if solo[i].inode?.meta.type == .directory {
-            stack.append((p, solo.map { $0.inode?.meta.type == .directory ? $0.inode : nil }))
+            let (d, u) = dirsOf(solo)
+            stack.append((p, d, u))
           }
         }
         more = cursor.next()
@@ -527,7 +536,7 @@ public final class ClusterWalker {
       if seen.isEmpty { return .inSync }
       if root.resolution.focus == nil && !root.resolution.absentByQuorum { return .conflict }
       if seen.contains(.conflict) || seen.contains(.undecidable) { return .conflict }
-      if seen.subtracting([.damaged]).isEmpty { return .damaged }
+      if seen.subtracting([.damaged, .inHole]).isEmpty { return .damaged }
       let mine = group.nodes[i].pfs.rootModifyTid
       let focusTid = root.resolution.version?.tid ?? 0
       if seen.contains(.splitBrain) || mine == focusTid { return mine > focusTid ? .ahead : .splitBrain }
@@ -540,14 +549,20 @@ public final class ClusterWalker {
 /// (a node that lacks the directory shows every entry as absent).
 struct DirSource: ElementSource {
   var base: KeyRangeIterator?
-  init(reader: PFSReader, dir: InodeData?) {
+  /// The node's directory inode could not be read: every key is unknown there.
+  var unreadable: FormatError?
+  init(reader: PFSReader, dir: InodeData?, unreadable: FormatError? = nil) {
+    self.unreadable = dir == nil ? unreadable : nil
     if let dir, !dir.meta.isDirectData {
       base = KeyRangeIterator(volume: reader.volume, array: dir.blockset,
                               location: Location(image: reader.volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
     }
   }
-  mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? { base?.lookup(keyBeg, keyEnd) }
-  mutating func next() -> TreeElement? { base?.next() }
+  mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {
+    if let e = unreadable { return .hole(keyBeg: keyBeg, keyEnd: keyEnd, error: e) }
+    return base?.lookup(keyBeg, keyEnd)
+  }
+  mutating func next() -> TreeElement? { unreadable != nil ? nil : base?.next() }
 }
 
 /// Hands a non-Sendable value to worker threads that use it without sharing it.

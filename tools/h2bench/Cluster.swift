@@ -433,6 +433,11 @@ struct CacheModeResult: Codable {
   var baselineMedian: Double
   var baselineMBps: Double
   var baselinePeakRSSKiB: UInt64
+  /// The issue's literal baseline: `cat IMAGE... > /dev/null` (reads the holes too);
+  /// its rate is allocated bytes / seconds, like check's.
+  var cat: Runs
+  var catMBps: Double
+  var checkOverCat: Double
   var check: Runs
   var checkMBps: Double
   var checkOverBaseline: Double
@@ -495,6 +500,7 @@ struct DiffCheck: ParsableCommand {
       var baseRSS: UInt64 = 0
       var checks: [Spawned] = []
       var diffs: [Spawned] = []
+      var cats: [Spawned] = []
       for run in 1...runs {
         var s = 0.0
         prepare()
@@ -505,6 +511,10 @@ struct DiffCheck: ParsableCommand {
         }
         base.append(s)
         note(String(format: "%@ run %d: extents %.2f s", mode, run, s))
+        prepare()
+        let k = try spawnMeasured(["cat"] + images, stdout: "/dev/null", stderr: out + ".cat.err")
+        cats.append(k)
+        note(String(format: "%@ run %d: cat %.2f s", mode, run, k.seconds))
         prepare()
         let c = try spawnMeasured(checkArgv, stdout: out + ".check.out", stderr: out + ".check.err")
         guard c.status <= 1 else { throw BenchError("check exited \(c.status): \(tail(out + ".check.err"))\(tail(out + ".check.out"))") }
@@ -521,8 +531,11 @@ struct DiffCheck: ParsableCommand {
       let ck = Runs(checks)
       let df = Runs(diffs)
       let checkRate = Double(total) / ck.median / 1e6
+      let ct = Runs(cats)
+      let catRate = Double(total) / ct.median / 1e6
       modes.append(CacheModeResult(
         cache: mode, baselineSeconds: base, baselineMedian: bm, baselineMBps: baseRate, baselinePeakRSSKiB: baseRSS,
+        cat: ct, catMBps: catRate, checkOverCat: checkRate / catRate,
         check: ck, checkMBps: checkRate, checkOverBaseline: checkRate / baseRate, diff: df,
         diffSpeedupOverCheck: ck.median / df.median))
     }
@@ -723,6 +736,7 @@ struct ReportCommand: ParsableCommand {
       print("  \(pad("cache", 5, left: true)) \(pad("what", 26, left: true)) \(pad("sec", 8)) \(pad("MB/s", 8)) \(pad("peak RSS", 11))  ratio")
       for m in d.modes {
         print("  \(pad(m.cache, 5, left: true)) \(pad("read allocated extents", 26, left: true)) \(pad(f(m.baselineMedian), 8)) \(pad(f(m.baselineMBps, 0), 8)) \(pad(fmtMiB(m.baselinePeakRSSKiB), 11))  1.00")
+        print("  \(pad(m.cache, 5, left: true)) \(pad("cat IMAGE... >/dev/null", 26, left: true)) \(pad(f(m.cat.median), 8)) \(pad(f(m.catMBps, 0), 8)) \(pad(fmtMiB(m.cat.peakRSSKiB), 11))  check = \(f(m.checkOverCat)) of cat's rate (allocated bytes / time; cat also reads the holes)")
         print("  \(pad(m.cache, 5, left: true)) \(pad("h2resync check (deep)", 26, left: true)) \(pad(f(m.check.median), 8)) \(pad(f(m.checkMBps, 0), 8)) \(pad(fmtMiB(m.check.peakRSSKiB), 11))  \(f(m.checkOverBaseline)) of baseline rate (goal >= 0.7: \(ok(m.checkOverBaseline >= 0.7)))")
         print("  \(pad(m.cache, 5, left: true)) \(pad("h2resync diff (fast)", 26, left: true)) \(pad(f(m.diff.median, 3), 8)) \(pad("-", 8)) \(pad(fmtMiB(m.diff.peakRSSKiB), 11))  \(f(m.diffSpeedupOverCheck, 1))x faster than check (goal >= 20: \(ok(m.diffSpeedupOverCheck >= 20)))")
       }

@@ -174,13 +174,16 @@ public struct Resyncer {
           try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
           try copyContent(e.inum, fino, ed, rewriteAll: cls == .damaged)
           try ed.stamp(e.inum, tid: fb.modifyTid)
+          try ed.finishInode(e.inum)
         }
       default: break
       }
       outcome.pathsChanged += 1
     }
     for inum in relinked where ed.hasInode(inum) {
-      if let (_, fino) = try? focus.reader.inodeWithBlockref(inum), fino.meta.type != .directory {
+      if let (_, fino) = try? focus.reader.inodeWithBlockref(inum), fino.meta.type != .directory,
+        (try? ed.inode(inum).meta.nlinks) != fino.meta.nlinks
+      {
         try ed.setLinkCount(inum, fino.meta.nlinks)
       }
     }
@@ -202,6 +205,8 @@ public struct Resyncer {
     try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
     try copyContent(e.inum, fino, ed, rewriteAll: false)
     try ed.stamp(e.inum, tid: fb.modifyTid)
+    // Complete: written now, so memory stays bounded (a later touch reloads it).
+    try ed.finishInode(e.inum)
   }
 
   /// Copies file or symlink content: DIRECTDATA as a whole; DATA block by block, keeping

@@ -32,6 +32,10 @@ public final class PFSEditor {
   var pfsBref: Blockref
   let root: DirtyInode
   var inodes: [UInt64: DirtyInode] = [:]
+  /// Inodes already written in this transaction (resync finishes files as it goes, so
+  /// memory does not grow with the number of files one commit creates): their new
+  /// blockrefs, entered into the PFS index at flush. Touching one again reloads it.
+  var written: [UInt64: Blockref] = [:]
   var deleted: Set<UInt64> = []
   /// The modify_tid stamped on changed elements (`M`: the PFS root's + 1 by default).
   public var modifyTid: UInt64
@@ -50,7 +54,7 @@ public final class PFSEditor {
   }
 
   /// True when this PFS has changes to write.
-  var hasPendingChanges: Bool { root.touched || root.table != nil || !inodes.isEmpty || !deleted.isEmpty }
+  var hasPendingChanges: Bool { root.touched || root.table != nil || !inodes.isEmpty || !written.isEmpty || !deleted.isEmpty }
 
   /// The PFS name.
   public var name: String { root.data.filenameString }
@@ -65,12 +69,13 @@ public final class PFSEditor {
   public func inode(_ inum: UInt64) throws(FormatError) -> InodeData {
     if inum == 1 { return root.data }
     if let d = inodes[inum] { return d.data }
+    if let b = written[inum] { return try reader.volume.inode(b, cached: false) }
     if deleted.contains(inum) { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
     return try reader.inode(inum)
   }
 
   private func exists(_ inum: UInt64) -> Bool {
-    if inum == 1 || inodes[inum] != nil { return true }
+    if inum == 1 || inodes[inum] != nil || written[inum] != nil { return true }
     if deleted.contains(inum) { return false }
     if let t = root.table { return t[inum] != nil }
     do throws(FormatError) { _ = try reader.inode(inum); return true } catch {
@@ -140,6 +145,7 @@ public final class PFSEditor {
   fileprivate func dirtyForResync(_ inum: UInt64) throws(FormatError) -> DirtyInode { try dirty(inum) }
   fileprivate func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
   fileprivate func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
+  fileprivate func writeInodeForResync(_ d: DirtyInode, key: UInt64) throws(FormatError) -> Blockref { try writeInode(d, key: key, isRoot: false) }
   fileprivate func leaveDirectDataForResync(_ d: DirtyInode) { leaveDirectData(d) }
   fileprivate func finalizeDataForResync(_ d: DirtyInode, _ key: UInt64) throws(FormatError) { try finalizeData(d, key) }
   fileprivate func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
@@ -152,6 +158,12 @@ public final class PFSEditor {
   private func dirty(_ inum: UInt64) throws(FormatError) -> DirtyInode {
     if inum == 1 { return root }
     if let d = inodes[inum] { return d }
+    if let b = written.removeValue(forKey: inum) {
+      // Written earlier in this transaction: its table and tid are as written.
+      let d = DirtyInode(data: try reader.volume.inode(b, cached: false), bref: b, modifyTid: b.modifyTid)
+      inodes[inum] = d
+      return d
+    }
     guard !deleted.contains(inum) else { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
     let (bref, data) = try reader.inodeWithBlockref(inum)
     let d = DirtyInode(data: data, bref: bref, modifyTid: modifyTid)
@@ -517,6 +529,9 @@ public final class PFSEditor {
   /// Writes every changed inode (children first) and the PFS root; returns the new PFS
   /// root blockref.
   func flush() throws(FormatError) -> Blockref {
+    if !written.isEmpty, root.table == nil { try loadTable(root) }
+    for (inum, b) in written { root.table![inum] = .existing(b) }
+    written.removeAll()
     for inum in inodes.keys.sorted() {
       // Safe: iterating the dictionary's own keys.
       let d = inodes[inum]!
@@ -771,4 +786,13 @@ extension PFSEditor {
 
   /// True when this node (in this transaction) has inode `inum`.
   public func hasInode(_ inum: UInt64) -> Bool { existsForResync(inum) }
+
+  /// Writes a file's (or symlink's) inode now, with its data, and drops it from memory:
+  /// resync calls this once a copied file is complete. Directories stay in memory
+  /// (their entries change until the end).
+  public func finishInode(_ inum: UInt64) throws(FormatError) {
+    guard inum != 1, let d = inodes[inum], d.data.meta.type != .directory else { return }
+    written[inum] = try writeInodeForResync(d, key: inum)
+    inodes[inum] = nil
+  }
 }

@@ -60,44 +60,61 @@ public final class PFSReader {
   /// The inode numbered `inum` and its blockref in the inode index.
   public func inodeWithBlockref(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {
     if inum == 1 { return (pfs.bref, pfs.inode) }
-    if let bref = directDescent(inum) {
+    switch directDescent(inum) {
+    case .found(let bref):
       let ino = try volume.inode(bref)
       if ino.meta.inum == inum { return (bref, ino) }
+    case .absent:
+      throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
+    case .irregular: break
     }
     return try inodeWithBlockrefScanning(inum)
+  }
+
+  private enum Descent {
+    case found(Blockref)
+    /// Every array on the way was clean and none covers the key.
+    case absent
+    case irregular
   }
 
   /// The common case of an exact-key lookup without an iterator: a descent through
   /// clean, cached arrays by binary search. Anything irregular (an unreadable or
   /// malformed indirect block, a deep tree, no such key) returns nil and the scanning
   /// lookup decides, with its findings and errors.
-  private func directDescent(_ inum: UInt64) -> Blockref? {
-    guard inum < H2.dirhashVisible else { return nil }
+  private func directDescent(_ inum: UInt64) -> Descent {
+    guard inum < H2.dirhashVisible else { return .irregular }
     var array = pfs.inode.blockset.filter { !$0.isEmpty }
+    // The top array is tiny and may be unsorted or overlapping: only a sorted,
+    // disjoint one can prove absence.
+    var sorted = zip(array, array.dropFirst()).allSatisfy { $0.keyEnd < $1.key } && array.allSatisfy { $0.keybits <= 64 }
     for _ in 0...H2.maxIndirectDepth {
-      var found: Blockref?
       var lo = 0, hi = array.count
       while lo < hi {
         let mid = (lo + hi) / 2
         if array[mid].keyEnd < inum { lo = mid + 1 } else { hi = mid }
       }
-      if lo < array.count, array[lo].key <= inum, array[lo].keybits <= 64 { found = array[lo] }
-      // The top array is tiny and may be unsorted: check it linearly instead.
-      if array.count <= 8 { found = array.first { $0.keybits <= 64 && $0.key <= inum && inum <= $0.keyEnd } }
-      guard let e = found else { return nil }
+      var found: Blockref?
+      if sorted {
+        if lo < array.count, array[lo].key <= inum { found = array[lo] }
+      } else {
+        found = array.first { $0.keybits <= 64 && $0.key <= inum && inum <= $0.keyEnd }
+      }
+      guard let e = found else { return sorted ? .absent : .irregular }
       switch e.type {
       case .indirect:
         guard e.keybits < 64, e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) == 0,
           let (children, clean) = try? volume.checkedBlockrefArray(e), clean
-        else { return nil }
+        else { return .irregular }
         array = children
+        sorted = true
       case .inode:
-        return e.key == inum ? e : nil
+        return e.key == inum ? .found(e) : .irregular
       default:
-        return nil
+        return .irregular
       }
     }
-    return nil
+    return .irregular
   }
 
   private func inodeWithBlockrefScanning(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {

@@ -356,9 +356,14 @@ public final class ClusterWalker {
     let tids = Set(views.compactMap { $0.inodeBref?.modifyTid })
     let suspect = inums.contains { suspects.contains($0) }
     let needContent = inums.count > 1 || (suspect && (mode == .deep || tids.count > 1))
+    // Fast mode, attributes already different: the versions differ whatever the bytes,
+    // so the content is compared by its blockrefs (methods and check codes) without
+    // reading the data; that only itemizes "data" for the report.
+    let metas = Set(views.indices.compactMap { i in views[i].inode.flatMap { ino in views[i].dirent.map { Self.identity($0, ino, content: 0) } } })
+    let byBlockrefs = mode == .fast && metas.count > 1
     // Big files on several nodes are read in parallel (each node has its own volume).
     var early = [ContentDigest?](repeating: nil, count: views.count)
-    if needContent {
+    if needContent && !byBlockrefs {
       let big = views.indices.filter { i in
         guard let m = views[i].inode?.meta, views[i].dirent != nil else { return false }
         return (m.type == .regularFile || m.type == .symlink) && m.size >= 4 << 20
@@ -379,7 +384,13 @@ public final class ClusterWalker {
       do throws(FormatError) {
         var content: UInt64 = 0
         if needContent, ino.meta.type == .regularFile || ino.meta.type == .symlink {
-          if let d = early[i] { content = try finishDigest(i, d) } else { content = try digestContent(i, ino, path: path) }
+          if byBlockrefs {
+            content = try finishDigest(i, Self.blockrefDigest(group.nodes[i].reader, ino, path: path))
+          } else if let d = early[i] {
+            content = try finishDigest(i, d)
+          } else {
+            content = try digestContent(i, ino, path: path)
+          }
         }
         views[i].contentDigest = content
         views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
@@ -420,6 +431,33 @@ public final class ClusterWalker {
       out.bytes += UInt64(bytes.count)
     }
     if size > pos { h.addZeros(size - pos) }
+    out.value = h.value
+    return out
+  }
+
+  /// A digest of how a file's content is stored (its DATA blockrefs: keys, methods,
+  /// sizes, check codes; DIRECTDATA bytes as they are) without reading the data blocks.
+  static func blockrefDigest(_ reader: PFSReader, _ ino: InodeData, path: String) -> ContentDigest {
+    var out = ContentDigest()
+    let h = Hasher64()
+    let m = ino.meta
+    if m.isDirectData {
+      h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
+    } else if m.size > 0 {
+      var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset,
+                                location: Location(image: reader.volume.label, offset: 0, structure: "inode \(m.inum)"))
+      var el = it.lookup(0, m.size - 1)
+      while let e = el {
+        switch e {
+        case .hole(_, _, let err): out.findings.append(Finding(error: err, fallback: reader.volume.location(of: reader.pfs.bref), path: path))
+        case .leaf(let b):
+          h.add(b.key); h.add(UInt64(b.keybits)); h.add(UInt64(b.typeRaw)); h.add(UInt64(b.methods)); h.add(UInt64(b.radix))
+          if b.radix != 0 { h.add(b.check.bytes) }
+        }
+        el = it.next()
+      }
+      out.findings += it.findings.map { var f = $0; f.path = path; return f }
+    }
     out.value = h.value
     return out
   }

@@ -41,6 +41,8 @@ public enum Oracle {
   public static let scratch: URL = {
     let u = FileManager.default.temporaryDirectory.appendingPathComponent("h2resync-oracle-\(getpid())")
     try? FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+    // Removed when the test process exits: decompressed images are not left behind.
+    atexit { try? FileManager.default.removeItem(at: Oracle.scratch) }
     return u
   }()
 

@@ -81,9 +81,18 @@ struct ReadCommandTests {
 /// Bad input: one clear line naming image, offset and structure; documented exit code 3
 /// when nothing could be read, 1 when the command finished around damage.
 @Suite(.enabled(if: Oracle.available, "SKIPPED bad-input tests: ../shared/oracle not found"))
-struct BadInputTests {
+final class BadInputTests {
+  /// Scratch directories of this test, removed when it ends.
+  private var dirs: [String] = []
+  deinit { for d in dirs { try? FileManager.default.removeItem(atPath: d) } }
+  func tempDir(_ prefix: String) -> String {
+    let d = makeTempDir(prefix)
+    dirs.append(d)
+    return d
+  }
+
   func damaged(_ name: String, _ body: (String) throws -> Void) throws -> String {
-    let dir = makeTempDir("h2bad")
+    let dir = tempDir("h2bad")
     let path = dir + "/" + name + ".img"
     try sparseCopy(try Oracle.image("v3-none-iscsi32"), path)
     try body(path)
@@ -102,7 +111,7 @@ struct BadInputTests {
   }
 
   @Test func notAnImage() throws {
-    let dir = makeTempDir("h2bad")
+    let dir = tempDir("h2bad")
     let path = dir + "/random.bin"
     var rng = SeededRandom(seed: 7)
     FileManager.default.createFile(atPath: path, contents: Data((0..<200_000).map { _ in UInt8.random(in: 0...255, using: &rng) }))
@@ -151,7 +160,7 @@ struct BadInputTests {
     }
     let (name, bref) = try #require(victim)
     let path = try damaged("data") { try pokeFile($0, at: bref.mediaOffset + 10, [0x5A, 0xA5]) }
-    let dir = makeTempDir("h2bad-x")
+    let dir = tempDir("h2bad-x")
     let r = try run("h2resync", ["extract", path, dir + "/x"])
     #expect(r.status == 1, "\(r.stderr)")
     #expect(r.stderr.contains(path) && r.stderr.contains("@0x\(String(bref.mediaOffset, radix: 16))"))

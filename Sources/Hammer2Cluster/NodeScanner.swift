@@ -187,9 +187,7 @@ final class NodeScanner: @unchecked Sendable {
     }
     let m = ino.meta
     let h = Hasher64()
-    h.add(m.inum); h.add(UInt64(m.typeRaw)); h.add(UInt64(m.mode)); h.add(m.size); h.add(m.mtime); h.add(m.ctime)
-    h.add(UInt64(m.uflags)); h.add(m.uid); h.add(m.gid); h.add(UInt64(m.rmajor)); h.add(UInt64(m.rminor))
-    h.add(m.nlinks); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo)); h.add(UInt64(m.opFlags & OpFlags.directData))
+    h.add(m.inum); h.addClusterWide(m); h.add(UInt64(m.opFlags & OpFlags.directData))
     if m.isDirectData {
       h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
     } else if m.type == .directory {
@@ -211,15 +209,13 @@ final class NodeScanner: @unchecked Sendable {
           note(Finding(error: err, fallback: volume.location(of: b)))
           s.damaged = true
         case .leaf(let d):
-          h.add(d.key); h.add(UInt64(d.keybits)); h.add(UInt64(d.typeRaw))
+          // A verified strong check code stands for the bytes it covers; otherwise the
+          // bytes themselves are hashed.
+          let strong = d.checkMethod == .xxhash64 || d.checkMethod == .sha192
+          h.addStoredBlock(d, withCheck: strong)
           if d.radix != 0 {
             do {
-              h.add(UInt64(d.methods)); h.add(UInt64(d.radix))
-              let strong = d.checkMethod == .xxhash64 || d.checkMethod == .sha192
-              try volume.verifyMedia(d) { bytes in
-                // A verified strong check code stands for the bytes it covers.
-                if strong { h.add(d.check.bytes) } else { h.add(bytes) }
-              }
+              try volume.verifyMedia(d) { bytes in if !strong { h.add(bytes) } }
             } catch {
               note(Finding(error: error, fallback: volume.location(of: d)))
               s.damaged = true

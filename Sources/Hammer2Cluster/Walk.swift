@@ -451,8 +451,9 @@ public final class ClusterWalker {
         switch e {
         case .hole(_, _, let err): out.findings.append(Finding(error: err, fallback: reader.volume.location(of: reader.pfs.bref), path: path))
         case .leaf(let b):
-          h.add(b.key); h.add(UInt64(b.keybits)); h.add(UInt64(b.typeRaw)); h.add(UInt64(b.methods)); h.add(UInt64(b.radix))
-          if b.radix != 0 { h.add(b.check.bytes) }
+          // Weak check methods make this coarse; it only itemizes "data" for files whose
+          // attributes already differ.
+          h.addStoredBlock(b, withCheck: true)
         }
         el = it.next()
       }
@@ -482,9 +483,7 @@ public final class ClusterWalker {
   static func identity(_ d: DirEntry, _ ino: InodeData, content: UInt64) -> UInt64 {
     let m = ino.meta
     let h = Hasher64()
-    h.add(d.name); h.add(d.inum); h.add(UInt64(m.typeRaw)); h.add(UInt64(m.mode)); h.add(m.size); h.add(m.mtime); h.add(m.ctime)
-    h.add(UInt64(m.uflags)); h.add(m.uid); h.add(m.gid); h.add(UInt64(m.rmajor)); h.add(UInt64(m.rminor))
-    h.add(m.nlinks); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo)); h.add(content)
+    h.add(d.name); h.add(d.inum); h.addClusterWide(m); h.add(content)
     return h.value
   }
 
@@ -601,6 +600,22 @@ struct DirSource: ElementSource {
     return base?.lookup(keyBeg, keyEnd)
   }
   mutating func next() -> TreeElement? { unreadable != nil ? nil : base?.next() }
+}
+
+extension Hasher64 {
+  /// An inode's cluster-wide attributes: not the node-local ones (block tables and their
+  /// check codes, iparent, name_key, btime).
+  func addClusterWide(_ m: InodeMeta) {
+    add(UInt64(m.typeRaw)); add(UInt64(m.mode)); add(m.size); add(m.mtime); add(m.ctime)
+    add(UInt64(m.uflags)); add(m.uid); add(m.gid); add(UInt64(m.rmajor)); add(UInt64(m.rminor))
+    add(m.nlinks); add(UInt64(m.compAlgo)); add(UInt64(m.checkAlgo))
+  }
+
+  /// How a DATA block is stored: key, size, methods and (with a medium) its check code.
+  func addStoredBlock(_ b: Blockref, withCheck: Bool) {
+    add(b.key); add(UInt64(b.keybits)); add(UInt64(b.typeRaw)); add(UInt64(b.methods)); add(UInt64(b.radix))
+    if withCheck, b.radix != 0 { add(b.check.bytes) }
+  }
 }
 
 /// Hands a non-Sendable value to worker threads that use it without sharing it.

@@ -323,7 +323,6 @@ public final class ClusterWalker {
         if p.damaged || p.modifyTid != first?.modifyTid || p.digest != first?.digest { same = false }
         if let u = holeUntil[i], u >= key { same = false }
       }
-      for i in 0..<n where present[i] == nil { if let u = holeUntil[i], u >= key { same = false } }
       if !same { suspects.insert(key) }
     }
     for (i, s) in scanners.enumerated() {

@@ -108,18 +108,7 @@ public final class Volume {
   /// Every range is validated first: radix 10..16, inside the file system, not crossing
   /// a 64 KiB boundary (`hammer2_io_alloc`'s rule).
   public func readMedia(_ bref: Blockref, verify: Bool = true) throws(FormatError) -> [UInt8] {
-    // Locations are built only on the error paths: formatting them is not free.
-    guard let size = bref.mediaSize, size > 0 else {
-      throw FormatError(.invalidField("data_off 0x\(hex(bref.dataOff)) has invalid size radix \(bref.radix)"), at: location(of: bref))
-    }
-    let off = bref.mediaOffset
-    let (end, overflow) = off.addingReportingOverflow(UInt64(size))
-    guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF else {
-      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: location(of: bref))
-    }
-    guard end <= header.filesystemSize else {
-      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: location(of: bref))
-    }
+    let (off, size) = try mediaRange(bref)
     let bytes: [UInt8]
     do {
       bytes = try io.read(at: off, count: size)
@@ -136,6 +125,23 @@ public final class Volume {
     return bytes
   }
 
+  /// The validated media range of `bref` (see `readMedia`).
+  private func mediaRange(_ bref: Blockref) throws(FormatError) -> (off: UInt64, size: Int) {
+    // Locations are built only on the error paths: formatting them is not free.
+    guard let size = bref.mediaSize, size > 0 else {
+      throw FormatError(.invalidField("data_off 0x\(hex(bref.dataOff)) has invalid size radix \(bref.radix)"), at: location(of: bref))
+    }
+    let off = bref.mediaOffset
+    let (end, overflow) = off.addingReportingOverflow(UInt64(size))
+    guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF else {
+      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: location(of: bref))
+    }
+    guard end <= header.filesystemSize else {
+      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: location(of: bref))
+    }
+    return (off, size)
+  }
+
   /// False for one-pass scans, which meet each indirect block once: caching would only
   /// churn.
   public var cachesArrays = true
@@ -148,14 +154,9 @@ public final class Volume {
   /// scans that need only the verdict. XXHASH64 is verified in place; the other methods
   /// go through `readMedia`. `body` sees the verified bytes (valid only during the call).
   public func verifyMedia<T>(_ bref: Blockref, _ body: (UnsafeRawBufferPointer) -> T) throws(FormatError) -> T {
-    guard bref.checkMethod == .xxhash64, let size = bref.mediaSize, size > 0, size <= H2.pbufSize else {
-      let bytes = try readMedia(bref)
-      return bytes.withUnsafeBytes { body($0) }
-    }
-    let off = bref.mediaOffset
-    let (end, overflow) = off.addingReportingOverflow(UInt64(size))
-    guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF, end <= header.filesystemSize else {
-      return try readMedia(bref).withUnsafeBytes { body($0) }  // throws the precise error
+    let (off, size) = try mediaRange(bref)
+    guard bref.checkMethod == .xxhash64, size <= H2.pbufSize else {
+      return try readMedia(bref).withUnsafeBytes { body($0) }
     }
     let buf = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size])
     do {

@@ -1,4 +1,6 @@
+#define _GNU_SOURCE
 #include "CHammer2Codecs.h"
+#include <fcntl.h>
 #include <string.h>
 
 int64_t h2_zlib_inflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap) {
@@ -39,4 +41,22 @@ int64_t h2_zstd_decompress(const uint8_t *src, size_t src_len, uint8_t *dst, siz
   size_t rc = ZSTD_decompress(dst, dst_cap, src, src_len);
   if (ZSTD_isError(rc)) return -1;
   return (int64_t)rc;
+}
+
+int h2_start_writeback(int fd, int64_t offset, int64_t length) {
+#ifdef __linux__
+  return sync_file_range(fd, (off_t)offset, (off_t)length, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd; (void)offset; (void)length;
+  return 0;
+#endif
+}
+
+int h2_open_direct(const char *path) {
+#ifdef __linux__
+  return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+#else
+  (void)path;
+  return -1;
+#endif
 }

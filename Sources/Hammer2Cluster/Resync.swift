@@ -134,6 +134,18 @@ public struct Resyncer {
     // plus a missing one).
     var relinked = Set<UInt64>()
     func under(_ p: String) -> Bool { removed.contains { p == $0 || p.hasPrefix($0 + "/") } }
+    // Directory path -> inode number on this node, so each difference does not walk its
+    // path from the root again. Cleared whenever a name is removed or replaced.
+    var dirInums: [String: UInt64] = [".": 1]
+    func parentAndName(_ path: String) throws -> (UInt64, [UInt8]) {
+      let parent = parentPath(path)
+      let name = Array((path.split(separator: "/").last.map(String.init) ?? path).utf8)
+      if let inum = dirInums[parent] { return (inum, name) }
+      let (grand, parentName) = try parentAndName(parent)
+      guard let e = try ed.lookup(parentName, in: grand) else { throw FormatError(.notFound(parent), at: nil) }
+      dirInums[parent] = e.inum
+      return (e.inum, name)
+    }
     for d in differences {
       let cls = d.classes[node.index]
       guard cls != .inSync, !under(d.path) else { continue }
@@ -148,18 +160,21 @@ public struct Resyncer {
       if d.path == "." {
         continue  // the root's own fields are copied last
       }
-      let (dir, name) = try ed.parentAndName(d.path)
+      let (dir, name) = try parentAndName(d.path)
       switch cls {
       case .extra:
+        dirInums = [".": 1]
         if let e = try ed.lookup(name, in: dir) { relinked.insert(e.inum) }
         try ed.unlink(name, in: dir, recursive: true)
         removed.append(d.path)
         touchedDirs.insert(parentPath(d.path))
       case .missing:
-        try create(d.path, in: dir, name: name, ed, d)
-        relinked.insert(d.inum)
+        // A new inode takes the focus's link count; another name of an existing one
+        // is counted at the end.
+        if try !create(d.path, in: dir, name: name, ed, d) { relinked.insert(d.inum) }
         touchedDirs.insert(parentPath(d.path))
       case .shapeMismatch:
+        dirInums = [".": 1]
         try ed.unlink(name, in: dir, recursive: true)
         try create(d.path, in: dir, name: name, ed, d)
         touchedDirs.insert(parentPath(d.path))
@@ -167,6 +182,7 @@ public struct Resyncer {
         let (e, fb, fino) = try focusElement(d.path, d)
         guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d); break }
         if mine.inum != e.inum || mine.type != fino.meta.typeRaw {
+          dirInums = [".": 1]
           try ed.unlink(name, in: dir, recursive: true)
           try create(d.path, in: dir, name: name, ed, d)
           touchedDirs.insert(parentPath(d.path))
@@ -191,7 +207,7 @@ public struct Resyncer {
     // in place; the root last, and only when nothing below it was left undone.
     for p in touchedDirs.sorted(by: { $0.count > $1.count }) where p != "." && !under(p) {
       guard let (_, fb, fino) = try? focusElement(p) else { continue }
-      let inum = try ed.resolve(p)
+      let inum = try dirInums[p] ?? ed.resolve(p)
       try ed.copyMeta(inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
     }
     if !blocked {
@@ -199,14 +215,17 @@ public struct Resyncer {
     }
   }
 
-  /// Creates `path` on the node as a copy of the focus's element (same inode number).
-  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: Difference? = nil) throws {
+  /// Creates `path` on the node as a copy of the focus's element (same inode number);
+  /// true when that made a new inode (not one more name of an existing one).
+  @discardableResult
+  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: Difference? = nil) throws -> Bool {
     let (e, fb, fino) = try focusElement(path, known)
-    try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
+    let created = try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
     try copyContent(e.inum, fino, ed, rewriteAll: false)
     try ed.stamp(e.inum, tid: fb.modifyTid)
     // Complete: written now, so memory stays bounded (a later touch reloads it).
     try ed.finishInode(e.inum)
+    return created
   }
 
   /// Copies file or symlink content: DIRECTDATA as a whole; DATA block by block, keeping
@@ -238,7 +257,14 @@ public struct Resyncer {
           }
           if raw, fb.radix != 0, fb.keybits == H2.pbufRadix, fb.compression != nil {
             // Same methods: the focus's block as it is on media (verified on read).
-            try ed.putRawBlock(inum, source: fb, physical: try focus.volume.readMedia(fb), tid: fb.modifyTid)
+            // Read into a reused buffer, verified, then handed to the write path.
+            let put: Result<Void, FormatError> = try focus.volume.verifyMedia(fb) { bytes in
+              do throws(FormatError) {
+                try ed.putRawBlock(inum, source: fb, physical: bytes, tid: fb.modifyTid)
+                return .success(())
+              } catch { return .failure(error) }
+            }
+            try put.get()
             break
           }
           let logical = fb.radix == 0 ? nil : try focus.volume.logicalData(fb, logicalSize: 1 << Int(min(max(fb.keybits, 10), 16)))

@@ -127,6 +127,15 @@ public final class ClusterWalker {
       })
       var more = cursor.lookup(H2.dirhashVisible, .max)
       while more {
+        // The common case decided from the blockrefs alone, before decoding anything: the
+        // same inline-named DIRENT on every node, for an inode that is no suspect (and a
+        // directory the walk need not enter). The full check below agrees with this.
+        if let b = Self.sameInlineDirent(cursor.slots), !suspects.contains(b.direntInum),
+          b.direntTypeRaw != ObjectType.directory.rawValue || enter.map({ !$0.contains(b.direntInum) }) == true
+        {
+          more = cursor.next()
+          continue
+        }
         var views = [NodeView](repeating: NodeView(), count: n)
         var name: [UInt8]?
         for i in 0..<n {
@@ -209,6 +218,16 @@ public final class ClusterWalker {
       root.resolution.version = nil
       root.resolution.flags.subtract([.rdHard, .wrHard])
     }
+  }
+
+  /// The DIRENT every node holds at the cursor's key when they are all identical (same
+  /// inode number, type and name stored inline), else nil.
+  private static func sameInlineDirent(_ slots: [Slot]) -> Blockref? {
+    guard case .present(let first)? = slots.first, first.type == .dirent, (1...64).contains(first.direntNameLength) else { return nil }
+    for slot in slots.dropFirst() {
+      guard case .present(let b) = slot, b.typeRaw == first.typeRaw, b.embed0 == first.embed0, b.embed1 == first.embed1, b.check == first.check else { return nil }
+    }
+    return first
   }
 
   /// Fast mode: the directories a walk must enter to meet every suspect, or nil when

@@ -24,4 +24,15 @@ int64_t h2_zlib_deflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t
 /// Returns bytes produced or -1 on error (including output larger than dst_cap).
 int64_t h2_zstd_decompress(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap);
 
+/// Starts writeback of a written file range without waiting for it (Linux
+/// `sync_file_range(SYNC_FILE_RANGE_WRITE)`, which Swift's Glibc module does not
+/// export), so a later fsync finds less to flush. Returns 0, or -1 with errno set; a
+/// no-op returning 0 elsewhere. Only a hint: durability still comes from fsync.
+int h2_start_writeback(int fd, int64_t offset, int64_t length);
+
+/// Opens `path` write-only for direct I/O (Linux `O_DIRECT`, not exported to Swift):
+/// large aligned writes then bypass the page cache (no copy, no dirty pages for the
+/// commit's fsync to flush). Returns the descriptor, or -1 where unsupported.
+int h2_open_direct(const char *path);
+
 #endif

@@ -13,6 +13,11 @@ final class DirtyInode {
   var touched = false
   /// Snapshot roots: the blockset is shared with this PFS root's table.
   var sharedTableBref: Blockref?
+  /// Keys whose entries were added or removed (the PFS root's directory entries are
+  /// written back by key, not by rebuilding its whole table).
+  var changedKeys = Set<UInt64>()
+  /// The PFS root only: its blockset was updated in place by `flush` (path copy).
+  var blocksetUpdated = false
 
   init(data: InodeData, bref: Blockref?, modifyTid: UInt64) {
     self.data = data
@@ -77,7 +82,6 @@ public final class PFSEditor {
   private func exists(_ inum: UInt64) -> Bool {
     if inum == 1 || inodes[inum] != nil || written[inum] != nil { return true }
     if deleted.contains(inum) { return false }
-    if let t = root.table { return t[inum] != nil }
     do throws(FormatError) { _ = try reader.inode(inum); return true } catch {
       if case .notFound = error.kind { return false }
       return true  // unreadable: never reuse the number
@@ -171,13 +175,15 @@ public final class PFSEditor {
     return d
   }
 
+  /// Loads an inode's table of children. For the PFS root only its directory entries:
+  /// the inode index beside them is updated by key at flush (a path copy), never loaded.
   private func loadTable(_ d: DirtyInode) throws(FormatError) {
     guard d.table == nil else { return }
     var table: [UInt64: PendingLeaf] = [:]
     var names: [[UInt8]: UInt64]? = d.data.meta.type == .directory ? [:] : nil
     if !d.data.meta.isDirectData {
       var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("inode \(d.data.meta.inum)"))
-      var el = it.lookup(0, .max)
+      var el = it.lookup(d === root ? H2.dirhashVisible : 0, .max)
       while let e = el {
         switch e {
         case .hole(_, _, let err): throw err
@@ -227,6 +233,7 @@ public final class PFSEditor {
       dir.table![key] = .nameBlock(b, name: name)
     }
     dir.names![name] = key
+    dir.changedKeys.insert(key)
     dir.modifyTid = modifyTid
     dir.touched = true
   }
@@ -238,6 +245,7 @@ public final class PFSEditor {
     }
     dir.table![key] = nil
     dir.names![name] = nil
+    dir.changedKeys.insert(key)
     dir.modifyTid = modifyTid
     dir.touched = true
     return b.direntInum
@@ -529,17 +537,38 @@ public final class PFSEditor {
   /// Writes every changed inode (children first) and the PFS root; returns the new PFS
   /// root blockref.
   func flush() throws(FormatError) -> Blockref {
-    if !written.isEmpty, root.table == nil { try loadTable(root) }
-    for (inum, b) in written { root.table![inum] = .existing(b) }
+    // The root's blockset holds the inode index and the root directory's entries: both
+    // are updated by key, copying only the indirect blocks on the changed paths.
+    var changes: [UInt64: Blockref?] = [:]
+    for (inum, b) in written { changes[inum] = b }
     written.removeAll()
     for inum in inodes.keys.sorted() {
       // Safe: iterating the dictionary's own keys.
-      let d = inodes[inum]!
-      if root.table == nil { try loadTable(root) }
-      root.table![inum] = .existing(try writeInode(d, key: inum, isRoot: false))
+      changes[inum] = try writeInode(inodes[inum]!, key: inum, isRoot: false)
     }
-    if !deleted.isEmpty { try loadTable(root) }
-    for inum in deleted { root.table![inum] = nil }
+    for inum in deleted { changes[inum] = .some(nil) }
+    if root.table != nil {
+      for key in root.changedKeys.sorted() {
+        switch root.table![key] {
+        case .existing(let b)?: changes[key] = b
+        case .nameBlock(var nb, let name)?:
+          try tx.placeBlock(&nb, bytes: name + [UInt8](repeating: 0, count: 1024 - name.count), type: .dirent)
+          root.table![key] = .existing(nb)
+          changes[key] = nb
+        case nil: changes[key] = .some(nil)
+        case .data?, .inode?: break  // never in a directory's table
+        }
+      }
+    }
+    if !changes.isEmpty {
+      let sorted = changes.keys.sorted().map { k in (key: k, bref: changes[k]!) }  // Safe: the dictionary's own keys.
+      let live = root.data.blockset.filter { !$0.isEmpty }.sorted { $0.key < $1.key }
+      let method = forcedMetadataCheck((root.bref ?? pfsBref).checkMethodRaw)
+      let merged = try tx.updateTable(live, changes: sorted[...], checkMethod: method)
+      root.data.u = encodeBlockrefs(try tx.buildTable(merged[...], capacity: H2.setCount, checkMethod: method))
+      root.sharedTableBref = nil
+      root.blocksetUpdated = true
+    }
     var b = try writeInode(root, key: pfsBref.key, isRoot: true)
     b.flags = pfsBref.flags | BlockrefFlags.pfsRoot
     pfsBref = b
@@ -561,7 +590,21 @@ public final class PFSEditor {
     b.keybits = 0
     b.mirrorTid = tx.mirrorTid
     var stats = TreeStats()
-    if var table = d.table, !d.data.meta.isDirectData {
+    if d.blocksetUpdated {
+      for c in d.data.blockset where !c.isEmpty { stats.add(c) }
+      stats.apply(to: &b)
+      b.modifyTid = max(d.modifyTid, stats.maxModifyTid)
+    } else if d === root {
+      // The root's table is never rebuilt here: `flush` updates it by key.
+      let childMax = d.data.blockset.filter { !$0.isEmpty }.map(\.modifyTid).max() ?? 0
+      b.modifyTid = max(d.modifyTid, childMax)
+      if let shared = d.sharedTableBref {
+        b.embed0 = shared.embed0
+        b.embed1 = shared.embed1
+        b.leafCount = 0
+        b.modifyTid = max(d.modifyTid, shared.modifyTid)
+      }
+    } else if var table = d.table, !d.data.meta.isDirectData {
       // Key order, so the same edits always allocate the same blocks (deterministic images).
       for k in table.keys.sorted() {
         // Safe: iterating the table's own keys.
@@ -642,8 +685,9 @@ extension PFSEditor {
 
   /// Stores a copy of another node's DATA block as it is on media (same methods, size
   /// and check code, new location): the raw copy for inodes whose methods match the
-  /// source's. The caller verified `physical` against `source`.
-  public func putRawBlock(_ inum: UInt64, source: Blockref, physical: [UInt8], tid: UInt64) throws(FormatError) {
+  /// source's. The caller verified `physical` against `source` (its check code is
+  /// `source.check`, so it is not computed again).
+  public func putRawBlock(_ inum: UInt64, source: Blockref, physical: UnsafeRawBufferPointer, tid: UInt64) throws(FormatError) {
     let d = try dirtyForResync(inum)
     if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
     try loadTableForResync(d)
@@ -654,8 +698,7 @@ extension PFSEditor {
     b.keybits = source.keybits
     b.mirrorTid = tx.mirrorTid
     b.modifyTid = tid
-    try tx.placeBlock(&b, bytes: physical, type: .data)
-    if b.checkMethod == .none || b.checkMethod == .disabled { b.check = source.check }
+    try tx.placeBlock(&b, bytes: physical, type: .data, check: source.check)
     d.table![source.key] = .existing(b)
     d.modifyTid = max(d.modifyTid, tid)
     d.touched = true
@@ -732,8 +775,10 @@ extension PFSEditor {
   }
 
   /// Creates `name` in `dir` for inode `inum` copied from the focus: a new inode with
-  /// that number when the node lacks it, else one more link to it.
-  public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64) throws(FormatError) {
+  /// that number when the node lacks it, else one more link to it. Returns true when a
+  /// new inode was made (its link count is then the focus's already).
+  @discardableResult
+  public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64) throws(FormatError) -> Bool {
     let type = meta.type ?? .regularFile
     var oldBref: Blockref?
     if existsForResync(inum) {
@@ -744,7 +789,7 @@ extension PFSEditor {
         try addEntryForResync(try dirtyForResync(dir), name: name, inum: inum, type: type, tid: direntTid)
         t.data.meta.nlinks = max(meta.nlinks, 1)
         t.touched = true
-        return
+        return false
       }
       // A different object (or an orphaned directory) under this number: replace it.
       oldBref = t.bref
@@ -771,6 +816,7 @@ extension PFSEditor {
       root.data.meta.pfsInum = inum
       root.touched = true
     }
+    return true
   }
 }
 

@@ -76,6 +76,58 @@ extension Transaction {
     return out + [Blockref](repeating: Blockref(), count: capacity - out.count)
   }
 
+  /// Applies `changes` (sorted by key; nil removes the key) to a table whose live
+  /// entries are `entries` (sorted by key), copying on write only the INDIRECT blocks on
+  /// the changed keys' paths: untouched subtrees are kept as they are, whatever their
+  /// size. Returns the new live entries, sorted, possibly more than the table holds
+  /// (`buildTable` then nests them). `depth` bounds a damaged tree's recursion.
+  func updateTable(_ entries: [Blockref], changes: ArraySlice<(key: UInt64, bref: Blockref?)>, checkMethod: CheckMethod,
+                   depth: Int = 0) throws(FormatError) -> [Blockref] {
+    var out: [Blockref] = []
+    out.reserveCapacity(entries.count + changes.count)
+    var ci = changes.startIndex
+    var prevEnd: UInt64? = nil
+    for e in entries {
+      guard prevEnd.map({ e.key > $0 }) ?? true, e.keybits <= 64 else {
+        throw FormatError(.invalidField("block table entries overlap at key 0x\(hex(e.key)): not updated in place"), at: volume.location(of: e))
+      }
+      prevEnd = e.keyEnd
+      // New keys in the gap before this entry stay at this level.
+      while ci < changes.endIndex, changes[ci].key < e.key {
+        if let b = changes[ci].bref { out.append(b) }
+        ci += 1
+      }
+      if e.type == .indirect {
+        var cj = ci
+        while cj < changes.endIndex, changes[cj].key <= e.keyEnd { cj += 1 }
+        if cj == ci {
+          out.append(e)
+          continue
+        }
+        guard depth < 40 else { throw FormatError(.invalidField("indirect blocks nested more than 40 deep"), at: volume.location(of: e)) }
+        let children = try volume.blockrefArray(e)
+        if let bad = children.first(where: { $0.key < e.key || $0.keyEnd > e.keyEnd || $0.keybits >= e.keybits }) {
+          throw FormatError(.invalidField("entry at key 0x\(hex(bad.key)) lies outside its indirect block's range"), at: volume.location(of: e))
+        }
+        let merged = try updateTable(children, changes: changes[ci..<cj], checkMethod: checkMethod, depth: depth + 1)
+        if !merged.isEmpty {
+          out.append(try writeIndirect(merged[...], key: e.key, keybits: e.keybits, checkMethod: checkMethod))
+        }
+        ci = cj
+      } else if ci < changes.endIndex, changes[ci].key == e.key {
+        if let b = changes[ci].bref { out.append(b) }
+        ci += 1
+      } else {
+        out.append(e)
+      }
+    }
+    while ci < changes.endIndex {
+      if let b = changes[ci].bref { out.append(b) }
+      ci += 1
+    }
+    return out
+  }
+
   /// Writes one INDIRECT block holding `children` (recursing when they do not fit).
   private func writeIndirect(_ children: ArraySlice<Blockref>, key: UInt64, keybits: UInt8, checkMethod: CheckMethod) throws(FormatError) -> Blockref {
     // 4 KiB like the kernel's directory blocks when that fits, else 16 or 64 KiB.
@@ -105,6 +157,16 @@ extension Transaction {
     b.dataOff = off | radix
     b.check = CheckCode.compute(b.checkMethod ?? .xxhash64, over: bytes)
     // An inline DIRENT name never reaches here: only blocks with media are placed.
+  }
+
+  /// `placeBlock` for bytes whose check code is already known (a verified copy of
+  /// another node's block under the same methods): nothing is hashed again.
+  func placeBlock(_ b: inout Blockref, bytes: UnsafeRawBufferPointer, type: BlockrefType, check: CheckArea) throws(FormatError) {
+    let radix = UInt64(bytes.count.trailingZeroBitCount)
+    let off = try allocator.allocate(size: bytes.count, type: type)
+    try image.write(at: off, bytes, structure: "\(type.name) block")
+    b.dataOff = off | radix
+    b.check = check
   }
 }
 

@@ -1,3 +1,4 @@
+import CHammer2Codecs
 import Foundation
 import SystemPackage
 
@@ -56,7 +57,11 @@ public final class WritableImage: ImageIO {
     crashAfter = ProcessInfo.processInfo.environment["H2_CRASH_AFTER_WRITES"].flatMap { Int($0) }
   }
 
-  deinit { close(fd) }
+  deinit {
+    submitGathered()
+    writer.shutdown()
+    close(fd)
+  }
 
   /// True when `/proc/mounts` lists `path` as a mounted device.
   static func isMounted(_ path: String) -> Bool {
@@ -69,6 +74,7 @@ public final class WritableImage: ImageIO {
   }
 
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
+    if pendingOverlaps(offset, count) { try drain() }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= size else {
       throw FormatError(.truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
@@ -88,28 +94,78 @@ public final class WritableImage: ImageIO {
     return buf
   }
 
+  /// Writes not yet handed to the writer thread: contiguous runs being gathered, one
+  /// per stream of allocations (the allocator fills data, inode and indirect blocks
+  /// from different chunks, so their writes interleave), oldest first.
+  private var gathering: [WriteBehind.Run] = []
+  private static let maxGathering = 6
+  private lazy var writer = WriteBehind(fd: fd, directFd: h2_open_direct(label), label: label)
+
   /// The one write path. Every byte h2resync or h2mkimage writes goes through here.
-  public func write(at offset: UInt64, _ bytes: [UInt8], structure: String) throws(FormatError) {
+  /// Writes that extend one another are gathered into runs of up to 2 MiB that a
+  /// background thread writes (direct I/O where the file allows it). Runs never
+  /// overlap: a write overlapping a pending one first sends everything before it.
+  /// Reads of pending bytes, `sync` and a simulated crash wait for the writer first, so
+  /// the file then holds exactly the writes made so far.
+  public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer, structure: String) throws(FormatError) {
     if let n = crashAfter, writes >= n {
-      // Simulated crash for the crash-safety tests: stop dead, no cleanup, no flush.
+      // Simulated crash for the crash-safety tests: the writes before this one reach the
+      // file (as they would in the page cache), then stop dead: no cleanup, no fsync.
+      submitGathered()
+      _ = try? writer.drain()
       _exit(86)
     }
-    var done = 0
-    while done < bytes.count {
-      let n = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else {
-        throw FormatError(.io(errno: errno, operation: "pwrite"), at: Location(image: label, offset: offset, structure: structure))
-      }
-      done += n
+    try writer.check()
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
+    guard !overflow else {
+      throw FormatError(.invalidArgument("write past 2^64"), at: Location(image: label, offset: offset, structure: structure))
+    }
+    if gathering.contains(where: { $0.overlaps(offset, bytes.count) }) {
+      // Rewriting bytes still gathered: send them first (the writer keeps its order).
+      submitGathered()
+    }
+    if let i = gathering.firstIndex(where: { $0.offset + UInt64($0.count) == offset && $0.count + bytes.count <= $0.buffer.count }) {
+      gathering[i].append(bytes)
+    } else {
+      if gathering.count >= Self.maxGathering { writer.submit(gathering.removeFirst()) }
+      var run = writer.takeBuffer(offset: offset, structure: structure, atLeast: bytes.count)
+      run.append(bytes)
+      gathering.append(run)
     }
     writes += 1
     bytesWritten += UInt64(bytes.count)
-    size = max(size, offset + UInt64(bytes.count))
+    size = max(size, end)
+  }
+
+  /// `write(at:_:structure:)` for an array.
+  public func write(at offset: UInt64, _ bytes: [UInt8], structure: String) throws(FormatError) {
+    let r: Result<Void, FormatError> = bytes.withUnsafeBytes { b in
+      do throws(FormatError) { try write(at: offset, b, structure: structure); return .success(()) } catch { return .failure(error) }
+    }
+    try r.get()
+  }
+
+  private func submitGathered() {
+    for g in gathering { writer.submit(g) }
+    gathering = []
+  }
+
+  /// Waits until every write made so far is in the file (not necessarily on stable
+  /// storage); throws the first write error.
+  private func drain() throws(FormatError) {
+    submitGathered()
+    try writer.drain()
+  }
+
+  /// True when a pending write overlaps `offset..<offset+count`.
+  private func pendingOverlaps(_ offset: UInt64, _ count: Int) -> Bool {
+    if gathering.contains(where: { $0.overlaps(offset, count) }) { return true }
+    return writer.overlaps(offset, count)
   }
 
   /// Flushes everything written so far to stable storage.
   public func sync() throws(FormatError) {
+    try drain()
     guard fsync(fd) == 0 else {
       throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: label, offset: 0, structure: "image"))
     }
@@ -121,9 +177,178 @@ public final class WritableImage: ImageIO {
 
   /// Sets the file size (new images only).
   public func setSize(_ newSize: UInt64) throws(FormatError) {
+    try drain()
     guard ftruncate(fd, off_t(newSize)) == 0 else {
       throw FormatError(.io(errno: errno, operation: "ftruncate"), at: Location(image: label, offset: 0, structure: "image"))
     }
     size = newSize
+  }
+}
+
+/// The writer thread behind a `WritableImage`: runs are written in submission order by
+/// one thread; at most `maxQueued` wait (bounded memory), and their buffers are reused.
+final class WriteBehind: @unchecked Sendable {
+  /// A contiguous range of pending bytes.
+  struct Run {
+    var offset: UInt64
+    var buffer: UnsafeMutableRawBufferPointer
+    var count = 0
+    /// The first block's structure, for an error's location.
+    var structure: String
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+      UnsafeMutableRawBufferPointer(rebasing: buffer[count..<count + bytes.count]).copyMemory(from: bytes)
+      count += bytes.count
+    }
+
+    func overlaps(_ off: UInt64, _ n: Int) -> Bool {
+      off < offset + UInt64(count) && offset < off &+ UInt64(n)
+    }
+  }
+
+  static let runBytes = 2 << 20
+  private static let maxQueued = 4
+  private let fd: Int32
+  /// The same file opened for direct I/O (-1 when unsupported): runs aligned to 512
+  /// bytes, as HAMMER2's 1 KiB-aligned blocks always are, skip the page cache.
+  private var directFd: Int32
+  private let label: String
+  private let cond = NSCondition()
+  private var queue: [Run] = []
+  private var writing: Run?
+  private var free: [UnsafeMutableRawBufferPointer] = []
+  private var failure: FormatError?
+  private var started = false
+  private var stopping = false
+  private var exited = false
+
+  init(fd: Int32, directFd: Int32, label: String) {
+    self.fd = fd
+    self.directFd = directFd
+    self.label = label
+  }
+
+  /// A run starting at `offset` with a free buffer of at least `atLeast` bytes.
+  func takeBuffer(offset: UInt64, structure: String, atLeast: Int) -> Run {
+    cond.lock()
+    defer { cond.unlock() }
+    if atLeast <= Self.runBytes, let b = free.popLast() { return Run(offset: offset, buffer: b, structure: structure) }
+    return Run(offset: offset, buffer: .allocate(byteCount: max(atLeast, Self.runBytes), alignment: 4096), structure: structure)
+  }
+
+  /// Queues `run` for writing (waits while the queue is full).
+  func submit(_ run: Run) {
+    cond.lock()
+    if !started {
+      started = true
+      let t = Thread { [self] in loop() }
+      t.name = "h2 writer"
+      t.start()
+    }
+    while queue.count >= Self.maxQueued { cond.wait() }
+    queue.append(run)
+    cond.broadcast()
+    cond.unlock()
+  }
+
+  /// Throws the first write error, if any.
+  func check() throws(FormatError) {
+    cond.lock()
+    let f = failure
+    cond.unlock()
+    if let f { throw f }
+  }
+
+  /// Waits until every submitted run is written; throws the first write error.
+  func drain() throws(FormatError) {
+    cond.lock()
+    while !queue.isEmpty || writing != nil { cond.wait() }
+    let f = failure
+    cond.unlock()
+    if let f { throw f }
+  }
+
+  func overlaps(_ offset: UInt64, _ count: Int) -> Bool {
+    cond.lock()
+    defer { cond.unlock() }
+    return writing?.overlaps(offset, count) == true || queue.contains { $0.overlaps(offset, count) }
+  }
+
+  /// Writes what is queued, stops the thread, frees the buffers.
+  func shutdown() {
+    cond.lock()
+    stopping = true
+    cond.broadcast()
+    while started && !exited { cond.wait() }
+    for b in free { b.deallocate() }
+    free = []
+    if directFd >= 0 { close(directFd) }
+    directFd = -1
+    cond.unlock()
+  }
+
+  private func loop() {
+    cond.lock()
+    while true {
+      while queue.isEmpty && !stopping { cond.wait() }
+      if queue.isEmpty { break }
+      let run = queue.removeFirst()
+      writing = run
+      let skip = failure != nil
+      cond.unlock()
+      let err = skip ? nil : write(run)
+      cond.lock()
+      if let err, failure == nil { failure = err }
+      writing = nil
+      free.append(run.buffer)
+      cond.broadcast()
+    }
+    exited = true
+    cond.broadcast()
+    cond.unlock()
+  }
+
+  private func write(_ run: Run) -> FormatError? {
+    if directFd >= 0, run.offset % 512 == 0, run.count % 512 == 0 {
+      var done = 0
+      while done < run.count {
+        let n = pwrite(directFd, run.buffer.baseAddress! + done, run.count - done, off_t(run.offset) + off_t(done))
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 || n % 512 != 0 { break }
+        done += n
+      }
+      if done == run.count { return nil }
+      // Direct I/O refused here (a file system without it, an odd alignment): the
+      // ordinary descriptor from now on, rewriting the whole run.
+      close(directFd)
+      directFd = -1
+    }
+    var done = 0
+    while done < run.count {
+      let n = pwrite(fd, run.buffer.baseAddress! + done, run.count - done, off_t(run.offset) + off_t(done))
+      if n < 0 && errno == EINTR { continue }
+      guard n > 0 else {
+        return FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: label, offset: run.offset + UInt64(done), structure: run.structure))
+      }
+      done += n
+    }
+    // Start writeback early, in ranges of 32 MiB (fewer, larger requests): the commit's
+    // fsync then finds little left to flush.
+    let end = run.offset + UInt64(run.count)
+    if run.offset != hintEnd {
+      startWriteback()
+      hintStart = run.offset
+    }
+    hintEnd = end
+    if hintEnd - hintStart >= 4 << 20 { startWriteback() }
+    return nil
+  }
+
+  private var hintStart: UInt64 = 0
+  private var hintEnd: UInt64 = 0
+
+  private func startWriteback() {
+    if hintEnd > hintStart { _ = h2_start_writeback(fd, Int64(hintStart), Int64(hintEnd - hintStart)) }
+    hintStart = hintEnd
   }
 }

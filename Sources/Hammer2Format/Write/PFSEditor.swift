@@ -6,18 +6,18 @@ final class DirtyInode {
   var bref: Blockref?
   /// `methods` for a new inode's blockref (from its parent directory).
   var newMethods: UInt8 = 0
+  /// A file's table of children once loaded (nil: the on-disk table is kept as is). For
+  /// a directory only the entries added in this transaction: its on-disk entries are
+  /// read where they are, and written back by key (`changedKeys`, a path copy).
   var table: [UInt64: PendingLeaf]?
-  /// Directories with a loaded table: name -> key.
+  /// Directories: names added in this transaction -> key.
   var names: [[UInt8]: UInt64]?
   var modifyTid: UInt64
   var touched = false
   /// Snapshot roots: the blockset is shared with this PFS root's table.
   var sharedTableBref: Blockref?
-  /// Keys whose entries were added or removed (the PFS root's directory entries are
-  /// written back by key, not by rebuilding its whole table).
+  /// Directories: keys whose entries were added or removed in this transaction.
   var changedKeys = Set<UInt64>()
-  /// The PFS root only: its blockset was updated in place by `flush` (path copy).
-  var blocksetUpdated = false
 
   init(data: InodeData, bref: Blockref?, modifyTid: UInt64) {
     self.data = data
@@ -90,16 +90,19 @@ public final class PFSEditor {
 
   /// The entries of directory `dir`: name, inode number, object type.
   public func entries(of dir: UInt64) throws(FormatError) -> [(name: [UInt8], inum: UInt64, type: UInt8)] {
-    if let d = dirtyIfLoaded(dir), let names = d.names, let table = d.table {
-      return names.compactMap { name, key in
-        guard let leaf = table[key], let b = leafBref(leaf) else { return nil }
-        return (name, b.direntInum, b.direntTypeRaw)
+    var out: [(name: [UInt8], inum: UInt64, type: UInt8)] = []
+    let d = dirtyIfLoaded(dir)
+    let changed = d?.changedKeys ?? []
+    if let d, let names = d.names, let table = d.table {
+      for (name, key) in names {
+        if let leaf = table[key], let b = leafBref(leaf) { out.append((name, b.direntInum, b.direntTypeRaw)) }
       }
     }
-    var out: [(name: [UInt8], inum: UInt64, type: UInt8)] = []
     var findings: [Finding] = []
-    reader.forEachEntry(of: try inode(dir), path: "", findings: &findings) { e in
-      out.append((e.name, e.inum, e.typeRaw))
+    let dirInode: InodeData
+    if let d { dirInode = d.data } else { dirInode = try inode(dir) }
+    reader.forEachEntry(of: dirInode, path: "", findings: &findings) { e in
+      if !changed.contains(e.bref.key) { out.append((e.name, e.inum, e.typeRaw)) }
       return true
     }
     if let f = findings.first(where: { $0.severity == .damage }) {
@@ -119,12 +122,32 @@ public final class PFSEditor {
 
   /// Looks up `name` in directory `dir`.
   public func lookup(_ name: [UInt8], in dir: UInt64) throws(FormatError) -> (inum: UInt64, type: UInt8)? {
-    if let d = dirtyIfLoaded(dir), let names = d.names {
-      guard let key = names[name], let leaf = d.table?[key], let b = leafBref(leaf) else { return nil }
+    if let d = dirtyIfLoaded(dir) {
+      guard let (_, b) = try findEntry(d, name) else { return nil }
       return (b.direntInum, b.direntTypeRaw)
     }
     guard let e = try reader.lookup(name, in: try inode(dir)) else { return nil }
     return (e.inum, e.typeRaw)
+  }
+
+  /// `name` in directory `d` as it stands: added in this transaction, or on disk and
+  /// not removed since. Returns its key and blockref.
+  private func findEntry(_ d: DirtyInode, _ name: [UInt8]) throws(FormatError) -> (UInt64, Blockref)? {
+    if let key = d.names?[name], let leaf = d.table?[key], let b = leafBref(leaf) { return (key, b) }
+    guard let e = try reader.lookup(name, in: d.data), !d.changedKeys.contains(e.bref.key) else { return nil }
+    return (e.bref.key, e.bref)
+  }
+
+  /// True when directory `d` has an entry at `key` as it stands.
+  private func keyInUse(_ d: DirtyInode, _ key: UInt64) throws(FormatError) -> Bool {
+    if d.table?[key] != nil { return true }
+    if d.changedKeys.contains(key) { return false }
+    var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("directory \(d.data.meta.inum)"))
+    switch it.lookup(key, key) {
+    case .leaf(let b)?: return b.key == key
+    case .hole(_, _, let err)?: throw err
+    case nil: return false
+    }
   }
 
   /// Resolves a path relative to the PFS root to an inode number.
@@ -175,27 +198,30 @@ public final class PFSEditor {
     return d
   }
 
-  /// Loads an inode's table of children. For the PFS root only its directory entries:
-  /// the inode index beside them is updated by key at flush (a path copy), never loaded.
+  /// Makes an inode's table of children editable. A file's table is loaded; a
+  /// directory starts an empty overlay of added entries (its on-disk entries, and for
+  /// the PFS root the inode index beside them, are never loaded: memory and time follow
+  /// the changes, not the directory's size).
   private func loadTable(_ d: DirtyInode) throws(FormatError) {
     guard d.table == nil else { return }
+    if d.data.meta.type == .directory {
+      d.table = [:]
+      d.names = [:]
+      return
+    }
     var table: [UInt64: PendingLeaf] = [:]
-    var names: [[UInt8]: UInt64]? = d.data.meta.type == .directory ? [:] : nil
     if !d.data.meta.isDirectData {
       var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("inode \(d.data.meta.inum)"))
-      var el = it.lookup(d === root ? H2.dirhashVisible : 0, .max)
+      var el = it.lookup(0, .max)
       while let e = el {
         switch e {
         case .hole(_, _, let err): throw err
-        case .leaf(let b):
-          table[b.key] = .existing(b)
-          if names != nil, b.key >= H2.dirhashVisible, let entry = try reader.entry(from: b) { names![entry.name] = b.key }
+        case .leaf(let b): table[b.key] = .existing(b)
         }
         el = it.next()
       }
     }
     d.table = table
-    d.names = names
     d.sharedTableBref = nil
   }
 
@@ -207,14 +233,14 @@ public final class PFSEditor {
       throw FormatError(.invalidArgument("invalid file name"), at: loc("directory"))
     }
     try loadTable(dir)
-    guard dir.names?[name] == nil else {
+    guard try findEntry(dir, name) == nil else {
       throw FormatError(.invalidArgument("\(String(decoding: name, as: UTF8.self)) exists"), at: loc("directory \(dir.data.meta.inum)"))
     }
     // Key per hammer2_dirent_create: dirhash + 1 when free, else the next free
     // key of the 15-bit collision space (any free key there is found by lookups).
     let h = DirHash.hash(name)
     var key = h + 1
-    while dir.table?[key] != nil {
+    while try keyInUse(dir, key) {
       key = key == (h | H2.dirhashLomask) ? h : key + 1
       if key == h + 1 { throw FormatError(.invalidArgument("directory hash bucket full"), at: loc("directory")) }
     }
@@ -240,7 +266,7 @@ public final class PFSEditor {
 
   private func removeEntry(_ dir: DirtyInode, name: [UInt8]) throws(FormatError) -> UInt64 {
     try loadTable(dir)
-    guard let key = dir.names?[name], let leaf = dir.table?[key], let b = leafBref(leaf) else {
+    guard let (key, b) = try findEntry(dir, name) else {
       throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("directory \(dir.data.meta.inum)"))
     }
     dir.table![key] = nil
@@ -537,8 +563,8 @@ public final class PFSEditor {
   /// Writes every changed inode (children first) and the PFS root; returns the new PFS
   /// root blockref.
   func flush() throws(FormatError) -> Blockref {
-    // The root's blockset holds the inode index and the root directory's entries: both
-    // are updated by key, copying only the indirect blocks on the changed paths.
+    // The root's blockset holds the inode index beside the root directory's entries:
+    // both are updated by key, copying only the indirect blocks on the changed paths.
     var changes: [UInt64: Blockref?] = [:]
     for (inum, b) in written { changes[inum] = b }
     written.removeAll()
@@ -547,35 +573,13 @@ public final class PFSEditor {
       changes[inum] = try writeInode(inodes[inum]!, key: inum, isRoot: false)
     }
     for inum in deleted { changes[inum] = .some(nil) }
-    if root.table != nil {
-      for key in root.changedKeys.sorted() {
-        switch root.table![key] {
-        case .existing(let b)?: changes[key] = b
-        case .nameBlock(var nb, let name)?:
-          try tx.placeBlock(&nb, bytes: name + [UInt8](repeating: 0, count: 1024 - name.count), type: .dirent)
-          root.table![key] = .existing(nb)
-          changes[key] = nb
-        case nil: changes[key] = .some(nil)
-        case .data?, .inode?: break  // never in a directory's table
-        }
-      }
-    }
-    if !changes.isEmpty {
-      let sorted = changes.keys.sorted().map { k in (key: k, bref: changes[k]!) }  // Safe: the dictionary's own keys.
-      let live = root.data.blockset.filter { !$0.isEmpty }.sorted { $0.key < $1.key }
-      let method = forcedMetadataCheck((root.bref ?? pfsBref).checkMethodRaw)
-      let merged = try tx.updateTable(live, changes: sorted[...], checkMethod: method)
-      root.data.u = encodeBlockrefs(try tx.buildTable(merged[...], capacity: H2.setCount, checkMethod: method))
-      root.sharedTableBref = nil
-      root.blocksetUpdated = true
-    }
-    var b = try writeInode(root, key: pfsBref.key, isRoot: true)
+    var b = try writeInode(root, key: pfsBref.key, isRoot: true, indexChanges: changes)
     b.flags = pfsBref.flags | BlockrefFlags.pfsRoot
     pfsBref = b
     return b
   }
 
-  private func writeInode(_ d: DirtyInode, key: UInt64, isRoot: Bool) throws(FormatError) -> Blockref {
+  private func writeInode(_ d: DirtyInode, key: UInt64, isRoot: Bool, indexChanges: [UInt64: Blockref?] = [:]) throws(FormatError) -> Blockref {
     var b: Blockref
     if let old = d.bref {
       b = old
@@ -590,21 +594,37 @@ public final class PFSEditor {
     b.keybits = 0
     b.mirrorTid = tx.mirrorTid
     var stats = TreeStats()
-    if d.blocksetUpdated {
+    var changes = indexChanges
+    if d.data.meta.type == .directory, !d.data.meta.isDirectData, let table = d.table {
+      for k in d.changedKeys.sorted() {
+        switch table[k] {
+        case .existing(let lb)?: changes[k] = lb
+        case .nameBlock(var nb, let name)?:
+          try tx.placeBlock(&nb, bytes: name + [UInt8](repeating: 0, count: 1024 - name.count), type: .dirent)
+          d.table![k] = .existing(nb)
+          changes[k] = nb
+        case nil: changes[k] = .some(nil)
+        case .data?, .inode?: break  // never in a directory
+        }
+      }
+      d.changedKeys = []
+    }
+    if !changes.isEmpty {
+      // A directory (and the PFS root's index): a path copy of the changed keys.
+      let sorted = changes.keys.sorted().map { k in (key: k, bref: changes[k]!) }  // Safe: the dictionary's own keys.
+      let live = d.data.blockset.filter { !$0.isEmpty }.sorted { $0.key < $1.key }
+      let method = forcedMetadataCheck(b.checkMethodRaw)
+      let merged = try tx.updateTable(live, changes: sorted[...], checkMethod: method)
+      d.data.u = encodeBlockrefs(try tx.buildTable(merged[...], capacity: H2.setCount, checkMethod: method))
+      d.sharedTableBref = nil
       for c in d.data.blockset where !c.isEmpty { stats.add(c) }
       stats.apply(to: &b)
       b.modifyTid = max(d.modifyTid, stats.maxModifyTid)
-    } else if d === root {
-      // The root's table is never rebuilt here: `flush` updates it by key.
+    } else if d.data.meta.type == .directory, d.sharedTableBref == nil {
+      // Entries unchanged: the inode's tid is its own, raised to its children's.
       let childMax = d.data.blockset.filter { !$0.isEmpty }.map(\.modifyTid).max() ?? 0
       b.modifyTid = max(d.modifyTid, childMax)
-      if let shared = d.sharedTableBref {
-        b.embed0 = shared.embed0
-        b.embed1 = shared.embed1
-        b.leafCount = 0
-        b.modifyTid = max(d.modifyTid, shared.modifyTid)
-      }
-    } else if var table = d.table, !d.data.meta.isDirectData {
+    } else if d.data.meta.type != .directory, var table = d.table, !d.data.meta.isDirectData {
       // Key order, so the same edits always allocate the same blocks (deterministic images).
       for k in table.keys.sorted() {
         // Safe: iterating the table's own keys.

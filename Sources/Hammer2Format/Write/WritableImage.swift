@@ -94,19 +94,18 @@ public final class WritableImage: ImageIO {
     return buf
   }
 
-  /// Writes not yet handed to the writer thread: contiguous runs being gathered, one
-  /// per stream of allocations (the allocator fills data, inode and indirect blocks
-  /// from different chunks, so their writes interleave), oldest first.
+  /// Writes not yet handed to the writer thread, gathered in aligned windows, least
+  /// recently written first. The allocator fills data, inode and indirect blocks from
+  /// different 16 KiB chunks at once, so writes interleave but fill each window.
   private var gathering: [WriteBehind.Run] = []
   private static let maxGathering = 6
   private lazy var writer = WriteBehind(fd: fd, directFd: h2_open_direct(label), label: label)
 
   /// The one write path. Every byte h2resync or h2mkimage writes goes through here.
-  /// Writes that extend one another are gathered into runs of up to 2 MiB that a
-  /// background thread writes (direct I/O where the file allows it). Runs never
-  /// overlap: a write overlapping a pending one first sends everything before it.
-  /// Reads of pending bytes, `sync` and a simulated crash wait for the writer first, so
-  /// the file then holds exactly the writes made so far.
+  /// Writes are gathered in aligned 2 MiB windows that a background thread writes, in
+  /// the order they are handed over, as few large requests (direct I/O where the file
+  /// allows it). Reads of pending bytes, `sync` and a simulated crash wait for the
+  /// writer first, so the file then holds exactly the writes made so far.
   public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer, structure: String) throws(FormatError) {
     if let n = crashAfter, writes >= n {
       // Simulated crash for the crash-safety tests: the writes before this one reach the
@@ -120,17 +119,24 @@ public final class WritableImage: ImageIO {
     guard !overflow else {
       throw FormatError(.invalidArgument("write past 2^64"), at: Location(image: label, offset: offset, structure: structure))
     }
-    if gathering.contains(where: { $0.overlaps(offset, bytes.count) }) {
-      // Rewriting bytes still gathered: send them first (the writer keeps its order).
-      submitGathered()
-    }
-    if let i = gathering.firstIndex(where: { $0.offset + UInt64($0.count) == offset && $0.count + bytes.count <= $0.buffer.count }) {
-      gathering[i].append(bytes)
-    } else {
-      if gathering.count >= Self.maxGathering { writer.submit(gathering.removeFirst()) }
-      var run = writer.takeBuffer(offset: offset, structure: structure, atLeast: bytes.count)
-      run.append(bytes)
-      gathering.append(run)
+    var done = 0
+    while done < bytes.count {
+      let at = offset + UInt64(done)
+      let window = at & ~UInt64(WriteBehind.runBytes - 1)
+      let n = min(bytes.count - done, Int(window + UInt64(WriteBehind.runBytes) - at))
+      let part = UnsafeRawBufferPointer(rebasing: bytes[done..<done + n])
+      if let i = gathering.lastIndex(where: { $0.offset == window }) {
+        // A later write to the same bytes simply replaces them in the window.
+        var run = gathering.remove(at: i)
+        run.put(part, at: Int(at - window))
+        gathering.append(run)
+      } else {
+        if gathering.count >= Self.maxGathering { writer.submit(gathering.removeFirst()) }
+        var run = writer.takeBuffer(offset: window, structure: structure)
+        run.put(part, at: Int(at - window))
+        gathering.append(run)
+      }
+      done += n
     }
     writes += 1
     bytesWritten += UInt64(bytes.count)
@@ -188,21 +194,41 @@ public final class WritableImage: ImageIO {
 /// The writer thread behind a `WritableImage`: runs are written in submission order by
 /// one thread; at most `maxQueued` wait (bounded memory), and their buffers are reused.
 final class WriteBehind: @unchecked Sendable {
-  /// A contiguous range of pending bytes.
+  /// One aligned window of pending bytes: its buffer and the byte ranges written.
   struct Run {
+    /// The window's file offset (aligned to `runBytes`).
     var offset: UInt64
     var buffer: UnsafeMutableRawBufferPointer
-    var count = 0
+    /// Written ranges of the buffer, sorted, disjoint and not touching.
+    var extents: [Range<Int>] = []
     /// The first block's structure, for an error's location.
     var structure: String
 
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
-      UnsafeMutableRawBufferPointer(rebasing: buffer[count..<count + bytes.count]).copyMemory(from: bytes)
-      count += bytes.count
+    mutating func put(_ bytes: UnsafeRawBufferPointer, at rel: Int) {
+      UnsafeMutableRawBufferPointer(rebasing: buffer[rel..<rel + bytes.count]).copyMemory(from: bytes)
+      var r = rel..<rel + bytes.count
+      // Usually appends to the last extent; otherwise merge with every range it touches.
+      if let last = extents.last, last.upperBound == r.lowerBound {
+        extents[extents.count - 1] = last.lowerBound..<r.upperBound
+        return
+      }
+      if let last = extents.last, last.upperBound < r.lowerBound {
+        extents.append(r)
+        return
+      }
+      var i = extents.firstIndex { $0.upperBound >= r.lowerBound } ?? extents.count
+      while i < extents.count, extents[i].lowerBound <= r.upperBound {
+        r = min(r.lowerBound, extents[i].lowerBound)..<max(r.upperBound, extents[i].upperBound)
+        extents.remove(at: i)
+      }
+      extents.insert(r, at: i)
     }
 
     func overlaps(_ off: UInt64, _ n: Int) -> Bool {
-      off < offset + UInt64(count) && offset < off &+ UInt64(n)
+      guard off < offset + UInt64(buffer.count), offset < off &+ UInt64(n) else { return false }
+      let lo = off > offset ? Int(off - offset) : 0
+      let hi = Int(min(off &+ UInt64(n), offset + UInt64(buffer.count)) - offset)
+      return extents.contains { $0.lowerBound < hi && lo < $0.upperBound }
     }
   }
 
@@ -228,12 +254,12 @@ final class WriteBehind: @unchecked Sendable {
     self.label = label
   }
 
-  /// A run starting at `offset` with a free buffer of at least `atLeast` bytes.
-  func takeBuffer(offset: UInt64, structure: String, atLeast: Int) -> Run {
+  /// An empty window at `offset` (a reused buffer when one is free).
+  func takeBuffer(offset: UInt64, structure: String) -> Run {
     cond.lock()
     defer { cond.unlock() }
-    if atLeast <= Self.runBytes, let b = free.popLast() { return Run(offset: offset, buffer: b, structure: structure) }
-    return Run(offset: offset, buffer: .allocate(byteCount: max(atLeast, Self.runBytes), alignment: 4096), structure: structure)
+    if let b = free.popLast() { return Run(offset: offset, buffer: b, structure: structure) }
+    return Run(offset: offset, buffer: .allocate(byteCount: Self.runBytes, alignment: 4096), structure: structure)
   }
 
   /// Queues `run` for writing (waits while the queue is full).
@@ -309,35 +335,44 @@ final class WriteBehind: @unchecked Sendable {
   }
 
   private func write(_ run: Run) -> FormatError? {
-    if directFd >= 0, run.offset % 512 == 0, run.count % 512 == 0 {
+    for e in run.extents {
+      if let err = write(run.buffer.baseAddress! + e.lowerBound, count: e.count, at: run.offset + UInt64(e.lowerBound), structure: run.structure) {
+        return err
+      }
+    }
+    return nil
+  }
+
+  private func write(_ base: UnsafeMutableRawPointer, count: Int, at offset: UInt64, structure: String) -> FormatError? {
+    if directFd >= 0, offset % 512 == 0, count % 512 == 0, Int(bitPattern: base) % 512 == 0 {
       var done = 0
-      while done < run.count {
-        let n = pwrite(directFd, run.buffer.baseAddress! + done, run.count - done, off_t(run.offset) + off_t(done))
+      while done < count {
+        let n = pwrite(directFd, base + done, count - done, off_t(offset) + off_t(done))
         if n < 0 && errno == EINTR { continue }
         if n <= 0 || n % 512 != 0 { break }
         done += n
       }
-      if done == run.count { return nil }
-      // Direct I/O refused here (a file system without it, an odd alignment): the
-      // ordinary descriptor from now on, rewriting the whole run.
+      if done == count { return nil }
+      // Direct I/O refused (a file system without it, a device with larger sectors):
+      // the ordinary descriptor from now on, rewriting this range whole.
       close(directFd)
       directFd = -1
     }
     var done = 0
-    while done < run.count {
-      let n = pwrite(fd, run.buffer.baseAddress! + done, run.count - done, off_t(run.offset) + off_t(done))
+    while done < count {
+      let n = pwrite(fd, base + done, count - done, off_t(offset) + off_t(done))
       if n < 0 && errno == EINTR { continue }
       guard n > 0 else {
-        return FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: label, offset: run.offset + UInt64(done), structure: run.structure))
+        return FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: label, offset: offset + UInt64(done), structure: structure))
       }
       done += n
     }
-    // Start writeback early, in ranges of 32 MiB (fewer, larger requests): the commit's
-    // fsync then finds little left to flush.
-    let end = run.offset + UInt64(run.count)
-    if run.offset != hintEnd {
+    // Buffered: start writeback early, in ranges of 4 MiB or more, so the commit's fsync
+    // finds little left to flush.
+    let end = offset + UInt64(count)
+    if offset != hintEnd {
       startWriteback()
-      hintStart = run.offset
+      hintStart = offset
     }
     hintEnd = end
     if hintEnd - hintStart >= 4 << 20 { startWriteback() }

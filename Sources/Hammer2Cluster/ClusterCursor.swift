@@ -57,8 +57,14 @@ public enum Slot: Sendable {
 /// that key and keeps its place. Each node keeps its own key; the cluster's `keyNext` is
 /// the smallest unconsumed key over all nodes (seed defect W6).
 public struct ClusterCursor<Source: ElementSource> {
+  /// A source kept on the heap, so stepping it mutates it in place (an optional struct
+  /// in an array is copied out and back on every step). Copies of a cursor share them.
+  private final class Box {
+    var source: Source
+    init(_ s: Source) { source = s }
+  }
   /// Per node: its source, nil when not participating.
-  private var sources: [Source?]
+  private var sources: [Box?]
   private var heads: [TreeElement?]
   private var finished: [Bool]
   /// Holes produce one element (at their first key); after that they only mark keys
@@ -72,7 +78,7 @@ public struct ClusterCursor<Source: ElementSource> {
 
   /// A cursor over `sources` (nil = node not participating).
   public init(_ sources: [Source?]) {
-    self.sources = sources
+    self.sources = sources.map { $0.map(Box.init) }
     heads = [TreeElement?](repeating: nil, count: sources.count)
     finished = [Bool](repeating: true, count: sources.count)
     holeReported = [Bool](repeating: false, count: sources.count)
@@ -88,7 +94,7 @@ public struct ClusterCursor<Source: ElementSource> {
     self.keyEnd = keyEnd
     for i in sources.indices {
       guard sources[i] != nil else { continue }
-      heads[i] = sources[i]!.lookup(keyBeg, keyEnd)  // Safe: checked non-nil above.
+      heads[i] = sources[i]!.source.lookup(keyBeg, keyEnd)  // Safe: checked non-nil above.
       finished[i] = heads[i] == nil
       holeReported[i] = false
     }
@@ -133,7 +139,7 @@ public struct ClusterCursor<Source: ElementSource> {
       holeReported[i] = true
       return
     }
-    heads[i] = sources[i]!.next()  // Safe: callers check participation.
+    heads[i] = sources[i]!.source.next()  // Safe: callers check participation.
     finished[i] = heads[i] == nil
     holeReported[i] = false
   }
@@ -150,7 +156,7 @@ public struct ClusterCursor<Source: ElementSource> {
       var moved = false
       for i in heads.indices where sources[i] != nil {
         if case .hole(_, let hi, _)? = heads[i], holeReported[i], k == nil || hi < k! {
-          heads[i] = sources[i]!.next()  // Safe: participation checked.
+          heads[i] = sources[i]!.source.next()  // Safe: participation checked.
           holeReported[i] = false
           moved = true
         }
@@ -163,12 +169,17 @@ public struct ClusterCursor<Source: ElementSource> {
       return false
     }
     self.key = key
-    slots = heads.indices.map { i in
-      guard sources[i] != nil else { return .notParticipating }
+    // Filled in place: one element per step must not cost an allocation.
+    if slots.count != heads.count { slots = [Slot](repeating: .absent, count: heads.count) }
+    for i in heads.indices {
+      if sources[i] == nil {
+        slots[i] = .notParticipating
+        continue
+      }
       switch heads[i] {
-      case .leaf(let b)? where b.key == key: return .present(b)
-      case .hole(let lo, let hi, let e)? where lo <= key && key <= hi: return .unknown(e)
-      default: return .absent
+      case .leaf(let b)? where b.key == key: slots[i] = .present(b)
+      case .hole(let lo, let hi, let e)? where lo <= key && key <= hi: slots[i] = .unknown(e)
+      default: slots[i] = .absent
       }
     }
     for i in heads.indices {

@@ -93,8 +93,8 @@ for n in A B C; do
 done
 
 # 5. (A): C diverges slightly
-d1=$(cd "$SRC/base.0" && find . -mindepth 2 -maxdepth 2 -type d | sort | head -1 | sed 's|^\./||')
-mapfile -t victims < <(cd "$SRC/base.0/$d1" && ls | sort | head -3)
+d1=$(cd "$SRC/base.0" && find . -mindepth 2 -maxdepth 2 -type d | sort | sed -n '1s|^\./||p')
+mapfile -t victims < <(cd "$SRC/base.0/$d1" && ls | sort | sed -n 1,3p)
 for f in "${victims[@]}"; do
   step "diverge-rm" "$MK" rm "$DIR/C.img" --pfs DATA "$d1/$f" --time $((T + 200))
 done

@@ -625,17 +625,11 @@ public final class PFSEditor {
       let childMax = d.data.blockset.filter { !$0.isEmpty }.map(\.modifyTid).max() ?? 0
       b.modifyTid = max(d.modifyTid, childMax)
     } else if d.data.meta.type != .directory, var table = d.table, !d.data.meta.isDirectData {
-      // Key order, so the same edits always allocate the same blocks (deterministic images).
+      // A file's table, rebuilt whole. Key order, so the same edits always allocate the
+      // same blocks (deterministic images).
       for k in table.keys.sorted() {
         // Safe: iterating the table's own keys.
-        switch table[k]! {
-        case .data: try finalizeData(d, k)
-        case .nameBlock(var nb, let name):
-          let block = name + [UInt8](repeating: 0, count: 1024 - name.count)
-          try tx.placeBlock(&nb, bytes: block, type: .dirent)
-          d.table![k] = .existing(nb)
-        case .inode, .existing: break
-        }
+        if case .data = table[k]! { try finalizeData(d, k) }
       }
       table = d.table!
       let leaves = table.keys.sorted().compactMap { k -> Blockref? in

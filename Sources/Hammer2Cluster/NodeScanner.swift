@@ -17,6 +17,9 @@ struct InodeSummary: Sendable {
   var digest: UInt64
   /// Some block of this inode failed to read or verify.
   var damaged: Bool
+  /// The index entry (an INODE blockref; nil for a hole or another type), so the walk
+  /// can read a suspect's inode without descending the index again.
+  var bref: Blockref? = nil
 }
 
 /// A batch handed from a scanner thread to the merging thread.
@@ -106,7 +109,8 @@ final class NodeScanner: @unchecked Sendable {
       // over from the first irregularity (it reports it as a hole or finding).
       var next: UInt64 = 0
       resume = descend(pfs.inode.blockset.filter { !$0.isEmpty }, volume: volume, lo: 0, hi: .max, end: H2.dirhashVisible - 1, depth: 0, next: &next) { b in
-        batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode))
+        batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
+                                  bref: b.type == .inode ? b : nil))
         if batch.count >= Self.batchSize {
           queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
           reported = volume.bytesRead
@@ -125,7 +129,8 @@ final class NodeScanner: @unchecked Sendable {
         if deep {
           batch.append(summarize(b, reader: reader, volume: volume))
         } else {
-          batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode))
+          batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
+                                  bref: b.type == .inode ? b : nil))
         }
       }
       if batch.count >= Self.batchSize {
@@ -171,7 +176,8 @@ final class NodeScanner: @unchecked Sendable {
 
   /// Reads, verifies and digests one inode and everything below it.
   private func summarize(_ b: Blockref, reader: PFSReader, volume: Volume) -> InodeSummary {
-    var s = InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: false)
+    var s = InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: false,
+                         bref: b.type == .inode ? b : nil)
     guard b.type == .inode else {
       note(Finding(.damage, at: volume.location(of: b), "\(b.summary) in the inode index"))
       s.damaged = true

@@ -20,6 +20,17 @@ public struct WalkStats: Sendable {
   public var counts: [PathClass: Int] = [:]
   public var bytesToWrite: [UInt64]
   public var differences = 0
+  /// Adds another walk's counters, `damagedBlocks` included.
+  mutating func add(_ o: WalkStats) {
+    for i in blocksChecked.indices {
+      blocksChecked[i] += o.blocksChecked[i]
+      bytesChecked[i] += o.bytesChecked[i]
+      damagedBlocks[i] += o.damagedBlocks[i]
+      bytesToWrite[i] += o.bytesToWrite[i]
+    }
+    for (c, k) in o.counts { counts[c, default: 0] += k }
+    differences += o.differences
+  }
   init(n: Int) {
     blocksChecked = .init(repeating: 0, count: n)
     bytesChecked = .init(repeating: 0, count: n)
@@ -32,7 +43,9 @@ public struct WalkStats: Sendable {
 /// inodes and file data, resolving each path by quorum and classifying each node's copy
 /// (resync-semantics.md §5.5–5.8). Streams: differences go to a callback; memory is the
 /// directory stack, the per-volume block caches and the set of inodes whose index
-/// entries differ (proportional to the differences, not to the image).
+/// entries differ (proportional to the differences, not to the image). The index scans
+/// run one thread per node; the directory walk is split over `threads` threads by
+/// subtree (`ParallelWalk`), reporting exactly what one thread would, in its order.
 public final class ClusterWalker {
   public let group: ClusterGroup
   public let mode: WalkMode
@@ -45,6 +58,9 @@ public final class ClusterWalker {
   private var seenFindings = Set<Location>()
   /// Inode numbers whose index entry is not identical on every node (fast mode).
   private var suspects = Set<UInt64>()
+  /// Each suspect's index entry per node, as the scan met it (nil: absent or not an
+  /// inode there): the walk reads those inodes without descending the index again.
+  private var suspectRefs: [UInt64: [Blockref?]] = [:]
   /// Fast mode: the directories worth entering (those holding a suspect and their
   /// ancestors); nil = enter every directory.
   private var enter: Set<UInt64>?
@@ -89,123 +105,60 @@ public final class ClusterWalker {
     }
   }
 
-  // MARK: per-node views of one path
-
-  private struct NodeView {
-    var dirent: DirEntry?
-    var inode: InodeData?
-    var inodeBref: Blockref?
-    var unknown: FormatError?
-    var damaged: FormatError?
-    var contentDigest: UInt64?
-    var version: Version?
+  /// Adds a directory walker's counters and node classes (not its findings).
+  private func merge(_ w: DirectoryWalker) {
+    stats.add(w.stats)
+    for i in nodeClasses.indices { nodeClasses[i].formUnion(w.nodeClasses[i]) }
   }
 
-  /// Runs the walk; `emit` receives each differing path.
+  /// Takes damage findings in walk order (each structure once overall).
+  private func mergeFindings(_ f: [(node: Int, finding: Finding)]) {
+    for (i, x) in f { note(x, node: i) }
+  }
+
+  /// Threads the directory walk may use (1: the calling thread only). A walk with a
+  /// throttle (`onBytes`) always runs on the calling thread.
+  public var threads = 2
+  /// Differences a parallel walk's workers may hold ahead of the walk order.
+  var walkBufferLimit = 4096
+  /// Subtrees a parallel walk wants per thread before it starts the threads.
+  var walkJobsPerThread = 8
+  /// Threads the last run's directory walk used (for tests).
+  private(set) var walkThreadsUsed = 1
+
+  /// Runs the walk; `emit` receives each differing path, on the calling thread and in
+  /// the same order whatever `threads` is.
   public func run(_ emit: (Difference) -> Void) {
     let n = group.nodes.count
     // Both modes find the suspects first (fast: index entries; deep: every block of
     // every node read, verified and digested in parallel), then walk only towards them.
     scanPass(deep: mode == .deep)
     enter = directoriesToEnter()
-    // The root itself.
-    var views = group.nodes.map { node in
-      NodeView(dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref, version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
-    }
-    decide(path: ".", views: &views, isRoot: true, emit: emit)
-    // Directory stack: per node, the directory inode (nil = node lacks the directory)
-    // or why it could not be read (then its entries are unknown there, never absent).
-    var stack: [(path: String, dirs: [InodeData?], unreadable: [FormatError?])] = [(".", group.nodes.map { $0.pfs.inode }, .init(repeating: nil, count: n))]
-    /// The per-node directories to enter for `views` (a directory somewhere).
-    func dirsOf(_ views: [NodeView]) -> (dirs: [InodeData?], unreadable: [FormatError?]) {
-      (views.map { $0.inode?.meta.type == .directory ? $0.inode : nil },
-       views.map { v in v.inode == nil && v.dirent?.typeRaw == ObjectType.directory.rawValue ? v.damaged ?? v.unknown : v.unknown })
-    }
-    while let (path, dirs, unreadable) = stack.popLast() {
-      var cursor = ClusterCursor<DirSource>(dirs.enumerated().map { i, d in
-        DirSource(reader: group.nodes[i].reader, dir: d, unreadable: unreadable[i])
-      })
-      var more = cursor.lookup(H2.dirhashVisible, .max)
-      while more {
-        // The common case decided from the blockrefs alone, before decoding anything: the
-        // same inline-named DIRENT on every node, for an inode that is no suspect (and a
-        // directory the walk need not enter). The full check below agrees with this.
-        if let b = Self.sameInlineDirent(cursor.slots), !suspects.contains(b.direntInum),
-          b.direntTypeRaw != ObjectType.directory.rawValue || enter.map({ !$0.contains(b.direntInum) }) == true
-        {
-          more = cursor.next()
-          continue
-        }
-        var views = [NodeView](repeating: NodeView(), count: n)
-        var name: [UInt8]?
-        for i in 0..<n {
-          switch cursor.slots[i] {
-          case .present(let b):
-            do throws(FormatError) {
-              if let e = try group.nodes[i].reader.entry(from: b) {
-                views[i].dirent = e
-                if name == nil { name = e.name }
-              }
-            } catch {
-              views[i].unknown = error
-              note(Finding(error: error, fallback: group.nodes[i].volume.location(of: b), path: path), node: i)
-            }
-          case .unknown(let e):
-            views[i].unknown = e
-            note(Finding(error: e, fallback: Location(image: group.nodes[i].image, offset: 0, structure: "directory"), path: path), node: i)
-          case .absent, .notParticipating: break
-          }
-        }
-        // Different names at one hash key are different paths: handle the first name
-        // now; nodes holding another name there show it as its own path below.
-        let childName = String(decoding: name ?? [], as: UTF8.self)
-        let childPath = path == "." ? childName : path + "/" + childName
-        var others: [(Int, DirEntry)] = []
-        for i in 0..<n {
-          if let d = views[i].dirent, d.name != name! {  // Safe: name is set when any dirent is.
-            others.append((i, d))
-            views[i].dirent = nil
-          }
-        }
-        // Fast mode: an entry identical on every node (same name, inode number and type)
-        // whose inode's index entry is identical everywhere too is in sync without
-        // reading anything more; a directory is entered only when it leads to a suspect
-        // (or when no such restriction could be proven, then every directory).
-        if name != nil, others.isEmpty, views.allSatisfy({ $0.unknown == nil }),
-          let first = views.first?.dirent,
-          views.allSatisfy({ $0.dirent?.inum == first.inum && $0.dirent?.typeRaw == first.typeRaw }),
-          !suspects.contains(first.inum),
-          first.typeRaw != ObjectType.directory.rawValue || enter.map({ !$0.contains(first.inum) }) == true
-        {
-          more = cursor.next()
-          continue
-        }
-        if name != nil {
-          loadInodes(&views, path: childPath)
-          decide(path: childPath, views: &views, isRoot: false, emit: emit)
-          // Descend into directories present anywhere.
-          let isDir = views.contains { $0.inode?.meta.type == .directory }
-          // Always descend, also in fast mode: files inside may differ although the
-          // directory did not change (inodes live in the PFS index, not under it).
-          if isDir {
-            let (d, u) = dirsOf(views)
-            stack.append((childPath, d, u))
-          }
-        }
-        for (i, d) in others {
-          var solo = [NodeView](repeating: NodeView(), count: n)
-          solo[i].dirent = d
-          let p = path == "." ? d.nameString : path + "/" + d.nameString
-          loadInodes(&solo, path: p)
-          _ = decide(path: p, views: &solo, isRoot: false, emit: emit)
-          if solo[i].inode?.meta.type == .directory {
-            let (d, u) = dirsOf(solo)
-            stack.append((p, d, u))
-          }
-        }
-        more = cursor.next()
+    let shared = WalkShared(images: group.nodes.map(\.image), roles: group.nodes.map(\.role), nquorum: group.nquorum,
+                            mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter)
+    let primary = DirectoryWalker(shared: shared, readers: group.nodes.map(\.reader))
+    primary.onBytes = onBytes
+    withoutActuallyEscaping(emit) { emit in
+      primary.sink = emit
+      defer { primary.sink = { _ in } }
+      // The root itself.
+      var views = group.nodes.map { node in
+        DirectoryWalker.NodeView(dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref,
+                                 version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
+      }
+      _ = primary.decide(path: ".", views: &views, isRoot: true)
+      let top = DirectoryTask(path: ".", dirs: group.nodes.map { $0.pfs.inode }, unreadable: .init(repeating: nil, count: n), depth: 0)
+      if threads > 1 && onBytes == nil {
+        let walk = ParallelWalk(walker: primary, top: top, threads: threads, jobsPerThread: walkJobsPerThread, bufferLimit: walkBufferLimit)
+        walk.run(emit: emit, merge: mergeFindings)
+        for w in walk.workers { merge(w) }
+        walkThreadsUsed = max(1, walk.workers.count)
+      } else {
+        primary.walk(top)
+        mergeFindings(primary.findings)
       }
     }
+    merge(primary)
     // Damage only the scan met (an unreachable inode, an index block no path leads
     // through) is still damage.
     let walked = Set(findings.map { "\($0.location.image)\u{0}\($0.location.offset)" })
@@ -218,16 +171,6 @@ public final class ClusterWalker {
       root.resolution.version = nil
       root.resolution.flags.subtract([.rdHard, .wrHard])
     }
-  }
-
-  /// The DIRENT every node holds at the cursor's key when they are all identical (same
-  /// inode number, type and name stored inline), else nil.
-  private static func sameInlineDirent(_ slots: [Slot]) -> Blockref? {
-    guard case .present(let first)? = slots.first, first.type == .dirent, (1...64).contains(first.direntNameLength) else { return nil }
-    for slot in slots.dropFirst() {
-      guard case .present(let b) = slot, b.typeRaw == first.typeRaw, b.embed0 == first.embed0, b.embed1 == first.embed1, b.check == first.check else { return nil }
-    }
-    return first
   }
 
   /// Fast mode: the directories a walk must enter to meet every suspect, or nil when
@@ -342,245 +285,16 @@ public final class ClusterWalker {
         if p.damaged || p.modifyTid != first?.modifyTid || p.digest != first?.digest { same = false }
         if let u = holeUntil[i], u >= key { same = false }
       }
-      if !same { suspects.insert(key) }
+      if !same {
+        suspects.insert(key)
+        suspectRefs[key] = present.map { $0?.bref }
+      }
     }
     for (i, s) in scanners.enumerated() {
       stats.blocksChecked[i] += s.blocksRead
       stats.bytesChecked[i] += s.bytesRead
       scanFindings.append(contentsOf: s.findings.map { (i, $0) })
     }
-  }
-
-  /// Reads each node's inode for its entry; in deep mode (or for suspects) the content
-  /// digest too.
-  private func loadInodes(_ views: inout [NodeView], path: String) {
-    let inums = Set(views.compactMap { $0.dirent?.inum })
-    for i in views.indices {
-      guard let d = views[i].dirent else { continue }
-      let node = group.nodes[i]
-      do throws(FormatError) {
-        let (b, ino) = try node.reader.inodeWithBlockref(d.inum)
-        views[i].inode = ino
-        views[i].inodeBref = b
-      } catch {
-        // Unreadable, or named by a directory entry but missing from the inode index.
-        views[i].damaged = error
-        note(Finding(error: error, fallback: Location(image: node.image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
-      }
-    }
-    // Content is read where it can change the verdict: copies under different tids (the
-    // same bytes under another tid are in sync) or different inodes; in deep mode every
-    // suspect (its stored content differed somewhere). Equal tids are trusted in fast mode.
-    let tids = Set(views.compactMap { $0.inodeBref?.modifyTid })
-    let suspect = inums.contains { suspects.contains($0) }
-    let needContent = inums.count > 1 || (suspect && (mode == .deep || tids.count > 1))
-    // Fast mode, attributes already different: the versions differ whatever the bytes,
-    // so the content is compared by its blockrefs (methods and check codes) without
-    // reading the data; that only itemizes "data" for the report.
-    let metas = Set(views.indices.compactMap { i in views[i].inode.flatMap { ino in views[i].dirent.map { Self.identity($0, ino, content: 0) } } })
-    let byBlockrefs = mode == .fast && metas.count > 1
-    // Big files on several nodes are read in parallel (each node has its own volume).
-    var early = [ContentDigest?](repeating: nil, count: views.count)
-    if needContent && !byBlockrefs {
-      let big = views.indices.filter { i in
-        guard let m = views[i].inode?.meta, views[i].dirent != nil else { return false }
-        return (m.type == .regularFile || m.type == .symlink) && m.size >= 4 << 20
-      }
-      let distinct = Set(big.map { ObjectIdentifier(group.nodes[$0].volume) }).count == big.count
-      if big.count > 1, distinct {
-        let jobs = big.map { (group.nodes[$0].reader, views[$0].inode!) }  // Safe: filtered above.
-        let results = ParallelResults<ContentDigest>(count: jobs.count)
-        let box = UncheckedSendable(jobs)
-        DispatchQueue.concurrentPerform(iterations: jobs.count) { k in
-          results.set(k, Self.computeDigest(box.value[k].0, box.value[k].1, path: path))
-        }
-        for (k, i) in big.enumerated() { early[i] = results.get(k) }
-      }
-    }
-    for i in views.indices {
-      guard let d = views[i].dirent, let ino = views[i].inode, let b = views[i].inodeBref else { continue }
-      do throws(FormatError) {
-        var content: UInt64 = 0
-        if needContent, ino.meta.type == .regularFile || ino.meta.type == .symlink {
-          if byBlockrefs {
-            content = try finishDigest(i, Self.blockrefDigest(group.nodes[i].reader, ino, path: path))
-          } else if let d = early[i] {
-            content = try finishDigest(i, d)
-          } else {
-            content = try digestContent(i, ino, path: path)
-          }
-        }
-        views[i].contentDigest = content
-        views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
-      } catch {
-        views[i].damaged = error
-        note(Finding(error: error, fallback: Location(image: group.nodes[i].image, offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
-      }
-    }
-  }
-
-  /// Digest of a file's logical content (holes and zero blocks alike read as zeros).
-  private func digestContent(_ i: Int, _ ino: InodeData, path: String) throws(FormatError) -> UInt64 {
-    try finishDigest(i, Self.computeDigest(group.nodes[i].reader, ino, path: path))
-  }
-
-  /// What reading one copy's content gave: its digest, what went wrong, the reads.
-  struct ContentDigest: Sendable {
-    var value: UInt64 = 0
-    var findings: [Finding] = []
-    var blocks: UInt64 = 0
-    var bytes: UInt64 = 0
-  }
-
-  /// Reads and digests a file's logical content on one node. Touches nothing but that
-  /// node's reader, so several nodes can be digested at once.
-  static func computeDigest(_ reader: PFSReader, _ ino: InodeData, path: String) -> ContentDigest {
-    var out = ContentDigest()
-    let h = Hasher64()
-    var pos: UInt64 = 0
-    let size = ino.meta.size
-    reader.forEachDataBlock(of: ino, path: path, findings: &out.findings) { off, bytes in
-      guard off < size else { return }
-      if off > pos { h.addZeros(off - pos) }
-      let n = Int(min(UInt64(bytes.count), size - off))
-      h.add(bytes[0..<n])
-      pos = off + UInt64(n)
-      out.blocks += 1
-      out.bytes += UInt64(bytes.count)
-    }
-    if size > pos { h.addZeros(size - pos) }
-    out.value = h.value
-    return out
-  }
-
-  /// A digest of how a file's content is stored (its DATA blockrefs: keys, methods,
-  /// sizes, check codes; DIRECTDATA bytes as they are) without reading the data blocks.
-  static func blockrefDigest(_ reader: PFSReader, _ ino: InodeData, path: String) -> ContentDigest {
-    var out = ContentDigest()
-    let h = Hasher64()
-    let m = ino.meta
-    if m.isDirectData {
-      h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
-    } else if m.size > 0 {
-      var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset,
-                                location: Location(image: reader.volume.label, offset: 0, structure: "inode \(m.inum)"))
-      var el = it.lookup(0, m.size - 1)
-      while let e = el {
-        switch e {
-        case .hole(_, _, let err): out.findings.append(Finding(error: err, fallback: reader.volume.location(of: reader.pfs.bref), path: path))
-        case .leaf(let b):
-          // Weak check methods make this coarse; it only itemizes "data" for files whose
-          // attributes already differ.
-          h.addStoredBlock(b, withCheck: true)
-        }
-        el = it.next()
-      }
-      out.findings += it.findings.map { var f = $0; f.path = path; return f }
-    }
-    out.value = h.value
-    return out
-  }
-
-  private func finishDigest(_ i: Int, _ d: ContentDigest) throws(FormatError) -> UInt64 {
-    // Deep mode counts the scan's reads; these are second looks at suspects.
-    if mode == .fast {
-      stats.blocksChecked[i] += d.blocks
-      stats.bytesChecked[i] += d.bytes
-      onBytes?(d.bytes)
-    }
-    if let f = d.findings.first(where: { $0.severity == .damage }) {
-      for f in d.findings { note(f, node: i) }
-      throw FormatError(.invalidField(f.message), at: f.location)
-    }
-    return d.value
-  }
-
-  /// A path's identity on one node: the entry, the cluster-wide inode attributes and
-  /// the content digest. Not the node-local parts (block tables, check codes of
-  /// tables, iparent, name_key, btime).
-  static func identity(_ d: DirEntry, _ ino: InodeData, content: UInt64) -> UInt64 {
-    let m = ino.meta
-    let h = Hasher64()
-    h.add(d.name); h.add(d.inum); h.addClusterWide(m); h.add(content)
-    return h.value
-  }
-
-  /// What differs between two copies of a path, for the report.
-  private static func whatDiffers(_ a: NodeView, _ f: NodeView) -> [String] {
-    guard let x = a.inode?.meta, let y = f.inode?.meta else { return [] }
-    var out: [String] = []
-    if x.typeRaw != y.typeRaw { out.append("type") }
-    if x.mode != y.mode { out.append("mode") }
-    if x.size != y.size { out.append("size") }
-    if x.mtime != y.mtime { out.append("mtime") }
-    if x.ctime != y.ctime { out.append("ctime") }
-    if x.uid != y.uid || x.gid != y.gid { out.append("owner") }
-    if x.nlinks != y.nlinks { out.append("nlinks") }
-    if x.compAlgo != y.compAlgo || x.checkAlgo != y.checkAlgo { out.append("methods") }
-    if x.inum != y.inum { out.append("inum") }
-    if a.contentDigest != nil, f.contentDigest != nil, a.contentDigest != f.contentDigest, a.contentDigest != 0 || f.contentDigest != 0 { out.append("data") }
-    return out
-  }
-
-  /// Resolves one path across the nodes, classifies each node and emits a Difference
-  /// when any node is not in sync. Returns the classes.
-  @discardableResult
-  private func decide(path: String, views: inout [NodeView], isRoot: Bool, emit: (Difference) -> Void) -> [PathClass] {
-    let n = group.nodes.count
-    let inputs = (0..<n).map { i -> ResolveInput in
-      let v = views[i]
-      if v.damaged != nil, let d = v.dirent { return ResolveInput(role: group.nodes[i].role, version: Version(tid: 0, identity: d.inum), errored: true) }
-      return ResolveInput(role: group.nodes[i].role, version: v.unknown != nil ? nil : v.version, errored: v.unknown != nil)
-    }
-    let r = isRoot ? root.resolution : resolve(inputs, nquorum: group.nquorum)
-    var classes = [PathClass](repeating: .inSync, count: n)
-    let f = r.focus
-    for i in 0..<n {
-      let v = views[i]
-      if r.absentByQuorum {
-        classes[i] = v.dirent == nil && v.unknown == nil ? .inSync : (v.unknown != nil ? .inHole : .extra)
-        continue
-      }
-      guard let fi = f, let fv = r.version else {
-        // No version has a quorum.
-        // Without a quorum, copies that agree in attributes and content are not a
-        // difference, whatever their tids; anything else needs a human.
-        let allSame = Set(inputs.map { $0.version?.identity }).count == 1 && !inputs.contains { $0.errored || $0.version == nil }
-        classes[i] = allSame ? .inSync : .conflict
-        continue
-      }
-      if v.unknown != nil { classes[i] = .inHole; continue }
-      if v.damaged != nil { classes[i] = .damaged; continue }
-      guard let mine = v.version else { classes[i] = .missing; continue }
-      if mine == fv { continue }
-      if let t = v.inode?.meta.typeRaw, let ft = views[fi].inode?.meta.typeRaw, t != ft { classes[i] = .shapeMismatch; continue }
-      // Same attributes and content under another tid is still in sync.
-      if !isRoot, mine.identity == fv.identity { continue }
-      if isRoot, mine.identity == fv.identity { continue }
-      classes[i] = mine.tid < fv.tid ? .stale : mine.tid > fv.tid ? .ahead : .splitBrain
-    }
-    guard classes.contains(where: { $0 != .inSync }) else { return classes }
-    let ref = f.map { views[$0] } ?? views.first { $0.inode != nil } ?? views[0]
-    var bytes = [UInt64](repeating: 0, count: n)
-    var element = "inode"
-    for i in 0..<n where classes[i] != .inSync {
-      nodeClasses[i].insert(classes[i])
-      stats.counts[classes[i], default: 0] += 1
-      switch classes[i] {
-      case .missing, .stale, .ahead, .splitBrain, .damaged, .shapeMismatch:
-        if let m = ref.inode?.meta, m.type == .regularFile || m.type == .symlink { bytes[i] = m.size }
-      default: break
-      }
-      stats.bytesToWrite[i] += bytes[i]
-    }
-    if classes.contains(.missing) || classes.contains(.extra) { element = "dirent" } else if classes.contains(.shapeMismatch) { element = "type" } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) { element = "data" }
-    stats.differences += 1
-    let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
-    let rf = root.resolution.focus
-    emit(Difference(path: path, inum: inum, element: element, classes: classes,
-                    details: views.map { Self.whatDiffers($0, ref) }, bytesToWrite: bytes,
-                    focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref }))
-    return classes
   }
 
   /// Each node's state from what the walk saw.

@@ -71,6 +71,14 @@ public final class PFSReader {
     return try inodeWithBlockrefScanning(inum)
   }
 
+  /// Inode `inum` through its index entry `bref`, already looked up (a scan met it);
+  /// nil when that entry does not hold inode `inum` (then look it up).
+  public func inode(at bref: Blockref, inum: UInt64) throws(FormatError) -> (Blockref, InodeData)? {
+    guard bref.type == .inode, bref.key == inum else { return nil }
+    let ino = try volume.inode(bref)
+    return ino.meta.inum == inum ? (bref, ino) : nil
+  }
+
   private enum Descent {
     case found(Blockref)
     /// Every array on the way was clean and none covers the key.

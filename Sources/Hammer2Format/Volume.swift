@@ -27,6 +27,8 @@ public final class Volume {
   public let headerSlot: Int
   /// Every slot that exists on the image, valid or not.
   public let headerCopies: [VolumeHeaderCopy]
+  /// The cache budget it was opened with (bytes), for opening it again elsewhere.
+  public let cacheBudget: Int
   private let arrayCache: BlockCache<(refs: [Blockref], clean: Bool)>
   private let inodeCache: BlockCache<InodeData>
   /// Bytes read from media blocks (for benchmarks and progress).
@@ -43,6 +45,7 @@ public final class Volume {
   /// (ties: lowest slot). The cache budget is split between indirect arrays and inodes.
   public init(io: ImageIO, cacheBudget: Int = 64 << 20) throws(FormatError) {
     self.io = io
+    self.cacheBudget = cacheBudget
     arrayCache = BlockCache(budget: cacheBudget * 3 / 4)
     inodeCache = BlockCache(budget: cacheBudget / 4)
     var copies: [VolumeHeaderCopy] = []

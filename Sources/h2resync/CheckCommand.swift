@@ -45,7 +45,7 @@ struct CheckCommand: ParsableCommand {
     }
     var done: UInt64 = 0
     let progress = Progress(total: total)
-    let a = ClusterAnalysis(group: group, mode: .deep, keepDifferences: json) { bytes in
+    let a = ClusterAnalysis(group: group, mode: .deep, threads: cluster.threads, keepDifferences: json) { bytes in
       done += bytes
       if let rate, rate > 0 {
         // Sleep until the average rate is back under the limit.

@@ -23,8 +23,12 @@ struct ClusterOptions: ParsableArguments {
   @Option(help: "Block cache budget in MiB (memory is bounded by it, not by image size).")
   var cacheMib: Int = 64
 
+  @Option(help: "Threads for the directory walk (1 keeps a cron run on one core).")
+  var threads: Int = 2
+
   func validate() throws {
     if images.isEmpty { throw ValidationError("give the images of the cluster") }
+    if !(1...64).contains(threads) { throw ValidationError("--threads must be 1 to 64") }
     if let clid, H2UUID(string: clid) == nil { throw ValidationError("--clid must be a UUID") }
   }
 
@@ -122,10 +126,11 @@ struct ClusterAnalysis {
   var differences: [Difference] = []
   var exit: ExitStatus = .ok
 
-  init(group: ClusterGroup, mode: WalkMode, keepDifferences: Bool = true, onBytes: ((UInt64) -> Void)? = nil,
+  init(group: ClusterGroup, mode: WalkMode, threads: Int, keepDifferences: Bool = true, onBytes: ((UInt64) -> Void)? = nil,
        onDifference: ((Difference) -> Void)? = nil) {
     self.group = group
     walker = ClusterWalker(group: group, mode: mode)
+    walker.threads = threads
     walker.onBytes = onBytes
     var diffs: [Difference] = []
     walker.run { d in
@@ -237,7 +242,7 @@ struct DiffCommand: ParsableCommand {
   func run() throws {
     let group = try cluster.discover()
     let mode: WalkMode = deep ? .deep : .fast
-    let a = ClusterAnalysis(group: group, mode: mode)
+    let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads)
     if json {
       printJSON(a.report(command: "diff", mode: mode))
     } else {

@@ -46,7 +46,7 @@ struct ResyncCommand: ParsableCommand {
   func run() throws {
     let group = try cluster.discover()
     let mode: WalkMode = deep ? .deep : .fast
-    let a = ClusterAnalysis(group: group, mode: mode)
+    let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads)
     if dryRun {
       if json { printJSON(a.report(command: "resync --dry-run", mode: mode)) } else { a.printText() }
       try finish(a.exit)
@@ -75,7 +75,7 @@ struct ResyncCommand: ParsableCommand {
     // The operator's choice stands in for the quorum: resolve against that node alone.
     let forced = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid,
                                            cacheBudget: cluster.cacheMib << 20, trusting: focus.pfs.fsid)
-    let a = ClusterAnalysis(group: forced, mode: mode)
+    let a = ClusterAnalysis(group: forced, mode: mode, threads: cluster.threads)
     guard let f = a.walker.focus else { throw CouldNotRun("h2resync: --from could not be applied") }
     try apply(group: forced, analysis: a, focus: f, mode: mode)
   }
@@ -127,7 +127,7 @@ struct ResyncCommand: ParsableCommand {
     }
     // Walk again: in sync, or say what is left.
     let after = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheMib << 20)
-    let check = ClusterAnalysis(group: after, mode: mode)
+    let check = ClusterAnalysis(group: after, mode: mode, threads: cluster.threads)
     if json {
       printJSON(check.report(command: "resync", mode: mode))
     } else {

@@ -113,7 +113,8 @@ public struct Resyncer {
   /// The focus's element for `path`: its entry, inode and inode blockref.
   private func focusElement(_ path: String, _ known: Difference? = nil) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
     if let d = known, let e = d.focusEntry, let b = d.focusInode, b.key == e.inum {
-      let ino = try focus.volume.inode(b)
+      // Each path is copied once: caching its inode would only churn the cache.
+      let ino = try focus.volume.inode(b, cached: false)
       if ino.meta.inum == e.inum { return (e, b, ino) }
     }
     let parent = try focus.reader.resolve(parentPath(path) == "." ? "" : parentPath(path))

@@ -25,38 +25,38 @@ public struct CheckArea: Equatable, Hashable, Sendable {
   /// The words as an array.
   var words: [UInt64] { [w.0, w.1, w.2, w.3, w.4, w.5, w.6, w.7] }
 
-  /// Word `i` (0..7).
-  public func u64(_ i: Int) -> UInt64 { words[i] }
+  /// Word `i` (0..7). Read in place: this sits on hot paths (every check code verified,
+  /// every inline name compared), where building `words` would allocate.
+  public func u64(_ i: Int) -> UInt64 {
+    precondition((0..<8).contains(i), "check area word \(i)")
+    // A homogeneous tuple is laid out as consecutive elements.
+    return withUnsafeBytes(of: w) { $0.load(fromByteOffset: i * 8, as: UInt64.self) }
+  }
 
   /// The little-endian u32 at byte offset `byteOffset` (a multiple of 4).
   public func u32(_ byteOffset: Int) -> UInt32 {
-    UInt32(truncatingIfNeeded: words[byteOffset / 8] >> (UInt64(byteOffset % 8) * 8))
+    UInt32(truncatingIfNeeded: u64(byteOffset / 8) >> (UInt64(byteOffset % 8) * 8))
   }
 
   /// Byte access.
   public subscript(i: Int) -> UInt8 {
-    get { UInt8(truncatingIfNeeded: words[i / 8] >> (UInt64(i % 8) * 8)) }
+    get { UInt8(truncatingIfNeeded: u64(i / 8) >> (UInt64(i % 8) * 8)) }
     set {
-      var ws = words
       let shift = UInt64(i % 8) * 8
-      ws[i / 8] = (ws[i / 8] & ~(0xFF << shift)) | (UInt64(newValue) << shift)
-      w = (ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+      setU64(i / 8, (u64(i / 8) & ~(0xFF << shift)) | (UInt64(newValue) << shift))
     }
   }
 
   /// Sets word `i`.
   public mutating func setU64(_ i: Int, _ v: UInt64) {
-    var ws = words
-    ws[i] = v
-    w = (ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+    precondition((0..<8).contains(i), "check area word \(i)")
+    withUnsafeMutableBytes(of: &w) { $0.storeBytes(of: v, toByteOffset: i * 8, as: UInt64.self) }
   }
 
   /// Sets the u32 at byte offset `byteOffset` (a multiple of 4).
   public mutating func setU32(_ byteOffset: Int, _ v: UInt32) {
-    var ws = words
     let shift = UInt64(byteOffset % 8) * 8
-    ws[byteOffset / 8] = (ws[byteOffset / 8] & ~(0xFFFF_FFFF << shift)) | (UInt64(v) << shift)
-    w = (ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], ws[6], ws[7])
+    setU64(byteOffset / 8, (u64(byteOffset / 8) & ~(0xFFFF_FFFF << shift)) | (UInt64(v) << shift))
   }
 
   /// The 64 bytes.
@@ -68,11 +68,17 @@ public struct CheckArea: Equatable, Hashable, Sendable {
 
   /// Writes the 64 bytes at `offset`.
   public func encode(into bytes: inout [UInt8], at offset: Int) {
-    for (i, v) in words.enumerated() { bytes.put(v, at: offset + 8 * i) }
+    for i in 0..<8 { bytes.put(u64(i), at: offset + 8 * i) }
   }
 
-  public static func == (a: CheckArea, b: CheckArea) -> Bool { a.words == b.words }
-  public func hash(into h: inout Hasher) { h.combine(words) }
+  public static func == (a: CheckArea, b: CheckArea) -> Bool {
+    a.w.0 == b.w.0 && a.w.1 == b.w.1 && a.w.2 == b.w.2 && a.w.3 == b.w.3
+      && a.w.4 == b.w.4 && a.w.5 == b.w.5 && a.w.6 == b.w.6 && a.w.7 == b.w.7
+  }
+  public func hash(into h: inout Hasher) {
+    h.combine(w.0); h.combine(w.1); h.combine(w.2); h.combine(w.3)
+    h.combine(w.4); h.combine(w.5); h.combine(w.6); h.combine(w.7)
+  }
 }
 
 /// One 128-byte block reference (`struct hammer2_blockref`, hammer2_disk.h).

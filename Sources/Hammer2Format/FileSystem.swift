@@ -72,10 +72,11 @@ public final class PFSReader {
   }
 
   /// Inode `inum` through its index entry `bref`, already looked up (a scan met it);
-  /// nil when that entry does not hold inode `inum` (then look it up).
+  /// nil when that entry does not hold inode `inum` (then look it up). Not cached:
+  /// such inodes are met once.
   public func inode(at bref: Blockref, inum: UInt64) throws(FormatError) -> (Blockref, InodeData)? {
     guard bref.type == .inode, bref.key == inum else { return nil }
-    let ino = try volume.inode(bref)
+    let ino = try volume.inode(bref, cached: false)
     return ino.meta.inum == inum ? (bref, ino) : nil
   }
 

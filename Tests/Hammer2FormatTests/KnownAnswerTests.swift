@@ -4,6 +4,27 @@ import Hammer2Format
 import Testing
 
 @Suite struct KnownAnswerTests {
+  /// The check area's accessors (read in place, no arrays) agree with its bytes.
+  @Test func checkAreaAccessors() {
+    let bytes = (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+    var a = CheckArea(bytes: bytes)
+    #expect(a.bytes == bytes)
+    for i in 0..<64 { #expect(a[i] == bytes[i]) }
+    for w in 0..<8 {
+      let le = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[w * 8 + $1]) << (8 * UInt64($1)) }
+      #expect(a.u64(w) == le)
+      #expect(a.u32(w * 8) == UInt32(truncatingIfNeeded: le) && a.u32(w * 8 + 4) == UInt32(truncatingIfNeeded: le >> 32))
+    }
+    var b = a
+    #expect(a == b && a.hashValue == b.hashValue)
+    b[63] ^= 1
+    #expect(a != b && b[63] == bytes[63] ^ 1 && b.u64(7) == a.u64(7) ^ (1 << 56))
+    b.setU32(60, 0xDEAD_BEEF)
+    #expect(b.u32(60) == 0xDEAD_BEEF && b.u32(56) == a.u32(56))
+    a.setU64(3, 0x0102_0304_0506_0708)
+    #expect(a.bytes[24..<32] == [8, 7, 6, 5, 4, 3, 2, 1])
+  }
+
   @Test func crc32c() {
     #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
     #expect(CRC32C.checksum([]) == 0)

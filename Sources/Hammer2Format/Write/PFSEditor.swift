@@ -138,16 +138,29 @@ public final class PFSEditor {
     return (e.bref.key, e.bref)
   }
 
-  /// True when directory `d` has an entry at `key` as it stands.
-  private func keyInUse(_ d: DirtyInode, _ key: UInt64) throws(FormatError) -> Bool {
-    if d.table?[key] != nil { return true }
-    if d.changedKeys.contains(key) { return false }
+  /// The on-disk entries of directory `d` in the hash bucket of `hash` (the keys
+  /// `hash...hash|lomask`): the entry named `name` unless removed since, and every key
+  /// the disk holds there (`findEntry`'s disk part and a key probe, in one pass).
+  private func diskBucket(_ d: DirtyInode, _ name: [UInt8], hash h: UInt64) throws(FormatError) -> (match: (UInt64, Blockref)?, used: [UInt64]) {
+    guard !d.data.meta.isDirectData else { return (nil, []) }
+    var match: (UInt64, Blockref)?
+    var named = false
+    var used: [UInt64] = []
     var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("directory \(d.data.meta.inum)"))
-    switch it.lookup(key, key) {
-    case .leaf(let b)?: return b.key == key
-    case .hole(_, _, let err)?: throw err
-    case nil: return false
+    var el = it.lookup(h, h | H2.dirhashLomask)
+    while let e = el {
+      switch e {
+      case .hole(_, _, let err): throw err
+      case .leaf(let b):
+        used.append(b.key)
+        if !named, let entry = try reader.entry(from: b), entry.name == name {
+          named = true
+          if !d.changedKeys.contains(b.key) { match = (b.key, b) }
+        }
+      }
+      el = it.next()
     }
+    return (match, used)
   }
 
   /// Resolves a path relative to the PFS root to an inode number.
@@ -233,14 +246,22 @@ public final class PFSEditor {
       throw FormatError(.invalidArgument("invalid file name"), at: loc("directory"))
     }
     try loadTable(dir)
-    guard try findEntry(dir, name) == nil else {
+    let h = DirHash.hash(name)
+    // One pass over the name's hash bucket on disk answers both questions: is the name
+    // there, and which keys of the bucket are taken.
+    let bucket = try diskBucket(dir, name, hash: h)
+    guard bucket.match == nil, dir.names?[name].flatMap({ dir.table?[$0] }) == nil else {
       throw FormatError(.invalidArgument("\(String(decoding: name, as: UTF8.self)) exists"), at: loc("directory \(dir.data.meta.inum)"))
+    }
+    /// Whether the directory as it stands has an entry at `key` (bucket keys only).
+    func inUse(_ key: UInt64) -> Bool {
+      if dir.table?[key] != nil { return true }
+      return !dir.changedKeys.contains(key) && bucket.used.contains(key)
     }
     // Key per hammer2_dirent_create: dirhash + 1 when free, else the next free
     // key of the 15-bit collision space (any free key there is found by lookups).
-    let h = DirHash.hash(name)
     var key = h + 1
-    while try keyInUse(dir, key) {
+    while inUse(key) {
       key = key == (h | H2.dirhashLomask) ? h : key + 1
       if key == h + 1 { throw FormatError(.invalidArgument("directory hash bucket full"), at: loc("directory")) }
     }

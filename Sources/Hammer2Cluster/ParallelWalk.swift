@@ -88,33 +88,18 @@ final class ParallelWalk {
         walkers.append(DirectoryWalker(shared: primary.shared, readers: readers))
       }
     }
-    guard walkers.count > 1 else {
-      // One thread: the same order, walked here.
-      for s in segments {
-        switch s {
-        case .listed(let d, let f):
-          d.forEach(emit)
-          merge(f)
-        case .job(let k):
-          primary.findings = []
-          withoutActuallyEscaping(emit) { emit in
-            primary.sink = emit
-            primary.walk(jobs[k])
-            primary.sink = { _ in }
-          }
-          merge(primary.findings)
-        }
+    var board: JobBoard?
+    if walkers.count > 1 {
+      workers = walkers
+      let b = JobBoard(jobs: jobs, limit: bufferLimit, workers: walkers.count)
+      for w in walkers {
+        let box = UncheckedSendable(w)
+        let t = Thread { b.work(box.value) }
+        t.name = "h2 walk"
+        t.stackSize = 8 << 20
+        t.start()
       }
-      return
-    }
-    workers = walkers
-    let board = JobBoard(jobs: jobs, limit: bufferLimit, workers: walkers.count)
-    for w in walkers {
-      let box = UncheckedSendable(w)
-      let t = Thread { board.work(box.value) }
-      t.name = "h2 walk"
-      t.stackSize = 8 << 20
-      t.start()
+      board = b
     }
     for s in segments {
       switch s {
@@ -122,10 +107,21 @@ final class ParallelWalk {
         d.forEach(emit)
         merge(f)
       case .job(let k):
-        merge(board.stream(k, emit))
+        if let board {
+          merge(board.stream(k, emit))
+          continue
+        }
+        // One thread: walked here, in the same order.
+        primary.findings = []
+        withoutActuallyEscaping(emit) { emit in
+          primary.sink = emit
+          primary.walk(jobs[k])
+          primary.sink = { _ in }
+        }
+        merge(primary.findings)
       }
     }
-    board.waitForWorkers()
+    board?.waitForWorkers()
   }
 }
 

@@ -159,6 +159,8 @@ public final class ClusterWalker {
       }
     }
     merge(primary)
+    // Only the walk reads them: do not hold them while a resync copies.
+    suspectRefs = [:]
     // Damage only the scan met (an unreachable inode, an index block no path leads
     // through) is still damage.
     let walked = Set(findings.map { "\($0.location.image)\u{0}\($0.location.offset)" })

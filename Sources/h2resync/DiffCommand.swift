@@ -23,7 +23,7 @@ struct ClusterOptions: ParsableArguments {
   @Option(help: "Block cache budget in MiB (memory is bounded by it, not by image size).")
   var cacheMib: Int = 64
 
-  @Option(help: "Threads for the directory walk (1 keeps a cron run on one core).")
+  @Option(help: "Threads for the directory walk of diff and resync (check walks on one).")
   var threads: Int = 2
 
   func validate() throws {

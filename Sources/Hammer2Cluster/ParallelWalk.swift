@@ -11,13 +11,12 @@ import Hammer2Format
 /// sequential order as they arrive. Workers ahead of that order keep at most
 /// `bufferLimit` differences waiting, so memory does not follow the walk's size.
 final class ParallelWalk {
-  /// The output in walk order: listings made while splitting, and subtrees (jobs).
+  /// The output in walk order: listings made while splitting, and subtrees to walk.
   private enum Segment {
     case listed([Difference], [(node: Int, finding: Finding)])
-    case job(Int)
+    case subtree(DirectoryTask)
   }
-  private var segments: [Segment] = []
-  private var jobs: [DirectoryTask] = []
+  private var segments: [Segment]
   private let primary: DirectoryWalker
   private let threads: Int
   /// The walkers that walked subtrees (their counters are merged by the caller).
@@ -34,48 +33,40 @@ final class ParallelWalk {
     self.threads = threads
     self.jobsPerThread = jobsPerThread
     self.bufferLimit = bufferLimit
-    split(top)
+    segments = [.subtree(top)]
+    split()
   }
 
-  /// Lists directories breadth first from `top` until there are enough subtrees.
-  private func split(_ top: DirectoryTask) {
-    enum Piece {
-      case listed([Difference], [(node: Int, finding: Finding)])
-      case task(DirectoryTask)
-    }
-    var pieces: [Piece] = [.task(top)]
+  /// Lists directories breadth first from the top until there are enough subtrees.
+  private func split() {
     var held = 0
     while held < Self.maxListed {
-      var tasks = 0
+      var subtrees = 0
       var pick: (index: Int, depth: Int)?
-      for (i, p) in pieces.enumerated() {
-        guard case .task(let t) = p else { continue }
-        tasks += 1
+      for (i, s) in segments.enumerated() {
+        guard case .subtree(let t) = s else { continue }
+        subtrees += 1
         if t.depth < Self.maxSplitDepth, pick == nil || t.depth < pick!.depth { pick = (i, t.depth) }  // Safe: checked first.
       }
-      guard tasks < threads * jobsPerThread, let (i, _) = pick, case .task(let t) = pieces[i] else { break }
+      guard subtrees < threads * jobsPerThread, let (i, _) = pick, case .subtree(let t) = segments[i] else { break }
       var out: [Difference] = []
       var kids: [DirectoryTask] = []
       primary.findings = []
       primary.sink = { out.append($0) }
       primary.list(t) { kids.append($0) }
       held += out.count
-      pieces.replaceSubrange(i...i, with: [.listed(out, primary.findings)] + kids.reversed().map { .task($0) })
+      segments.replaceSubrange(i...i, with: [.listed(out, primary.findings)] + kids.reversed().map { .subtree($0) })
     }
     primary.findings = []
-    for p in pieces {
-      switch p {
-      case .listed(let d, let f): segments.append(.listed(d, f))
-      case .task(let t):
-        segments.append(.job(jobs.count))
-        jobs.append(t)
-      }
-    }
   }
 
   /// Walks every subtree and hands the differences to `emit` and the findings to
   /// `merge`, both in walk order, on the calling thread.
   func run(emit: (Difference) -> Void, merge: ([(node: Int, finding: Finding)]) -> Void) {
+    let jobs = segments.compactMap { s -> DirectoryTask? in
+      if case .subtree(let t) = s { return t }
+      return nil
+    }
     var walkers: [DirectoryWalker] = []
     if jobs.count > 1 {
       // The group's readers go to the first worker (the calling thread only coordinates
@@ -101,12 +92,14 @@ final class ParallelWalk {
       }
       board = b
     }
+    var k = 0
     for s in segments {
       switch s {
       case .listed(let d, let f):
         d.forEach(emit)
         merge(f)
-      case .job(let k):
+      case .subtree(let t):
+        defer { k += 1 }
         if let board {
           merge(board.stream(k, emit))
           continue
@@ -115,7 +108,7 @@ final class ParallelWalk {
         primary.findings = []
         withoutActuallyEscaping(emit) { emit in
           primary.sink = emit
-          primary.walk(jobs[k])
+          primary.walk(t)
           primary.sink = { _ in }
         }
         merge(primary.findings)

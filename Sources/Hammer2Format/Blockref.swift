@@ -22,11 +22,8 @@ public struct CheckArea: Equatable, Hashable, Sendable {
     self.init(b, at: 0)
   }
 
-  /// The words as an array.
-  var words: [UInt64] { [w.0, w.1, w.2, w.3, w.4, w.5, w.6, w.7] }
-
   /// Word `i` (0..7). Read in place: this sits on hot paths (every check code verified,
-  /// every inline name compared), where building `words` would allocate.
+  /// every inline name compared), where building an array would allocate.
   public func u64(_ i: Int) -> UInt64 {
     precondition((0..<8).contains(i), "check area word \(i)")
     // A homogeneous tuple is laid out as consecutive elements.

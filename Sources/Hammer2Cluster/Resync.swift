@@ -257,15 +257,11 @@ public struct Resyncer {
             break
           }
           if raw, fb.radix != 0, fb.keybits == H2.pbufRadix, fb.compression != nil {
-            // Same methods: the focus's block as it is on media (verified on read).
-            // Read into a reused buffer, verified, then handed to the write path.
-            let put: Result<Void, FormatError> = try focus.volume.verifyMedia(fb) { bytes in
-              do throws(FormatError) {
-                try ed.putRawBlock(inum, source: fb, physical: bytes, tid: fb.modifyTid)
-                return .success(())
-              } catch { return .failure(error) }
+            // Same methods: the focus's block as it is on media, read straight into
+            // the write path's buffer and verified there.
+            try ed.putRawBlock(inum, source: fb, tid: fb.modifyTid) { dest throws(FormatError) in
+              try focus.volume.readVerified(fb, into: dest)
             }
-            try put.get()
             break
           }
           let logical = fb.radix == 0 ? nil : try focus.volume.logicalData(fb, logicalSize: 1 << Int(min(max(fb.keybits, 10), 16)))

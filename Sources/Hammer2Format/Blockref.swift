@@ -124,21 +124,29 @@ public struct Blockref: Equatable, Hashable, Sendable {
 
   /// Decodes the 128 bytes at `offset` of `bytes` (the caller guarantees the length).
   public init(_ bytes: [UInt8], at offset: Int) {
-    typeRaw = bytes.u8(offset + 0x00)
-    methods = bytes.u8(offset + 0x01)
-    copyid = bytes.u8(offset + 0x02)
-    keybits = bytes.u8(offset + 0x03)
-    vradix = bytes.u8(offset + 0x04)
-    flags = bytes.u8(offset + 0x05)
-    leafCount = bytes.u16(offset + 0x06)
-    key = bytes.u64(offset + 0x08)
-    mirrorTid = bytes.u64(offset + 0x10)
-    modifyTid = bytes.u64(offset + 0x18)
-    dataOff = bytes.u64(offset + 0x20)
-    updateTid = bytes.u64(offset + 0x28)
-    embed0 = bytes.u64(offset + 0x30)
-    embed1 = bytes.u64(offset + 0x38)
-    check = CheckArea(bytes, at: offset + 0x40)
+    precondition(offset >= 0 && offset + Self.byteCount <= bytes.count, "blockref at \(offset) of \(bytes.count) bytes")
+    self = bytes.withUnsafeBytes { Blockref(raw: $0, at: offset) }
+  }
+
+  /// Decodes the 128 bytes at `offset` of `raw` (the caller checked the range).
+  init(raw: UnsafeRawBufferPointer, at offset: Int) {
+    func u64(_ o: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + o, as: UInt64.self)) }
+    typeRaw = raw[offset + 0x00]
+    methods = raw[offset + 0x01]
+    copyid = raw[offset + 0x02]
+    keybits = raw[offset + 0x03]
+    vradix = raw[offset + 0x04]
+    flags = raw[offset + 0x05]
+    leafCount = UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 0x06, as: UInt16.self))
+    key = u64(0x08)
+    mirrorTid = u64(0x10)
+    modifyTid = u64(0x18)
+    dataOff = u64(0x20)
+    updateTid = u64(0x28)
+    embed0 = u64(0x30)
+    embed1 = u64(0x38)
+    check = CheckArea()
+    check.w = (u64(0x40), u64(0x48), u64(0x50), u64(0x58), u64(0x60), u64(0x68), u64(0x70), u64(0x78))
   }
 
   /// Writes the 128 bytes at `offset` of `bytes`.
@@ -224,6 +232,18 @@ public func decodeBlockrefs(_ bytes: [UInt8]) -> [Blockref] {
   out.reserveCapacity(n)
   for i in 0..<n { out.append(Blockref(bytes, at: i * Blockref.byteCount)) }
   return out
+}
+
+/// The live (non-EMPTY) blockrefs of a block, in slot order: EMPTY slots are skipped
+/// without being decoded (a sparse 64 KiB indirect block is mostly EMPTY).
+public func decodeLiveBlockrefs(_ bytes: [UInt8]) -> [Blockref] {
+  let n = bytes.count / Blockref.byteCount
+  return bytes.withUnsafeBytes { raw in
+    var out = [Blockref]()
+    out.reserveCapacity((0..<n).reduce(0) { $0 + (raw[$1 * Blockref.byteCount] != 0 ? 1 : 0) })
+    for i in 0..<n where raw[i * Blockref.byteCount] != 0 { out.append(Blockref(raw: raw, at: i * Blockref.byteCount)) }
+    return out
+  }
 }
 
 /// Encodes blockrefs back into a block of `count * 128` bytes.

@@ -89,6 +89,21 @@ public enum BlockrefType: UInt8, Sendable, CaseIterable {
     case .invalid: "INVALID"
     }
   }
+
+  /// "<name> block": the structure named in a write's error (a literal, as writes are
+  /// many).
+  var blockName: String {
+    switch self {
+    case .empty: "EMPTY block"
+    case .inode: "INODE block"
+    case .indirect: "INDIRECT block"
+    case .data: "DATA block"
+    case .dirent: "DIRENT block"
+    case .freemapNode: "FREEMAP_NODE block"
+    case .freemapLeaf: "FREEMAP_LEAF block"
+    case .invalid: "INVALID block"
+    }
+  }
 }
 
 /// Check methods, the high nibble of `methods` (`HAMMER2_CHECK_*`).

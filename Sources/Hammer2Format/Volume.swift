@@ -179,6 +179,35 @@ public final class Volume {
     return body(UnsafeRawBufferPointer(buf))
   }
 
+  /// Reads `bref`'s block as stored into `dest` (exactly its media size) and verifies
+  /// its check code there: a copy lands in its destination without passing through
+  /// another buffer.
+  public func readVerified(_ bref: Blockref, into dest: UnsafeMutableRawBufferPointer) throws(FormatError) {
+    let (off, size) = try mediaRange(bref)
+    guard size == dest.count else {
+      throw FormatError(.invalidArgument("block of \(size) bytes read into \(dest.count)"), at: location(of: bref))
+    }
+    guard bref.checkMethod == .xxhash64 else {
+      let bytes = try readMedia(bref)
+      bytes.withUnsafeBytes { dest.copyMemory(from: $0) }
+      return
+    }
+    do {
+      try io.read(at: off, into: dest)
+    } catch {
+      var e = error
+      e.location = location(of: bref)
+      throw e
+    }
+    bytesRead &+= UInt64(size)
+    blocksRead &+= 1
+    let found = XXH64(dest.baseAddress, size, H2.xxhSeed)
+    let expected = bref.check.u64(0)
+    guard found == expected else {
+      throw FormatError(.checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)), at: location(of: bref))
+    }
+  }
+
   /// The live (non-EMPTY) blockrefs of an INDIRECT or FREEMAP_NODE block, sorted by
   /// key (cached). Slot positions are not kept: decode `readMedia` for those.
   public func blockrefArray(_ bref: Blockref) throws(FormatError) -> [Blockref] {
@@ -190,7 +219,7 @@ public final class Volume {
   public func checkedBlockrefArray(_ bref: Blockref) throws(FormatError) -> (refs: [Blockref], clean: Bool) {
     if cachesArrays, let a = arrayCache.get(bref.dataOff) { return a }
     let bytes = try readMedia(bref)
-    var refs = decodeBlockrefs(bytes).filter { !$0.isEmpty }
+    var refs = decodeLiveBlockrefs(bytes)
     if zip(refs, refs.dropFirst()).contains(where: { $0.key > $1.key }) { refs.sort { $0.key < $1.key } }
     var clean = true
     var prevEnd: UInt64? = nil

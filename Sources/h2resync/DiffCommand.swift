@@ -206,11 +206,14 @@ struct ClusterAnalysis {
       print("focus: none: no version has a quorum of \(group.nquorum) masters (\(votes.joined(separator: "; ")))")
     }
     var printed = 0
+    // Padded once: one line per differing path and node (tens of thousands in a resync).
+    let labels = nodes.map { n in n.label + String(repeating: " ", count: max(0, 8 - n.label.count)) }
+    func column(_ c: PathClass) -> String { c.rawValue + String(repeating: " ", count: max(0, 14 - c.rawValue.count)) }
     for d in differences {
       for n in nodes where d.classes[n.index] != .inSync {
         if printed < limit {
           let what = d.details[n.index].isEmpty ? "" : "  (" + d.details[n.index].joined(separator: ",") + ")"
-          print("\(n.label.padding(toLength: max(8, n.label.count), withPad: " ", startingAt: 0))  \(d.classes[n.index].rawValue.padding(toLength: 14, withPad: " ", startingAt: 0))  \(d.path)\(what)")
+          print("\(labels[n.index])  \(column(d.classes[n.index]))  \(d.path)\(what)")
         }
         printed += 1
       }

@@ -720,12 +720,16 @@ extension PFSEditor {
 
   /// Stores a copy of another node's DATA block as it is on media (same methods, size
   /// and check code, new location): the raw copy for inodes whose methods match the
-  /// source's. The caller verified `physical` against `source` (its check code is
-  /// `source.check`, so it is not computed again).
-  public func putRawBlock(_ inum: UInt64, source: Blockref, physical: UnsafeRawBufferPointer, tid: UInt64) throws(FormatError) {
+  /// source's. `physical` fills the block's bytes in place and verifies them against
+  /// `source` (its check code is `source.check`, so it is not computed again).
+  public func putRawBlock(_ inum: UInt64, source: Blockref, tid: UInt64,
+                          physical fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
     let d = try dirtyForResync(inum)
     if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
     try loadTableForResync(d)
+    guard let size = source.mediaSize, size > 0 else {
+      throw FormatError(.invalidArgument("raw copy of a block without media"))
+    }
     var b = Blockref()
     b.typeRaw = BlockrefType.data.rawValue
     b.methods = source.methods
@@ -733,7 +737,7 @@ extension PFSEditor {
     b.keybits = source.keybits
     b.mirrorTid = tx.mirrorTid
     b.modifyTid = tid
-    try tx.placeBlock(&b, bytes: physical, type: .data, check: source.check)
+    try tx.placeBlock(&b, size: size, type: .data, check: source.check, fill: fill)
     d.table![source.key] = .existing(b)
     d.modifyTid = max(d.modifyTid, tid)
     d.touched = true

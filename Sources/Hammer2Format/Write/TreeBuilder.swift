@@ -153,18 +153,20 @@ extension Transaction {
   func placeBlock(_ b: inout Blockref, bytes: [UInt8], type: BlockrefType) throws(FormatError) {
     let radix = UInt64(bytes.count.trailingZeroBitCount)
     let off = try allocator.allocate(size: bytes.count, type: type)
-    try image.write(at: off, bytes, structure: "\(type.name) block")
+    try image.write(at: off, bytes, structure: type.blockName)
     b.dataOff = off | radix
     b.check = CheckCode.compute(b.checkMethod ?? .xxhash64, over: bytes)
     // An inline DIRENT name never reaches here: only blocks with media are placed.
   }
 
-  /// `placeBlock` for bytes whose check code is already known (a verified copy of
-  /// another node's block under the same methods): nothing is hashed again.
-  func placeBlock(_ b: inout Blockref, bytes: UnsafeRawBufferPointer, type: BlockrefType, check: CheckArea) throws(FormatError) {
-    let radix = UInt64(bytes.count.trailingZeroBitCount)
-    let off = try allocator.allocate(size: bytes.count, type: type)
-    try image.write(at: off, bytes, structure: "\(type.name) block")
+  /// `placeBlock` for `size` bytes whose check code is already known, put straight
+  /// into the write path's buffer by `fill` (a verified copy of another node's block
+  /// under the same methods): nothing is hashed again.
+  func placeBlock(_ b: inout Blockref, size: Int, type: BlockrefType, check: CheckArea,
+                  fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
+    let radix = UInt64(size.trailingZeroBitCount)
+    let off = try allocator.allocate(size: size, type: type)
+    try image.write(at: off, count: size, structure: type.blockName, fill: fill)
     b.dataOff = off | radix
     b.check = check
   }

@@ -107,6 +107,45 @@ public final class WritableImage: ImageIO {
   /// allows it). Reads of pending bytes, `sync` and a simulated crash wait for the
   /// writer first, so the file then holds exactly the writes made so far.
   public func write(at offset: UInt64, _ bytes: UnsafeRawBufferPointer, structure: String) throws(FormatError) {
+    let end = try beginWrite(at: offset, count: bytes.count, structure: structure)
+    var done = 0
+    while done < bytes.count {
+      let at = offset + UInt64(done)
+      let window = at & ~UInt64(WriteBehind.runBytes - 1)
+      let n = min(bytes.count - done, Int(window + UInt64(WriteBehind.runBytes) - at))
+      // A later write to the same bytes simply replaces them in the window.
+      let i = gatheringWindow(window, structure: structure)
+      gathering[i].put(UnsafeRawBufferPointer(rebasing: bytes[done..<done + n]), at: Int(at - window))
+      done += n
+    }
+    endWrite(count: bytes.count, end: end)
+  }
+
+  /// `write(at:_:structure:)` for `count` bytes that `fill` puts in place (straight into
+  /// the pending window: a block read from another image is copied once). When `fill`
+  /// throws, nothing is counted as written.
+  public func write(at offset: UInt64, count: Int, structure: String,
+                    fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
+    let window = offset & ~UInt64(WriteBehind.runBytes - 1)
+    let rel = Int(offset - window)
+    guard count > 0, rel + count <= WriteBehind.runBytes else {
+      // Across windows (never for a HAMMER2 block, aligned to its size): a buffer.
+      let tmp = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, count), alignment: 16)
+      defer { tmp.deallocate() }
+      let part = UnsafeMutableRawBufferPointer(rebasing: tmp[0..<count])
+      try fill(part)
+      try write(at: offset, UnsafeRawBufferPointer(part), structure: structure)
+      return
+    }
+    let end = try beginWrite(at: offset, count: count, structure: structure)
+    let i = gatheringWindow(window, structure: structure)
+    try fill(UnsafeMutableRawBufferPointer(rebasing: gathering[i].buffer[rel..<rel + count]))
+    gathering[i].mark(rel..<rel + count)
+    endWrite(count: count, end: end)
+  }
+
+  /// Before each write: the simulated crash, an earlier write error, the range's end.
+  private func beginWrite(at offset: UInt64, count: Int, structure: String) throws(FormatError) -> UInt64 {
     if let n = crashAfter, writes >= n {
       // Simulated crash for the crash-safety tests: the writes before this one reach the
       // file (as they would in the page cache), then stop dead: no cleanup, no fsync.
@@ -115,32 +154,29 @@ public final class WritableImage: ImageIO {
       _exit(86)
     }
     try writer.check()
-    let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow else {
       throw FormatError(.invalidArgument("write past 2^64"), at: Location(image: label, offset: offset, structure: structure))
     }
-    var done = 0
-    while done < bytes.count {
-      let at = offset + UInt64(done)
-      let window = at & ~UInt64(WriteBehind.runBytes - 1)
-      let n = min(bytes.count - done, Int(window + UInt64(WriteBehind.runBytes) - at))
-      let part = UnsafeRawBufferPointer(rebasing: bytes[done..<done + n])
-      if let i = gathering.lastIndex(where: { $0.offset == window }) {
-        // A later write to the same bytes simply replaces them in the window.
-        var run = gathering.remove(at: i)
-        run.put(part, at: Int(at - window))
-        gathering.append(run)
-      } else {
-        if gathering.count >= Self.maxGathering { writer.submit(gathering.removeFirst()) }
-        var run = writer.takeBuffer(offset: window, structure: structure)
-        run.put(part, at: Int(at - window))
-        gathering.append(run)
-      }
-      done += n
-    }
+    return end
+  }
+
+  private func endWrite(count: Int, end: UInt64) {
     writes += 1
-    bytesWritten += UInt64(bytes.count)
+    bytesWritten += UInt64(count)
     size = max(size, end)
+  }
+
+  /// The index in `gathering` of the window at `window`, now the most recently used
+  /// (the least recently used is handed to the writer when too many are open).
+  private func gatheringWindow(_ window: UInt64, structure: String) -> Int {
+    if let i = gathering.lastIndex(where: { $0.offset == window }) {
+      if i != gathering.count - 1 { gathering.append(gathering.remove(at: i)) }
+    } else {
+      if gathering.count >= Self.maxGathering { writer.submit(gathering.removeFirst()) }
+      gathering.append(writer.takeBuffer(offset: window, structure: structure))
+    }
+    return gathering.count - 1
   }
 
   /// `write(at:_:structure:)` for an array.
@@ -206,7 +242,12 @@ final class WriteBehind: @unchecked Sendable {
 
     mutating func put(_ bytes: UnsafeRawBufferPointer, at rel: Int) {
       UnsafeMutableRawBufferPointer(rebasing: buffer[rel..<rel + bytes.count]).copyMemory(from: bytes)
-      var r = rel..<rel + bytes.count
+      mark(rel..<rel + bytes.count)
+    }
+
+    /// Records `range` of the buffer as written.
+    mutating func mark(_ range: Range<Int>) {
+      var r = range
       // Usually appends to the last extent; otherwise merge with every range it touches.
       if let last = extents.last, last.upperBound == r.lowerBound {
         extents[extents.count - 1] = last.lowerBound..<r.upperBound

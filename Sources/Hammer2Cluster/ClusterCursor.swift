@@ -66,7 +66,12 @@ public struct ClusterCursor<Source: ElementSource> {
   /// Per node: its source, nil when not participating.
   private var sources: [Box?]
   private var heads: [TreeElement?]
-  private var finished: [Bool]
+  /// Each head's kind and key range, kept beside it: a step compares keys many times,
+  /// and reading them from the enum would copy its blockref out each time.
+  private var headKind: [HeadKind]
+  private var headLo: [UInt64]
+  private var headHi: [UInt64]
+  private enum HeadKind { case none, leaf, hole }
   /// Holes produce one element (at their first key); after that they only mark keys
   /// inside them unknown until the cluster moves past their end.
   private var holeReported: [Bool]
@@ -80,7 +85,9 @@ public struct ClusterCursor<Source: ElementSource> {
   public init(_ sources: [Source?]) {
     self.sources = sources.map { $0.map(Box.init) }
     heads = [TreeElement?](repeating: nil, count: sources.count)
-    finished = [Bool](repeating: true, count: sources.count)
+    headKind = [HeadKind](repeating: .none, count: sources.count)
+    headLo = [UInt64](repeating: 0, count: sources.count)
+    headHi = [UInt64](repeating: 0, count: sources.count)
     holeReported = [Bool](repeating: false, count: sources.count)
   }
 
@@ -94,8 +101,7 @@ public struct ClusterCursor<Source: ElementSource> {
     self.keyEnd = keyEnd
     for i in sources.indices {
       guard sources[i] != nil else { continue }
-      heads[i] = sources[i]!.source.lookup(keyBeg, keyEnd)  // Safe: checked non-nil above.
-      finished[i] = heads[i] == nil
+      setHead(i, sources[i]!.source.lookup(keyBeg, keyEnd))  // Safe: checked non-nil above.
       holeReported[i] = false
     }
     return form()
@@ -106,9 +112,9 @@ public struct ClusterCursor<Source: ElementSource> {
   public mutating func next() -> Bool {
     guard let k = key else { return false }
     for i in sources.indices where sources[i] != nil {
-      switch heads[i] {
-      case .leaf(let b)? where b.key <= k: advance(i, past: k)
-      case .hole(let lo, let hi, _)? where lo <= k && hi <= k: advance(i, past: k)
+      switch headKind[i] {
+      case .leaf where headLo[i] <= k: advance(i, past: k)
+      case .hole where headLo[i] <= k && headHi[i] <= k: advance(i, past: k)
       default: break
       }
     }
@@ -126,21 +132,30 @@ public struct ClusterCursor<Source: ElementSource> {
   }
 
   private func headKey(_ i: Int) -> UInt64? {
-    switch heads[i] {
-    case .leaf(let b)?: return b.key
-    case .hole(let lo, _, _)?: return holeReported[i] ? nil : lo
-    case nil: return nil
+    switch headKind[i] {
+    case .leaf: return headLo[i]
+    case .hole: return holeReported[i] ? nil : headLo[i]
+    case .none: return nil
     }
+  }
+
+  /// Makes `e` node `i`'s head.
+  private mutating func setHead(_ i: Int, _ e: TreeElement?) {
+    switch e {
+    case .leaf(let b)?: (headKind[i], headLo[i], headHi[i]) = (.leaf, b.key, b.key)
+    case .hole(let lo, let hi, _)?: (headKind[i], headLo[i], headHi[i]) = (.hole, lo, hi)
+    case nil: headKind[i] = .none
+    }
+    heads[i] = e
   }
 
   private mutating func advance(_ i: Int, past k: UInt64) {
     // A hole is consumed only when the cluster key has moved past its end.
-    if case .hole(_, let hi, _)? = heads[i], hi > k {
+    if headKind[i] == .hole, headHi[i] > k {
       holeReported[i] = true
       return
     }
-    heads[i] = sources[i]!.source.next()  // Safe: callers check participation.
-    finished[i] = heads[i] == nil
+    setHead(i, sources[i]!.source.next())  // Safe: callers check participation.
     holeReported[i] = false
   }
 
@@ -155,8 +170,8 @@ public struct ClusterCursor<Source: ElementSource> {
       // Reported holes that end before the next key (or with no key left) are done.
       var moved = false
       for i in heads.indices where sources[i] != nil {
-        if case .hole(_, let hi, _)? = heads[i], holeReported[i], k == nil || hi < k! {
-          heads[i] = sources[i]!.source.next()  // Safe: participation checked.
+        if headKind[i] == .hole, holeReported[i], k == nil || headHi[i] < k! {
+          setHead(i, sources[i]!.source.next())  // Safe: participation checked.
           holeReported[i] = false
           moved = true
         }
@@ -176,15 +191,15 @@ public struct ClusterCursor<Source: ElementSource> {
         slots[i] = .notParticipating
         continue
       }
-      switch heads[i] {
-      case .leaf(let b)? where b.key == key: slots[i] = .present(b)
-      case .hole(let lo, let hi, let e)? where lo <= key && key <= hi: slots[i] = .unknown(e)
+      switch headKind[i] {
+      case .leaf where headLo[i] == key:
+        if case .leaf(let b)? = heads[i] { slots[i] = .present(b) }
+      case .hole where headLo[i] <= key && key <= headHi[i]:
+        if case .hole(_, _, let e)? = heads[i] { slots[i] = .unknown(e) }
       default: slots[i] = .absent
       }
     }
-    for i in heads.indices {
-      if case .hole(let lo, _, _)? = heads[i], lo == key { holeReported[i] = true }
-    }
+    for i in heads.indices where headKind[i] == .hole && headLo[i] == key { holeReported[i] = true }
     return true
   }
 }

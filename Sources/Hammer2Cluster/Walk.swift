@@ -245,51 +245,59 @@ public final class ClusterWalker {
     var pos = [Int](repeating: 0, count: n)
     var ended = [Bool](repeating: false, count: n)
     var holeUntil = [UInt64?](repeating: nil, count: n)
-    /// The node's next summary, pulling batches as needed; nil at its end.
-    func head(_ i: Int) -> InodeSummary? {
+    /// True when node `i` has a summary at `pos[i]` (pulling batches as needed); false
+    /// at its end. Summaries are read in place: copying each out would cost more than
+    /// comparing it.
+    func ready(_ i: Int) -> Bool {
       while pos[i] >= pending[i].count {
-        if ended[i] { return nil }
+        if ended[i] { return false }
         let b = scanners[i].queue.pop()
         pending[i] = b.items
         pos[i] = 0
         ended[i] = b.end
         if b.bytes > 0 { onBytes?(b.bytes) }
       }
-      return pending[i][pos[i]]
+      return true
     }
+    // Per key: where each node's summary for it is in `pending` (-1: none).
+    var at = [Int](repeating: -1, count: n)
     while true {
       var k: UInt64?
-      for i in 0..<n {
-        if let h = head(i), k == nil || h.key < k! { k = h.key }  // Safe: k checked first.
+      for i in 0..<n where ready(i) {
+        let hk = pending[i][pos[i]].key
+        if k == nil || hk < k! { k = hk }  // Safe: k checked first.
       }
       guard let key = k else { break }
       indexEntries += 1
-      var present: [InodeSummary?] = .init(repeating: nil, count: n)
       var hole = false
+      var first = -1
       for i in 0..<n {
-        guard let h = head(i), h.key == key else { continue }
-        pos[i] += 1
-        if h.isHole {
-          holeUntil[i] = max(holeUntil[i] ?? 0, h.keyEnd)
+        at[i] = -1
+        guard ready(i), pending[i][pos[i]].key == key else { continue }
+        if pending[i][pos[i]].isHole {
+          holeUntil[i] = max(holeUntil[i] ?? 0, pending[i][pos[i]].keyEnd)
           hole = true
         } else {
-          present[i] = h
+          at[i] = pos[i]
+          if first < 0 { first = i }
         }
+        pos[i] += 1
       }
-      if hole && present.allSatisfy({ $0 == nil }) { continue }
+      // Only holes at this key: nothing to compare.
+      guard first >= 0 else { continue }
       var same = !hole
-      let first = present.first { $0 != nil } ?? nil
+      let tid = pending[first][at[first]].modifyTid, digest = pending[first][at[first]].digest
       for i in 0..<n {
-        guard let p = present[i] else {
+        guard at[i] >= 0 else {
           same = false
           continue
         }
-        if p.damaged || p.modifyTid != first?.modifyTid || p.digest != first?.digest { same = false }
+        if pending[i][at[i]].damaged || pending[i][at[i]].modifyTid != tid || pending[i][at[i]].digest != digest { same = false }
         if let u = holeUntil[i], u >= key { same = false }
       }
       if !same {
         suspects.insert(key)
-        suspectRefs[key] = present.map { $0?.bref }
+        suspectRefs[key] = (0..<n).map { at[$0] >= 0 ? pending[$0][at[$0]].bref : nil }
       }
     }
     for (i, s) in scanners.enumerated() {

@@ -289,8 +289,9 @@ final class DirectoryWalker {
     if m.isDirectData {
       h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
     } else if m.size > 0 {
-      var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset,
-                                location: Location(image: reader.volume.label, offset: 0, structure: "inode \(m.inum)"))
+      var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset) { [label = reader.volume.label, inum = m.inum] in
+        Location(image: label, offset: 0, structure: "inode \(inum)")
+      }
       var el = it.lookup(0, m.size - 1)
       while let e = el {
         switch e {

@@ -207,7 +207,7 @@ final class NodeScanner: @unchecked Sendable {
         }
       }
     } else if m.size > 0 {
-      var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: volume.location(of: b))
+      var it = KeyRangeIterator(volume: volume, array: ino.blockset) { [volume, b] in volume.location(of: b) }
       var el = it.lookup(0, m.size - 1)
       while let e = el {
         switch e {

@@ -105,9 +105,15 @@ public struct Resyncer {
     return outcomes
   }
 
-  private func parentPath(_ p: String) -> String {
-    guard let slash = p.lastIndex(of: "/") else { return "." }
-    return String(p[..<slash])
+  private func parentPath(_ p: String) -> String { splitPath(p).parent }
+
+  /// A walk path's parent ("." at the top) and its last name's bytes. By UTF-8 code
+  /// units: once per difference, where splitting by Characters cost more than the
+  /// directory lookup itself.
+  private func splitPath(_ p: String) -> (parent: String, name: [UInt8]) {
+    let u = p.utf8
+    guard let slash = u.lastIndex(of: UInt8(ascii: "/")) else { return (".", Array(u)) }
+    return (String(p[..<slash]), Array(u[u.index(after: slash)...]))
   }
 
   /// The focus's element for `path`: its entry, inode and inode blockref.
@@ -117,8 +123,8 @@ public struct Resyncer {
       let ino = try focus.volume.inode(b, cached: false)
       if ino.meta.inum == e.inum { return (e, b, ino) }
     }
-    let parent = try focus.reader.resolve(parentPath(path) == "." ? "" : parentPath(path))
-    let name = Array((path.split(separator: "/").last.map(String.init) ?? path).utf8)
+    let (parentDir, name) = splitPath(path)
+    let parent = try focus.reader.resolve(parentDir == "." ? "" : parentDir)
     guard let e = try focus.reader.lookup(name, in: parent.inode) else {
       throw FormatError(.notFound("\(path) on the focus"))
     }
@@ -139,8 +145,7 @@ public struct Resyncer {
     // path from the root again. Cleared whenever a name is removed or replaced.
     var dirInums: [String: UInt64] = [".": 1]
     func parentAndName(_ path: String) throws -> (UInt64, [UInt8]) {
-      let parent = parentPath(path)
-      let name = Array((path.split(separator: "/").last.map(String.init) ?? path).utf8)
+      let (parent, name) = splitPath(path)
       if let inum = dirInums[parent] { return (inum, name) }
       let (grand, parentName) = try parentAndName(parent)
       guard let e = try ed.lookup(parentName, in: grand) else { throw FormatError(.notFound(parent), at: nil) }
@@ -244,8 +249,9 @@ public struct Resyncer {
     // The final size first, so every block below the EOF block is written as it comes.
     try ed.setSize(inum, size)
     if size > 0 {
-      var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset,
-                                location: Location(image: focus.image, offset: 0, structure: "inode \(inum)"))
+      var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image] in
+        Location(image: image, offset: 0, structure: "inode \(inum)")
+      }
       var el = it.lookup(0, size - 1)
       while let e = el {
         switch e {

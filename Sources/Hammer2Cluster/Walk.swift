@@ -333,8 +333,9 @@ struct DirSource: ElementSource {
   init(reader: PFSReader, dir: InodeData?, unreadable: FormatError? = nil) {
     self.unreadable = dir == nil ? unreadable : nil
     if let dir, !dir.meta.isDirectData {
-      base = KeyRangeIterator(volume: reader.volume, array: dir.blockset,
-                              location: Location(image: reader.volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
+      base = KeyRangeIterator(volume: reader.volume, array: dir.blockset) { [label = reader.volume.label, inum = dir.meta.inum] in
+        Location(image: label, offset: 0, structure: "directory inode \(inum)")
+      }
     }
   }
   mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {

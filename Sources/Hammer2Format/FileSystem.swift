@@ -71,6 +71,18 @@ public final class PFSReader {
     return try inodeWithBlockrefScanning(inum)
   }
 
+  /// Whether the inode index has an entry at `inum`, decided from clean cached arrays
+  /// alone (nothing read beyond the index, no error built); nil when only the full
+  /// lookup can tell (an irregular or unreadable index on the way).
+  public func isIndexed(_ inum: UInt64) -> Bool? {
+    if inum == 1 { return true }
+    switch directDescent(inum) {
+    case .found: return true
+    case .absent: return false
+    case .irregular: return nil
+    }
+  }
+
   /// Inode `inum` through its index entry `bref`, already looked up (a scan met it);
   /// nil when that entry does not hold inode `inum` (then look it up). Not cached:
   /// such inodes are met once.
@@ -164,8 +176,9 @@ public final class PFSReader {
 
   /// A resumable iterator over a directory's entries (for streaming walks).
   public func entryIterator(of dir: InodeData) -> DirEntryIterator {
-    var base = KeyRangeIterator(volume: volume, array: dir.meta.isDirectData ? [] : dir.blockset,
-                                location: Location(image: volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
+    var base = KeyRangeIterator(volume: volume, array: dir.meta.isDirectData ? [] : dir.blockset) { [label = volume.label, inum = dir.meta.inum] in
+      Location(image: label, offset: 0, structure: "directory inode \(inum)")
+    }
     let first = base.lookup(H2.dirhashVisible, .max)
     return DirEntryIterator(base: base, pending: first)
   }
@@ -206,8 +219,9 @@ public final class PFSReader {
   public func lookup(_ name: [UInt8], in dir: InodeData) throws(FormatError) -> DirEntry? {
     guard !dir.meta.isDirectData else { return nil }
     let h = DirHash.hash(name)
-    var it = KeyRangeIterator(volume: volume, array: dir.blockset,
-                              location: Location(image: volume.label, offset: 0, structure: "directory inode \(dir.meta.inum)"))
+    var it = KeyRangeIterator(volume: volume, array: dir.blockset) { [label = volume.label, inum = dir.meta.inum] in
+      Location(image: label, offset: 0, structure: "directory inode \(inum)")
+    }
     var el = it.lookup(h, h | H2.dirhashLomask)
     while let e = el {
       switch e {
@@ -253,8 +267,9 @@ public final class PFSReader {
       return
     }
     guard ino.meta.size > 0 else { return }
-    var it = KeyRangeIterator(volume: volume, array: ino.blockset,
-                              location: Location(image: volume.label, offset: 0, structure: "inode \(ino.meta.inum)"))
+    var it = KeyRangeIterator(volume: volume, array: ino.blockset) { [label = volume.label, inum = ino.meta.inum] in
+      Location(image: label, offset: 0, structure: "inode \(inum)")
+    }
     var el = it.lookup(0, ino.meta.size - 1)
     while let e = el {
       switch e {

@@ -25,7 +25,18 @@ public struct KeyRangeIterator {
   /// The image being read.
   public let volume: Volume
   private let top: [Blockref]
-  private let topLocation: Location
+  /// Where `top` lives (for findings about it): given, or built only when needed.
+  private enum TopLocation {
+    case known(Location)
+    case lazy(() -> Location)
+  }
+  private let topWhere: TopLocation
+  private var topLocation: Location {
+    switch topWhere {
+    case .known(let l): return l
+    case .lazy(let make): return make()
+    }
+  }
   private var stack: [Frame] = []
   private var visited: Set<UInt64> = []
   private var keyEnd: UInt64 = .max
@@ -41,7 +52,15 @@ public struct KeyRangeIterator {
   public init(volume: Volume, array: [Blockref], location: Location) {
     self.volume = volume
     self.top = array
-    self.topLocation = location
+    topWhere = .known(location)
+  }
+
+  /// Iterates `array`; `locate` names where it lives, called only for a finding (on a
+  /// hot path, formatting a location up front costs more than the lookup).
+  public init(volume: Volume, array: [Blockref], locate: @escaping () -> Location) {
+    self.volume = volume
+    self.top = array
+    topWhere = .lazy(locate)
   }
 
   /// True when the scan has ended.

@@ -82,6 +82,7 @@ public final class PFSEditor {
   private func exists(_ inum: UInt64) -> Bool {
     if inum == 1 || inodes[inum] != nil || written[inum] != nil { return true }
     if deleted.contains(inum) { return false }
+    if let indexed = reader.isIndexed(inum) { return indexed }
     do throws(FormatError) { _ = try reader.inode(inum); return true } catch {
       if case .notFound = error.kind { return false }
       return true  // unreadable: never reuse the number
@@ -146,7 +147,7 @@ public final class PFSEditor {
     var match: (UInt64, Blockref)?
     var named = false
     var used: [UInt64] = []
-    var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("directory \(d.data.meta.inum)"))
+    var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset) { [self] in loc("directory \(d.data.meta.inum)") }
     var el = it.lookup(h, h | H2.dirhashLomask)
     while let e = el {
       switch e {
@@ -224,7 +225,7 @@ public final class PFSEditor {
     }
     var table: [UInt64: PendingLeaf] = [:]
     if !d.data.meta.isDirectData {
-      var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset, location: loc("inode \(d.data.meta.inum)"))
+      var it = KeyRangeIterator(volume: tx.volume, array: d.data.blockset) { [self] in loc("inode \(d.data.meta.inum)") }
       var el = it.lookup(0, .max)
       while let e = el {
         switch e {

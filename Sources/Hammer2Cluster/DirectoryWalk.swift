@@ -292,6 +292,7 @@ final class DirectoryWalker {
       var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset) { [label = reader.volume.label, inum = m.inum] in
         Location(image: label, offset: 0, structure: "inode \(inum)")
       }
+      it.cachesBlocks = false  // each file's digest is taken once
       var el = it.lookup(0, m.size - 1)
       while let e = el {
         switch e {

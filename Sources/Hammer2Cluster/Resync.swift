@@ -80,7 +80,9 @@ public struct Resyncer {
     for image in byImage.keys.sorted() {
       // Safe: iterating the dictionary's own keys.
       let nodes = byImage[image]!
-      let tx = try Transaction(path: image)
+      // The run's cache budget, as each node's reader had it: the edits follow the
+      // walk's order, so the blocks they reread are recent ones.
+      let tx = try Transaction(path: image, cacheBudget: focus.volume.cacheBudget)
       var uuids = UUIDSource.random
       var results: [NodeOutcome] = []
       for node in nodes {
@@ -252,6 +254,7 @@ public struct Resyncer {
       var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image] in
         Location(image: image, offset: 0, structure: "inode \(inum)")
       }
+      it.cachesBlocks = false  // each file is copied once
       var el = it.lookup(0, size - 1)
       while let e = el {
         switch e {

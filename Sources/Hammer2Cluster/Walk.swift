@@ -336,6 +336,8 @@ struct DirSource: ElementSource {
       base = KeyRangeIterator(volume: reader.volume, array: dir.blockset) { [label = reader.volume.label, inum = dir.meta.inum] in
         Location(image: label, offset: 0, structure: "directory inode \(inum)")
       }
+      // A walk lists each directory once per node: its blocks need no cache.
+      base?.cachesBlocks = false
     }
   }
   mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {

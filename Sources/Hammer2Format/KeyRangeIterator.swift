@@ -47,6 +47,9 @@ public struct KeyRangeIterator {
   public private(set) var findings: [Finding] = []
   /// Indirect blocks read in this scan.
   public private(set) var indirectBlocksRead = 0
+  /// False for a streaming pass (a directory listed once): indirect blocks read are
+  /// not kept in the volume's cache.
+  public var cachesBlocks = true
 
   /// Iterates `array`, which lives at `location` (used for findings about it).
   public init(volume: Volume, array: [Blockref], location: Location) {
@@ -113,7 +116,7 @@ public struct KeyRangeIterator {
         }
         if failure == nil {
           do {
-            let (children, clean) = try volume.checkedBlockrefArray(e)
+            let (children, clean) = try volume.checkedBlockrefArray(e, cache: cachesBlocks)
             indirectBlocksRead += 1
             let entries = clean ? children : prepare(children, at: e)
             // Entries are sorted and disjoint: start at the first one that can reach

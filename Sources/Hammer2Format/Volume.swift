@@ -215,8 +215,10 @@ public final class Volume {
   }
 
   /// `blockrefArray` plus whether the entries are also disjoint with sane keybits
-  /// (decided once per block, not on every lookup through it).
-  public func checkedBlockrefArray(_ bref: Blockref) throws(FormatError) -> (refs: [Blockref], clean: Bool) {
+  /// (decided once per block, not on every lookup through it). `cache: false` for a
+  /// streaming pass that meets each block once: a cached copy is still used, but a
+  /// block read is not kept (it would only push out blocks that are read again).
+  public func checkedBlockrefArray(_ bref: Blockref, cache: Bool = true) throws(FormatError) -> (refs: [Blockref], clean: Bool) {
     if cachesArrays, let a = arrayCache.get(bref.dataOff) { return a }
     let bytes = try readMedia(bref)
     var refs = decodeLiveBlockrefs(bytes)
@@ -230,7 +232,7 @@ public final class Volume {
       }
       prevEnd = e.keyEnd
     }
-    if cachesArrays { arrayCache.put(bref.dataOff, (refs, clean), cost: refs.count * 160 + 64) }
+    if cachesArrays && cache { arrayCache.put(bref.dataOff, (refs, clean), cost: refs.count * 160 + 64) }
     return (refs, clean)
   }
 

@@ -29,10 +29,11 @@ public final class Transaction {
   private var editors: [UInt64: PFSEditor] = [:]  // by key under the super-root
   private var committed = false
 
-  /// Opens `path` for one transaction.
-  public init(path: String) throws(FormatError) {
+  /// Opens `path` for one transaction; `cacheBudget` bounds the block cache of its
+  /// reader (the committed state it edits).
+  public init(path: String, cacheBudget: Int = 64 << 20) throws(FormatError) {
     image = try WritableImage(path: path)
-    volume = try Volume(io: image)
+    volume = try Volume(io: image, cacheBudget: cacheBudget)
     header = volume.header
     mirrorTid = (volume.headerCopies.compactMap { $0.isValid ? $0.header?.mirrorTid : nil }.max() ?? header.mirrorTid) + 1
     allocator = try FreemapAllocator(volume: volume, header: header)

@@ -157,25 +157,12 @@ public final class Volume {
   /// scans that need only the verdict. XXHASH64 is verified in place; the other methods
   /// go through `readMedia`. `body` sees the verified bytes (valid only during the call).
   public func verifyMedia<T>(_ bref: Blockref, _ body: (UnsafeRawBufferPointer) -> T) throws(FormatError) -> T {
-    let (off, size) = try mediaRange(bref)
+    let (_, size) = try mediaRange(bref)
     guard bref.checkMethod == .xxhash64, size <= H2.pbufSize else {
       return try readMedia(bref).withUnsafeBytes { body($0) }
     }
     let buf = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size])
-    do {
-      try io.read(at: off, into: buf)
-    } catch {
-      var e = error
-      e.location = location(of: bref)
-      throw e
-    }
-    bytesRead &+= UInt64(size)
-    blocksRead &+= 1
-    let found = XXH64(buf.baseAddress, size, H2.xxhSeed)
-    let expected = bref.check.u64(0)
-    guard found == expected else {
-      throw FormatError(.checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)), at: location(of: bref))
-    }
+    try readVerified(bref, into: buf)
     return body(UnsafeRawBufferPointer(buf))
   }
 

@@ -122,8 +122,9 @@ public final class WritableImage: ImageIO {
   }
 
   /// `write(at:_:structure:)` for `count` bytes that `fill` puts in place (straight into
-  /// the pending window: a block read from another image is copied once). When `fill`
-  /// throws, nothing is counted as written.
+  /// the pending window: a block read from another image is copied once). `fill` must
+  /// not use this image. When it throws, nothing is counted as written and those bytes
+  /// of the window are undefined: the caller abandons the transaction (resync stops).
   public func write(at offset: UInt64, count: Int, structure: String,
                     fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
     let window = offset & ~UInt64(WriteBehind.runBytes - 1)

@@ -154,7 +154,19 @@ public struct Resyncer {
       dirInums[parent] = e.inum
       return (e.inum, name)
     }
-    for d in differences {
+    // Every path below whose copy reads the focus's element, in this loop's order.
+    let readAhead = FocusReadAhead(image: focus.image, items: differences.indices.compactMap { k in
+      let d = differences[k]
+      switch d.classes[node.index] {
+      case .missing, .shapeMismatch, .stale, .ahead, .splitBrain, .damaged:
+        return d.path == "." ? nil : d.focusInode.map { FocusReadAhead.Item(position: k, inode: $0) }
+      default: return nil
+      }
+    })
+    readAhead.start()
+    defer { readAhead.stop() }
+    for (k, d) in differences.enumerated() {
+      readAhead.reach(k)
       let cls = d.classes[node.index]
       guard cls != .inSync, !under(d.path) else { continue }
       switch cls {

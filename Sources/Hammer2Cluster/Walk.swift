@@ -133,6 +133,16 @@ public final class ClusterWalker {
     // Both modes find the suspects first (fast: index entries; deep: every block of
     // every node read, verified and digested in parallel), then walk only towards them.
     scanPass(deep: mode == .deep)
+    // The walk reads every suspect's inode on every node, one at a time: ask for them
+    // all now, so that on a cold image those reads are already under way.
+    var inodeBlocks = [[(offset: UInt64, size: Int)]](repeating: [], count: n)
+    for refs in suspectRefs.values {
+      for (i, r) in refs.enumerated() {
+        if let r, let size = r.mediaSize { inodeBlocks[i].append((r.mediaOffset, size)) }
+      }
+    }
+    let readAhead = BlockReadAhead(images: group.nodes.map(\.image), blocks: inodeBlocks)
+    defer { readAhead.wait() }
     enter = directoriesToEnter()
     let shared = WalkShared(images: group.nodes.map(\.image), roles: group.nodes.map(\.role), nquorum: group.nquorum,
                             mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter)

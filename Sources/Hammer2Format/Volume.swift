@@ -166,6 +166,13 @@ public final class Volume {
     return body(UnsafeRawBufferPointer(buf))
   }
 
+  /// Asks the image to start reading `bref`'s block in the background (a read-ahead
+  /// hint; an invalid blockref is ignored here and reported by the read itself).
+  public func willNeed(_ bref: Blockref) {
+    guard let (off, size) = try? mediaRange(bref) else { return }
+    io.willNeed(at: off, count: size)
+  }
+
   /// Reads `bref`'s block as stored into `dest` (exactly its media size) and verifies
   /// its check code there: a copy lands in its destination without passing through
   /// another buffer.

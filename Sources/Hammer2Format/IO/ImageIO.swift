@@ -19,9 +19,14 @@ public protocol ImageIO: AnyObject {
   /// Reads exactly `buffer.count` bytes at `offset` into `buffer` (no allocation where
   /// the source allows it: streaming scans reuse one buffer).
   func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError)
+  /// A hint that `offset..<offset+count` will be read soon: a file starts reading it in
+  /// the background. Never fails and changes nothing a read returns.
+  func willNeed(at offset: UInt64, count: Int)
 }
 
 extension ImageIO {
+  public func willNeed(at offset: UInt64, count: Int) {}
+
   public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
     let bytes = try read(at: offset, count: buffer.count)
     bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
@@ -60,6 +65,15 @@ public final class FileImage: ImageIO {
   }
 
   deinit { try? fd.close() }
+
+  /// `posix_fadvise(POSIX_FADV_WILLNEED)`: the kernel queues the reads and returns, so
+  /// one thread can keep many of them in flight.
+  public func willNeed(at offset: UInt64, count: Int) {
+    #if os(Linux)
+      guard count > 0, offset < size, offset <= UInt64(Int64.max) else { return }
+      _ = posix_fadvise(fd.rawValue, off_t(offset), off_t(min(UInt64(count), size - offset)), POSIX_FADV_WILLNEED)
+    #endif
+  }
 
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
     var failure: FormatError?

@@ -258,7 +258,7 @@ final class WriteBehind: @unchecked Sendable {
         extents.append(r)
         return
       }
-      var i = extents.firstIndex { $0.upperBound >= r.lowerBound } ?? extents.count
+      let i = extents.firstIndex { $0.upperBound >= r.lowerBound } ?? extents.count
       while i < extents.count, extents[i].lowerBound <= r.upperBound {
         r = min(r.lowerBound, extents[i].lowerBound)..<max(r.upperBound, extents[i].upperBound)
         extents.remove(at: i)

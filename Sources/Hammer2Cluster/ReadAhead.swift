@@ -1,0 +1,203 @@
+import Foundation
+import Hammer2Format
+
+/// Reads ahead of a resync's copy on the focus image. The copy reads each path's inode
+/// and then its data blocks one at a time, so on an image that is not in the page cache
+/// it waits for the disk once per block. This thread runs a bounded distance ahead of
+/// it in the same order: it asks the kernel for the next inodes' blocks, reads each
+/// inode through its own read-only `Volume` and asks for its data blocks
+/// (`ImageIO.willNeed`), so those reads are in flight together and the copy finds them
+/// cached. Hints only: what it reads is never used, and an error here is left for the
+/// copy's own read to report.
+final class FocusReadAhead: @unchecked Sendable {
+  /// One path the copy will read: its position in the difference list and the focus's
+  /// inode blockref.
+  struct Item {
+    var position: Int
+    var inode: Blockref
+  }
+
+  private let image: String
+  private let items: [Item]
+  /// How many items, and how many bytes of their data, may be asked for beyond the one
+  /// the copy is at (the page cache must still hold them when the copy gets there).
+  private let aheadItems: Int
+  private let aheadBytes: UInt64
+  private let cond = NSCondition()
+  /// The copy's position in the difference list (guarded by `cond`).
+  private var reached = 0
+  private var stopping = false
+  /// While the thread waits: the copy position that wakes it (the copy moved a batch on,
+  /// so the thread is not woken for every path).
+  private var wakeAt: Int?
+  private var finished = false
+
+  init(image: String, items: [Item], aheadItems: Int = 512, aheadBytes: UInt64 = 32 << 20) {
+    self.image = image
+    self.items = items
+    self.aheadItems = max(1, aheadItems)
+    self.aheadBytes = max(1, aheadBytes)
+  }
+
+  func start() {
+    guard !items.isEmpty else {
+      finished = true
+      return
+    }
+    let t = Thread { [self] in run() }
+    t.name = "h2 read-ahead"
+    t.start()
+  }
+
+  /// The copy is at `position` of the difference list (cheap: called once per path).
+  func reach(_ position: Int) {
+    cond.lock()
+    reached = position
+    if let w = wakeAt, position >= w {
+      wakeAt = nil
+      cond.signal()
+    }
+    cond.unlock()
+  }
+
+  /// Stops the thread and waits for it.
+  func stop() {
+    cond.lock()
+    stopping = true
+    cond.broadcast()
+    while !finished { cond.wait() }
+    cond.unlock()
+  }
+
+  private func run() {
+    defer {
+      cond.lock()
+      finished = true
+      cond.broadcast()
+      cond.unlock()
+    }
+    guard let volume = try? Volume.open(path: image, cacheBudget: 1 << 20) else { return }
+    volume.cachesArrays = false
+    // Items before `consumed` are the copy's (done or in progress); `bytes[k]` is what
+    // item k asked for, summed over the items still ahead in `pending`.
+    var consumed = 0
+    var bytes = [UInt64](repeating: 0, count: items.count)
+    var pending: UInt64 = 0
+    var inodesAsked = 0
+    for k in items.indices {
+      cond.lock()
+      while true {
+        if stopping { break }
+        while consumed < k, items[consumed].position < reached {
+          pending -= bytes[consumed]
+          consumed += 1
+        }
+        if k - consumed < aheadItems, pending < aheadBytes { break }
+        wakeAt = items[min(consumed + max(1, aheadItems / 8), k)].position
+        cond.wait()
+      }
+      let stop = stopping
+      cond.unlock()
+      if stop { return }
+      // The next inodes are asked for in batches: their reads overlap, and the read
+      // below then rarely waits.
+      if inodesAsked <= k {
+        let end = min(items.count, k + 64)
+        for j in inodesAsked..<end { volume.willNeed(items[j].inode) }
+        inodesAsked = end
+      }
+      bytes[k] = askForData(items[k].inode, volume: volume)
+      pending += bytes[k]
+    }
+  }
+
+  /// Asks for the data blocks of the file at `bref` (at most `aheadBytes` of them;
+  /// beyond that the kernel's own read-ahead follows the copy through a big file).
+  /// Adjacent blocks are asked for as one range. Returns the bytes asked for.
+  private func askForData(_ bref: Blockref, volume: Volume) -> UInt64 {
+    guard let ino = try? volume.inode(bref, cached: false), ino.meta.type == .regularFile || ino.meta.type == .symlink,
+      !ino.meta.isDirectData, ino.meta.size > 0
+    else { return 0 }
+    var it = KeyRangeIterator(volume: volume, array: ino.blockset) { Location(image: volume.label, offset: 0, structure: "read-ahead") }
+    it.cachesBlocks = false
+    var total: UInt64 = 0
+    var run: (off: UInt64, end: UInt64)?
+    var el = it.lookup(0, ino.meta.size - 1)
+    while let e = el, total < aheadBytes {
+      if case .leaf(let b) = e, b.type == .data, let n = b.mediaSize, n > 0 {
+        let off = b.mediaOffset
+        let (end, overflow) = off.addingReportingOverflow(UInt64(n))
+        if overflow { break }  // damage: the copy's read reports it
+        if let r = run, r.end == off {
+          run = (r.off, end)
+        } else {
+          if let r = run { volume.io.willNeed(at: r.off, count: Int(r.end - r.off)) }
+          run = (off, end)
+        }
+        total += UInt64(n)
+      }
+      el = it.next()
+    }
+    if let r = run { volume.io.willNeed(at: r.off, count: Int(r.end - r.off)) }
+    return total
+  }
+}
+
+/// Asks for a known set of blocks of several images in the background: the inodes a
+/// walk is about to read one at a time (the scan found them). Sorted by offset, with
+/// touching pages asked for as one range, so the disk sees few, ordered requests.
+/// Hints only, like `FocusReadAhead`.
+final class BlockReadAhead: @unchecked Sendable {
+  private let cond = NSCondition()
+  private var finished = false
+
+  /// Starts asking for `blocks[i]` (offset and size) of `images[i]`, at most `limit`
+  /// bytes in all: beyond what the page cache can be expected to keep, the reads
+  /// would push out the first ones before the walk gets to them.
+  init(images: [String], blocks: [[(offset: UInt64, size: Int)]], limit: UInt64 = 256 << 20) {
+    let work = UncheckedSendable((images, blocks))
+    let t = Thread { [self] in
+      defer {
+        cond.lock()
+        finished = true
+        cond.broadcast()
+        cond.unlock()
+      }
+      var budget = limit
+      for (image, list) in zip(work.value.0, work.value.1) where !list.isEmpty {
+        guard let io = try? FileImage(path: image) else { continue }
+        let page: UInt64 = 4096
+        var run: (lo: UInt64, hi: UInt64)?
+        func flush() {
+          guard let r = run else { return }
+          let n = r.hi - r.lo
+          if n <= budget { io.willNeed(at: r.lo, count: Int(n)) }
+          budget -= min(budget, n)
+          run = nil
+        }
+        for b in list.sorted(by: { $0.offset < $1.offset }) {
+          guard budget > 0 else { break }
+          let (end, overflow) = b.offset.addingReportingOverflow(UInt64(b.size) + page - 1)
+          if overflow { continue }
+          let lo = b.offset & ~(page - 1), hi = end & ~(page - 1)
+          if let r = run, lo <= r.hi {
+            run = (r.lo, max(r.hi, hi))
+          } else {
+            flush()
+            run = (lo, hi)
+          }
+        }
+        flush()
+      }
+    }
+    t.name = "h2 read-ahead"
+    t.start()
+  }
+
+  /// Waits until every hint has been given.
+  func wait() {
+    cond.lock()
+    while !finished { cond.wait() }
+    cond.unlock()
+  }
+}

@@ -1,0 +1,82 @@
+import Dispatch
+import Foundation
+import H2TestSupport
+@testable import Hammer2Cluster
+import Hammer2Format
+import Testing
+
+/// The read-ahead threads give hints only: they must end when asked, wherever they are,
+/// and blockrefs from a damaged image must not trap them.
+@Suite struct ReadAheadTests {
+  /// Runs `body` on another thread; false when it has not returned within `seconds`.
+  func returns(within seconds: Double, _ body: @escaping @Sendable () -> Void) -> Bool {
+    let done = DispatchSemaphore(value: 0)
+    Thread {
+      body()
+      done.signal()
+    }.start()
+    return done.wait(timeout: .now() + seconds) == .success
+  }
+
+  /// The focus's file inodes, in directory order, and the image.
+  func fileInodes(_ dir: String) throws -> (String, [Blockref]) {
+    let images = try buildCluster(dir, files: 300) { _, _ in }
+    let volume = try Volume.open(path: images[0])
+    var findings: [Finding] = []
+    let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: images[0]))
+    let big = try reader.resolve("big")
+    var refs: [Blockref] = []
+    reader.forEachEntry(of: big.inode, path: "big", findings: &findings) { e in
+      if let (b, _) = try? reader.inodeWithBlockref(e.inum) { refs.append(b) }
+      return true
+    }
+    #expect(refs.count == 300 && findings.isEmpty)
+    return (images[0], refs)
+  }
+
+  @Test func focusReadAheadEndsWhileWaitingAfterTheCopyAndAtTheEnd() throws {
+    let dir = makeTempDir("h2ra")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (image, refs) = try fileInodes(dir)
+    let items = refs.enumerated().map { FocusReadAhead.Item(position: $0.offset * 2, inode: $0.element) }
+    // A window of one item: the thread waits for the copy almost at once.
+    let waiting = FocusReadAhead(image: image, items: items, aheadItems: 1, aheadBytes: 1)
+    waiting.start()
+    #expect(returns(within: 30) { waiting.stop() }, "stop() while the thread waits for the copy")
+    // The copy moving through every position wakes it batch by batch until it ends.
+    let following = FocusReadAhead(image: image, items: items, aheadItems: 8, aheadBytes: 64 << 10)
+    following.start()
+    #expect(returns(within: 30) {
+      for p in 0...(items.count * 2) { following.reach(p) }
+      following.stop()
+    }, "a read-ahead that follows the copy to its end")
+    // Nothing to read: no thread at all, and stop() still returns.
+    let empty = FocusReadAhead(image: image, items: [])
+    empty.start()
+    #expect(returns(within: 30) { empty.stop() })
+  }
+
+  @Test func damagedBlockrefsAndImpossibleRangesDoNotTrap() throws {
+    let dir = makeTempDir("h2ra")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (image, refs) = try fileInodes(dir)
+    var wild = refs[0]
+    wild.dataOff = .max  // past the image, and offset + size overflows
+    var unsized = refs[1]
+    unsized.dataOff &= ~0x3F  // radix 0: no size
+    let items = [wild, unsized, refs[2]].enumerated().map { FocusReadAhead.Item(position: $0.offset, inode: $0.element) }
+    let ra = FocusReadAhead(image: image, items: items)
+    ra.start()
+    #expect(returns(within: 30) {
+      for p in 0...3 { ra.reach(p) }
+      ra.stop()
+    })
+    let blocks = BlockReadAhead(images: [image, dir + "/no-such.img"],
+                                blocks: [[(UInt64.max - 10, 1024), (0, Int.max), (1 << 20, 1024)], [(0, 4096)]])
+    #expect(returns(within: 30) { blocks.wait() })
+    let io = try FileImage(path: image)
+    io.willNeed(at: .max, count: .max)
+    io.willNeed(at: io.size - 1, count: .max)
+    io.willNeed(at: 0, count: 0)
+  }
+}

@@ -177,7 +177,7 @@ final class BlockReadAhead: @unchecked Sendable {
         }
         for b in list.sorted(by: { $0.offset < $1.offset }) {
           guard budget > 0 else { break }
-          let (end, overflow) = b.offset.addingReportingOverflow(UInt64(b.size) + page - 1)
+          let (end, overflow) = b.offset.addingReportingOverflow(UInt64(max(0, b.size)) + page - 1)
           if overflow { continue }
           let lo = b.offset & ~(page - 1), hi = end & ~(page - 1)
           if let r = run, lo <= r.hi {

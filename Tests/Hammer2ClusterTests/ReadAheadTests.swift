@@ -72,7 +72,7 @@ import Testing
       ra.stop()
     })
     let blocks = BlockReadAhead(images: [image, dir + "/no-such.img"],
-                                blocks: [[(UInt64.max - 10, 1024), (0, Int.max), (1 << 20, 1024)], [(0, 4096)]])
+                                blocks: [[(UInt64.max - 10, 1024), (0, Int.max), (0, -1), (1 << 20, 1024)], [(0, 4096)]])
     #expect(returns(within: 30) { blocks.wait() })
     let io = try FileImage(path: image)
     io.willNeed(at: .max, count: .max)

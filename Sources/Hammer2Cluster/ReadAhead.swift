@@ -155,6 +155,10 @@ final class BlockReadAhead: @unchecked Sendable {
   /// bytes in all: beyond what the page cache can be expected to keep, the reads
   /// would push out the first ones before the walk gets to them.
   init(images: [String], blocks: [[(offset: UInt64, size: Int)]], limit: UInt64 = 256 << 20) {
+    guard blocks.contains(where: { !$0.isEmpty }) else {
+      finished = true
+      return
+    }
     let work = UncheckedSendable((images, blocks))
     let t = Thread { [self] in
       defer {

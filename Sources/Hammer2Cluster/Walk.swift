@@ -125,6 +125,8 @@ public final class ClusterWalker {
   var walkJobsPerThread = 8
   /// Threads the last run's directory walk used (for tests).
   private(set) var walkThreadsUsed = 1
+  /// Inode blocks the last run announced ahead of the walk (for tests).
+  private(set) var inodesReadAhead = 0
 
   /// Runs the walk; `emit` receives each differing path, on the calling thread and in
   /// the same order whatever `threads` is.
@@ -134,13 +136,17 @@ public final class ClusterWalker {
     // every node read, verified and digested in parallel), then walk only towards them.
     scanPass(deep: mode == .deep)
     // The walk reads every suspect's inode on every node, one at a time: ask for them
-    // all now, so that on a cold image those reads are already under way.
+    // all now, so that on a cold image those reads are already under way. Not under a
+    // throttle: those reads would escape it.
     var inodeBlocks = [[(offset: UInt64, size: Int)]](repeating: [], count: n)
-    for refs in suspectRefs.values {
-      for (i, r) in refs.enumerated() {
-        if let r, let size = r.mediaSize { inodeBlocks[i].append((r.mediaOffset, size)) }
+    if onBytes == nil {
+      for refs in suspectRefs.values {
+        for (i, r) in refs.enumerated() {
+          if let r, let size = r.mediaSize { inodeBlocks[i].append((r.mediaOffset, size)) }
+        }
       }
     }
+    inodesReadAhead = inodeBlocks.reduce(0) { $0 + $1.count }
     let readAhead = BlockReadAhead(images: group.nodes.map(\.image), blocks: inodeBlocks)
     defer { readAhead.wait() }
     enter = directoriesToEnter()

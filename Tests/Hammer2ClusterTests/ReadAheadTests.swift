@@ -79,4 +79,25 @@ import Testing
     io.willNeed(at: io.size - 1, count: .max)
     io.willNeed(at: 0, count: 0)
   }
+
+  /// The inode read-ahead gives the same walk, and stays off under a throttle (`check
+  /// --max-rate`), whose limit its reads would escape.
+  @Test func inodeReadAheadIsOffUnderAThrottle() throws {
+    let dir = makeTempDir("h2ra")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try buildCluster(dir, files: 50) { n, img in
+      guard n == "C" else { return }
+      try mk(["truncate", img, "--pfs", "DATA", "text.txt", "100", "--time", "1700000200"])
+    }
+    var seen: [[String]] = []
+    for throttled in [false, true] {
+      let w = ClusterWalker(group: try ClusterGroup.discover(images: images, name: nil, clid: nil), mode: .fast)
+      if throttled { w.onBytes = { _ in } }
+      var diffs: [String] = []
+      w.run { diffs.append("\($0.path) \($0.classes)") }
+      #expect(throttled ? w.inodesReadAhead == 0 : w.inodesReadAhead >= 3, "throttled: \(throttled)")
+      seen.append(diffs)
+    }
+    #expect(seen[0] == seen[1] && seen[0].contains { $0.hasPrefix("text.txt ") })
+  }
 }

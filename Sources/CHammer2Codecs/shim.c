@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include "CHammer2Codecs.h"
 #include <fcntl.h>
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string.h>
 
 int64_t h2_zlib_inflate(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_cap) {
@@ -58,5 +61,16 @@ int h2_open_direct(const char *path) {
 #else
   (void)path;
   return -1;
+#endif
+}
+
+void h2_keep_freed_memory(size_t keep_bytes) {
+#if defined(__linux__) && defined(__GLIBC__)
+  /* glibc refuses an mmap threshold above 32 MiB (64-bit). */
+  int n = keep_bytes > ((size_t)32 << 20) ? (32 << 20) : (int)keep_bytes;
+  mallopt(M_TRIM_THRESHOLD, n);
+  mallopt(M_MMAP_THRESHOLD, n);
+#else
+  (void)keep_bytes;
 #endif
 }

@@ -7,14 +7,24 @@ import Hammer2Format
 /// it in the same order: it asks the kernel for the next inodes' blocks, reads each
 /// inode through its own read-only `Volume` and asks for its data blocks
 /// (`ImageIO.willNeed`), so those reads are in flight together and the copy finds them
-/// cached. Hints only: what it reads is never used, and an error here is left for the
-/// copy's own read to report.
+/// cached. The inodes it read and verified are handed to the copy (`arrive(at:)`),
+/// which would otherwise read each one again; the data is only asked for (reading it
+/// here too cost more CPU than it saved the copy). An error here is left for the copy's
+/// own read to report.
 final class FocusReadAhead: @unchecked Sendable {
   /// One path the copy will read: its position in the difference list and the focus's
   /// inode blockref.
   struct Item {
     var position: Int
     var inode: Blockref
+  }
+
+  /// A path's inode as read (and verified) for the copy, with the blockref it was
+  /// read for.
+  struct PreparedInode {
+    var position: Int
+    var bref: Blockref
+    var inode: InodeData
   }
 
   private let image: String
@@ -24,13 +34,20 @@ final class FocusReadAhead: @unchecked Sendable {
   private let aheadItems: Int
   private let aheadBytes: UInt64
   private let cond = NSCondition()
-  /// The copy's position in the difference list (guarded by `cond`).
-  private var reached = 0
+  /// The copy's position in the difference list, -1 before it starts (guarded by
+  /// `cond`, as is all below).
+  private var reached = -1
   private var stopping = false
   /// While the thread waits: the copy position that wakes it (the copy moved a batch on,
   /// so the thread is not woken for every path).
   private var wakeAt: Int?
   private var finished = false
+  /// Inodes read ahead of the copy and not yet handed over, in position order (at most
+  /// `aheadItems` of them).
+  private var inodes: [PreparedInode] = []
+  private var inodesHead = 0
+  /// Inodes handed over (for tests).
+  private(set) var inodesHanded = 0
 
   init(image: String, items: [Item], aheadItems: Int = 512, aheadBytes: UInt64 = 32 << 20) {
     self.image = image
@@ -50,13 +67,35 @@ final class FocusReadAhead: @unchecked Sendable {
   }
 
   /// The copy is at `position` of the difference list (cheap: called once per path).
-  func reach(_ position: Int) {
+  /// Returns the focus's inode read for that position, if it was; those read for
+  /// positions before it are dropped.
+  func arrive(at position: Int) -> PreparedInode? {
     cond.lock()
+    defer { cond.unlock() }
     reached = position
+    var found: PreparedInode?
+    while inodesHead < inodes.count, inodes[inodesHead].position <= position {
+      if inodes[inodesHead].position == position {
+        found = inodes[inodesHead]
+        inodesHanded += 1
+      }
+      inodesHead += 1
+    }
+    if inodesHead >= 64, inodesHead * 2 >= inodes.count {
+      inodes.removeFirst(inodesHead)
+      inodesHead = 0
+    }
     if let w = wakeAt, position >= w {
       wakeAt = nil
       cond.signal()
     }
+    return found
+  }
+
+  /// Waits until the thread waits for the copy or has ended (for tests).
+  func waitUntilIdle() {
+    cond.lock()
+    while !finished && wakeAt == nil { cond.wait() }
     cond.unlock()
   }
 
@@ -66,6 +105,8 @@ final class FocusReadAhead: @unchecked Sendable {
     stopping = true
     cond.broadcast()
     while !finished { cond.wait() }
+    inodes = []
+    inodesHead = 0
     cond.unlock()
   }
 
@@ -94,11 +135,13 @@ final class FocusReadAhead: @unchecked Sendable {
         }
         if k - consumed < aheadItems, pending < aheadBytes { break }
         wakeAt = items[min(consumed + max(1, aheadItems / 8), k)].position
+        cond.broadcast()  // for `waitUntilIdle`
         cond.wait()
       }
-      let stop = stopping
+      let stop = stopping, passed = items[k].position <= reached
       cond.unlock()
       if stop { return }
+      if passed { continue }  // the copy got there first
       // The next inodes are asked for in batches: their reads overlap, and the read
       // below then rarely waits.
       if inodesAsked <= k {
@@ -106,18 +149,20 @@ final class FocusReadAhead: @unchecked Sendable {
         for j in inodesAsked..<end { volume.willNeed(items[j].inode) }
         inodesAsked = end
       }
-      bytes[k] = askForData(items[k].inode, volume: volume)
+      guard let ino = try? volume.inode(items[k].inode, cached: false) else { continue }
+      cond.lock()
+      if items[k].position > reached { inodes.append(PreparedInode(position: items[k].position, bref: items[k].inode, inode: ino)) }
+      cond.unlock()
+      bytes[k] = askForData(ino, volume: volume)
       pending += bytes[k]
     }
   }
 
-  /// Asks for the data blocks of the file at `bref` (at most `aheadBytes` of them;
-  /// beyond that the kernel's own read-ahead follows the copy through a big file).
-  /// Adjacent blocks are asked for as one range. Returns the bytes asked for.
-  private func askForData(_ bref: Blockref, volume: Volume) -> UInt64 {
-    guard let ino = try? volume.inode(bref, cached: false), ino.meta.type == .regularFile || ino.meta.type == .symlink,
-      !ino.meta.isDirectData, ino.meta.size > 0
-    else { return 0 }
+  /// Asks for the data blocks of the file `ino` (at most `aheadBytes` of them; beyond
+  /// that the kernel's own read-ahead follows the copy through a big file). Adjacent
+  /// blocks are asked for as one range. Returns the bytes asked for.
+  private func askForData(_ ino: InodeData, volume: Volume) -> UInt64 {
+    guard ino.meta.type == .regularFile || ino.meta.type == .symlink, !ino.meta.isDirectData, ino.meta.size > 0 else { return 0 }
     var it = KeyRangeIterator(volume: volume, array: ino.blockset) { Location(image: volume.label, offset: 0, structure: "read-ahead") }
     it.cachesBlocks = false
     var total: UInt64 = 0

@@ -118,11 +118,18 @@ public struct Resyncer {
     return (String(p[..<slash]), Array(u[u.index(after: slash)...]))
   }
 
-  /// The focus's element for `path`: its entry, inode and inode blockref.
-  private func focusElement(_ path: String, _ known: Difference? = nil) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
+  /// The focus's element for `path`: its entry, inode and inode blockref (the inode the
+  /// read-ahead read for that blockref, when it did).
+  private func focusElement(_ path: String, _ known: Difference? = nil,
+                            _ prepared: FocusReadAhead.PreparedInode? = nil) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
     if let d = known, let e = d.focusEntry, let b = d.focusInode, b.key == e.inum {
-      // Each path is copied once: caching its inode would only churn the cache.
-      let ino = try focus.volume.inode(b, cached: false)
+      let ino: InodeData
+      if let p = prepared, p.bref == b {
+        ino = p.inode
+      } else {
+        // Each path is copied once: caching its inode would only churn the cache.
+        ino = try focus.volume.inode(b, cached: false)
+      }
       if ino.meta.inum == e.inum { return (e, b, ino) }
     }
     let (parentDir, name) = splitPath(path)
@@ -166,7 +173,7 @@ public struct Resyncer {
     readAhead.start()
     defer { readAhead.stop() }
     for (k, d) in differences.enumerated() {
-      readAhead.reach(k)
+      let prepared = readAhead.arrive(at: k)
       let cls = d.classes[node.index]
       guard cls != .inSync, !under(d.path) else { continue }
       switch cls {
@@ -191,20 +198,20 @@ public struct Resyncer {
       case .missing:
         // A new inode takes the focus's link count; another name of an existing one
         // is counted at the end.
-        if try !create(d.path, in: dir, name: name, ed, d) { relinked.insert(d.inum) }
+        if try !create(d.path, in: dir, name: name, ed, d, prepared) { relinked.insert(d.inum) }
         touchedDirs.insert(parentPath(d.path))
       case .shapeMismatch:
         dirInums = [".": 1]
         try ed.unlink(name, in: dir, recursive: true)
-        try create(d.path, in: dir, name: name, ed, d)
+        try create(d.path, in: dir, name: name, ed, d, prepared)
         touchedDirs.insert(parentPath(d.path))
       case .stale, .ahead, .splitBrain, .damaged:
-        let (e, fb, fino) = try focusElement(d.path, d)
-        guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d); break }
+        let (e, fb, fino) = try focusElement(d.path, d, prepared)
+        guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d, prepared); break }
         if mine.inum != e.inum || mine.type != fino.meta.typeRaw {
           dirInums = [".": 1]
           try ed.unlink(name, in: dir, recursive: true)
-          try create(d.path, in: dir, name: name, ed, d)
+          try create(d.path, in: dir, name: name, ed, d, prepared)
           touchedDirs.insert(parentPath(d.path))
         } else {
           try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
@@ -238,8 +245,9 @@ public struct Resyncer {
   /// Creates `path` on the node as a copy of the focus's element (same inode number);
   /// true when that made a new inode (not one more name of an existing one).
   @discardableResult
-  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: Difference? = nil) throws -> Bool {
-    let (e, fb, fino) = try focusElement(path, known)
+  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: Difference? = nil,
+                      _ prepared: FocusReadAhead.PreparedInode? = nil) throws -> Bool {
+    let (e, fb, fino) = try focusElement(path, known, prepared)
     let created = try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
     try copyContent(e.inum, fino, ed, rewriteAll: false)
     try ed.stamp(e.inum, tid: fb.modifyTid)

@@ -23,6 +23,7 @@ let exitCodeHelp = """
 @main
 struct Entry {
   static func main() {
+    ProcessMemory.keepFreedMemory()
     do {
       var command = try H2Resync.parseAsRoot()
       try command.run()

@@ -47,13 +47,44 @@ import Testing
     let following = FocusReadAhead(image: image, items: items, aheadItems: 8, aheadBytes: 64 << 10)
     following.start()
     #expect(returns(within: 30) {
-      for p in 0...(items.count * 2) { following.reach(p) }
+      for p in 0...(items.count * 2) { _ = following.arrive(at: p) }
       following.stop()
     }, "a read-ahead that follows the copy to its end")
     // Nothing to read: no thread at all, and stop() still returns.
     let empty = FocusReadAhead(image: image, items: [])
     empty.start()
     #expect(returns(within: 30) { empty.stop() })
+  }
+
+  /// The copy is handed the focus's inode read for exactly the blockref at its
+  /// position, as the copy would read it; nothing for a position it passed, and an
+  /// inode that fails its check is not handed over (the copy's own read reports it).
+  @Test func handedInodesAreWhatTheCopyWouldRead() throws {
+    let dir = makeTempDir("h2ra")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let (image, refs) = try fileInodes(dir)
+    var bad = refs[5]
+    bad.check.w.0 ^= 1  // the inode block no longer matches its check code
+    let items = ([bad] + refs[6..<40]).enumerated().map { FocusReadAhead.Item(position: $0.offset * 2 + 1, inode: $0.element) }
+    let ra = FocusReadAhead(image: image, items: items, aheadItems: 1000)
+    ra.start()
+    defer { ra.stop() }
+    ra.waitUntilIdle()
+    let volume = try Volume.open(path: image)
+    #expect(ra.arrive(at: 0) == nil, "no item at position 0")
+    #expect(ra.arrive(at: 1) == nil, "an inode failing its check is not handed over")
+    for (i, item) in items.enumerated().dropFirst() where i != 3 {
+      guard let got = ra.arrive(at: item.position) else {
+        Issue.record("nothing handed over at \(item.position)")
+        continue
+      }
+      let ino = try volume.inode(item.inode, cached: false)
+      #expect(got.position == item.position && got.bref == item.inode)
+      #expect(got.inode.meta.inum == ino.meta.inum && got.inode.filename == ino.filename && got.inode.blockset == ino.blockset)
+      #expect(ra.arrive(at: item.position) == nil, "handed over once")
+      if i == 2 { _ = ra.arrive(at: items[4].position - 1) }  // passes item 3
+    }
+    #expect(ra.inodesHanded == items.count - 2)
   }
 
   @Test func damagedBlockrefsAndImpossibleRangesDoNotTrap() throws {
@@ -68,7 +99,7 @@ import Testing
     let ra = FocusReadAhead(image: image, items: items)
     ra.start()
     #expect(returns(within: 30) {
-      for p in 0...3 { ra.reach(p) }
+      for p in 0...3 { _ = ra.arrive(at: p) }
       ra.stop()
     })
     let blocks = BlockReadAhead(images: [image, dir + "/no-such.img"],

@@ -35,4 +35,11 @@ int h2_start_writeback(int fd, int64_t offset, int64_t length);
 /// commit's fsync to flush). Returns the descriptor, or -1 where unsupported.
 int h2_open_direct(const char *path);
 
+/// Keeps memory the process frees for its own reuse (glibc `mallopt`: heap trimming
+/// above `keep_bytes`, and `mmap` only for blocks of `keep_bytes` or more). A walk frees
+/// and allocates block-sized buffers all the time; returned to the kernel, each reuse
+/// costs a page fault and the kernel's zeroing of every page again. Process-wide, so
+/// only a program's entry point calls it. A no-op elsewhere.
+void h2_keep_freed_memory(size_t keep_bytes);
+
 #endif

@@ -34,8 +34,10 @@
 #     `diff` that must say in sync, and `cp --sparse=always FOCUS COPY` (+ its fsync,
 #     reported apart: resync fsyncs its writes, a plain cp does not).
 #  7. `h2bench cluster report`: the table, and DIR/results.json.
-# Peak RSS of every child is its own ru_maxrss (wait4). Needs ~4x the image data in
-# free disk space, and page cache for 3 images to keep the (A) runs warm.
+# Peak RSS of every child: its maximum resident set as GNU time (/usr/bin/time) reports
+# it; without GNU time, ru_maxrss from wait4, which on Linux includes h2bench's own peak.
+# Needs ~4x the image data in free disk space, and page cache for 3 images to keep the
+# (A) runs warm.
 set -euo pipefail
 
 DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=2200M SIZE=8G RUNS=3 CACHE=both KEEP=0

@@ -9,8 +9,9 @@
 //   h2bench cluster report --manifest F --setup F --diffcheck F --resync F
 //
 // tools/bench-cluster.sh drives them; see its header for the whole procedure. Every
-// measured command runs as a child (posix_spawn + wait4), so its wall time, CPU time
-// and peak RSS (ru_maxrss) are its own.
+// measured command runs as a child (posix_spawn + wait4), so its wall time and CPU time
+// are its own, and its peak RSS too when GNU time is installed (see spawnMeasured).
+
 import ArgumentParser
 import Foundation
 import Hammer2Format
@@ -31,9 +32,33 @@ struct Spawned: Codable {
   var systemSeconds: Double
 }
 
+/// GNU time, when installed: the peak RSS of a child is read through it (see
+/// `spawnMeasured`).
+private let gnuTime: String? = FileManager.default.isExecutableFile(atPath: "/usr/bin/time") ? "/usr/bin/time" : nil
+nonisolated(unsafe) private var rssFiles = 0
+
 /// Runs `argv` (PATH lookup), stdout/stderr to the given files (else inherited), and
-/// returns its wall time and its own rusage (wait4).
+/// returns its wall time and its own rusage (wait4). The peak RSS comes from GNU time
+/// where it is installed: posix_spawn starts a child on this process's memory (vfork),
+/// and Linux then counts this process's own peak in the child's ru_maxrss (every child
+/// of a run reported the same 152 MiB); GNU time forks the command from its own small
+/// process. Without it the figure is an upper bound.
 func spawnMeasured(_ argv: [String], stdout: String? = nil, stderr: String? = nil) throws -> Spawned {
+  if let gnuTime {
+    rssFiles += 1
+    let rssFile = (NSTemporaryDirectory() as NSString).appendingPathComponent("h2bench-rss-\(getpid())-\(rssFiles)")
+    defer { try? FileManager.default.removeItem(atPath: rssFile) }
+    var r = try spawnWaited([gnuTime, "-f", "%M", "-o", rssFile, "--"] + argv, stdout: stdout, stderr: stderr)
+    r.argv = argv
+    if let text = try? String(contentsOfFile: rssFile, encoding: .utf8), let kib = text.split(separator: "\n").last.flatMap({ UInt64($0) }) {
+      r.peakRSSKiB = kib
+    }
+    return r
+  }
+  return try spawnWaited(argv, stdout: stdout, stderr: stderr)
+}
+
+private func spawnWaited(_ argv: [String], stdout: String?, stderr: String?) throws -> Spawned {
   var fa = posix_spawn_file_actions_t()
   posix_spawn_file_actions_init(&fa)
   defer { posix_spawn_file_actions_destroy(&fa) }
@@ -706,7 +731,7 @@ struct ReportCommand: ParsableCommand {
     func f(_ x: Double, _ d: Int = 2) -> String { String(format: "%.\(d)f", x) }
     func ok(_ c: Bool) -> String { c ? "ok" : "MISSED" }
     print("== source tree: \(m.baseFiles + m.extraFiles) files, \(fmtBytes(m.baseBytes + m.extraBytes)) (\(fmtBytes(m.textBytes)) text, \(fmtBytes(m.randomBytes)) random), \(m.directories) directories; extra (10%-style) part: \(m.extraFiles) files, \(fmtBytes(m.extraBytes))")
-    print("== setup (each a child; peak RSS = ru_maxrss)")
+    print("== setup (each a child; peak RSS as in spawnMeasured)")
     // Steps of one label with a .N suffix (the parts of a populate) are summed.
     var merged: [SetupStep] = []
     var parts: [String: Int] = [:]

@@ -32,7 +32,8 @@
 #  6. (B) `h2bench cluster resync --focus A A B C-stale`: per run, fresh copies of the
 #     three (setup, not timed), then `h2resync resync --yes --no-snapshot` on them, a
 #     `diff` that must say in sync, and `cp --sparse=always FOCUS COPY` (+ its fsync,
-#     reported apart: resync fsyncs its writes, a plain cp does not).
+#     reported apart: resync fsyncs its writes, a plain cp does not). Run by hand with
+#     `--cache cold`, the page cache is dropped before resync and before cp.
 #  7. `h2bench cluster report`: the table, and DIR/results.json.
 # Peak RSS of every child: its maximum resident set as GNU time (/usr/bin/time) reports
 # it; without GNU time, ru_maxrss from wait4, which on Linux includes h2bench's own peak.

@@ -622,6 +622,9 @@ struct ResyncReport: Codable {
   var plannedBytesToWrite: UInt64?
   var plannedDifferences: Int?
   var resyncCommand: [String]
+  /// "warm" (the fresh copies as written, in the page cache as far as it holds them) or
+  /// "cold" (the page cache dropped before `resync` and before `cp`). Absent: warm.
+  var cache: String?
 }
 
 struct ResyncBench: ParsableCommand {
@@ -634,9 +637,13 @@ struct ResyncBench: ParsableCommand {
   @Option(help: "Where the fresh copies go (same file system as the originals' copies).") var workdir: String
   @Option var runs = 3
   @Option var jsonOut: String?
+  @Option(help: "warm (the fresh copies as the page cache holds them) or cold (the page cache dropped before resync and before cp; needs root).")
+  var cache = "warm"
 
   func run() throws {
     let fm = FileManager.default
+    let cold = cache == "cold"
+    if cold, !dropCaches() { throw BenchError("--cache cold: cannot drop the page cache (not root?)") }
     try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
     let work = images.map { workdir + "/" + ($0 as NSString).lastPathComponent }
     guard let fi = images.firstIndex(of: focus) else { throw ValidationError("--focus must be one of the images") }
@@ -664,6 +671,7 @@ struct ResyncBench: ParsableCommand {
           planned = (summary["bytes_to_write"] as? [String: Any])?.values.compactMap { ($0 as? NSNumber)?.uint64Value }.reduce(0, +)
         }
       }
+      if cold { _ = dropCaches() }
       let r = try spawnMeasured(argv, stdout: out + ".resync.out", stderr: out + ".resync.err")
       guard r.status == 0 || r.status == 1 else {
         throw BenchError("resync exited \(r.status): \(tail(out + ".resync.err"))\n\(tail(out + ".resync.out"))")
@@ -678,7 +686,7 @@ struct ResyncBench: ParsableCommand {
         nodes.append(NodeWrites(image: String(parts[0]), paths: Int(num("paths")), writes: Int(num("writes")), bytes: num("bytes")))
       }
       let v = try spawnMeasured([h2resync, "diff"] + work, stdout: out + ".after.out", stderr: out + ".after.err")
-      sync()
+      if cold { _ = dropCaches() } else { sync() }
       let cp = try spawnMeasured(["cp", "--sparse=always", work[fi], copy])
       guard cp.status == 0 else { throw BenchError("cp of the focus failed") }
       let fs = try spawnMeasured(["sync", copy])
@@ -697,11 +705,14 @@ struct ResyncBench: ParsableCommand {
       images: images, focus: focus, allocatedBytes: images.map(allocatedBytes), inUseBytes: images.map(inUseBytes), runs: results, resync: rs, cp: cps,
       cpPlusFsyncMedian: cpf, speedupVsCp: cps.median / rs.median, speedupVsCpFsync: cpf / rs.median,
       bytesWritten: last.nodes.reduce(0) { $0 + $1.bytes }, writes: last.nodes.reduce(0) { $0 + $1.writes },
-      plannedBytesToWrite: planned, plannedDifferences: plannedDiffs, resyncCommand: argv)
+      plannedBytesToWrite: planned, plannedDifferences: plannedDiffs, resyncCommand: argv, cache: cache)
     print(try writeJSON(rep, to: jsonOut))
   }
 
-  func validate() throws { guard runs >= 1 else { throw ValidationError("--runs must be at least 1") } }
+  func validate() throws {
+    guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    guard ["warm", "cold"].contains(cache) else { throw ValidationError("--cache: warm or cold") }
+  }
 }
 
 // MARK: - Report
@@ -777,7 +788,7 @@ struct ReportCommand: ParsableCommand {
       let used = r.inUseBytes.map { $0 ?? 0 }
       let fi = r.images.firstIndex(of: r.focus)!  // Safe: checked when measured.
       let missingPhys = used[fi] > (used.min() ?? 0) ? used[fi] - used.min()! : 0
-      print("== (B) resync of a node lacking the extra part, fresh copies each run, median of \(r.runs.count)")
+      print("== (B) resync of a node lacking the extra part, fresh copies each run, \(r.cache ?? "warm") cache, median of \(r.runs.count)")
       print("  \(pad("what", 28, left: true)) \(pad("sec", 8)) \(pad("peak RSS", 11))  ratio")
       print("  \(pad("h2resync resync", 28, left: true)) \(pad(f(r.resync.median), 8)) \(pad(fmtMiB(r.resync.peakRSSKiB), 11))  1.00")
       print("  \(pad("cp --sparse=always FOCUS", 28, left: true)) \(pad(f(r.cp.median), 8)) \(pad(fmtMiB(r.cp.peakRSSKiB), 11))  resync \(f(r.speedupVsCp, 1))x faster (goal >= 5: \(ok(r.speedupVsCp >= 5)))")

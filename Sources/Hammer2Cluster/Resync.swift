@@ -287,9 +287,10 @@ public struct Resyncer {
           }
           if raw, fb.radix != 0, fb.keybits == H2.pbufRadix, fb.compression != nil {
             // Same methods: the focus's block as it is on media, read straight into
-            // the write path's buffer and verified there.
-            try ed.putRawBlock(inum, source: fb, tid: fb.modifyTid) { dest throws(FormatError) in
-              try focus.volume.readVerified(fb, into: dest)
+            // the write path's buffer and verified there, by the write path's own thread
+            // (beside this loop); a block that fails its check stops the resync there.
+            try ed.putRawBlock(inum, source: fb, tid: fb.modifyTid) { [volume = focus.volume] dest in
+              volume.readVerifiedDetached(fb, into: dest)
             }
             break
           }

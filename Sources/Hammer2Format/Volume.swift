@@ -177,29 +177,50 @@ public final class Volume {
   /// its check code there: a copy lands in its destination without passing through
   /// another buffer.
   public func readVerified(_ bref: Blockref, into dest: UnsafeMutableRawBufferPointer) throws(FormatError) {
-    let (off, size) = try mediaRange(bref)
-    guard size == dest.count else {
-      throw FormatError(.invalidArgument("block of \(size) bytes read into \(dest.count)"), at: location(of: bref))
+    let (error, read) = verifiedRead(bref, into: dest)
+    if read {
+      // Counted once read, verified or not (as `readMedia` counts).
+      bytesRead &+= UInt64(dest.count)
+      blocksRead &+= 1
     }
-    guard bref.checkMethod == .xxhash64 else {
-      let bytes = try readMedia(bref)
-      bytes.withUnsafeBytes { dest.copyMemory(from: $0) }
-      return
+    if let error { throw error }
+  }
+
+  /// `readVerified(_:into:)` that may run on another thread beside this volume's own
+  /// reads: only the image's positioned read and the check, no cache and no counter.
+  /// Returns the error instead of throwing (for a deferred fill of the write path).
+  public func readVerifiedDetached(_ bref: Blockref, into dest: UnsafeMutableRawBufferPointer) -> FormatError? {
+    verifiedRead(bref, into: dest).error
+  }
+
+  /// Reads `bref`'s block into `dest` and verifies it; whether the read itself happened.
+  private func verifiedRead(_ bref: Blockref, into dest: UnsafeMutableRawBufferPointer) -> (error: FormatError?, read: Bool) {
+    let off: UInt64, size: Int
+    do throws(FormatError) {
+      (off, size) = try mediaRange(bref)
+    } catch {
+      return (error, false)
+    }
+    guard size == dest.count else {
+      return (FormatError(.invalidArgument("block of \(size) bytes read into \(dest.count)"), at: location(of: bref)), false)
     }
     do {
       try io.read(at: off, into: dest)
     } catch {
       var e = error
       e.location = location(of: bref)
-      throw e
+      return (e, false)
     }
-    bytesRead &+= UInt64(size)
-    blocksRead &+= 1
-    let found = XXH64(dest.baseAddress, size, H2.xxhSeed)
-    let expected = bref.check.u64(0)
-    guard found == expected else {
-      throw FormatError(.checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)), at: location(of: bref))
+    if bref.checkMethod == .xxhash64 {
+      let found = XXH64(dest.baseAddress, size, H2.xxhSeed)
+      let expected = bref.check.u64(0)
+      guard found == expected else {
+        return (FormatError(.checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)), at: location(of: bref)), true)
+      }
+    } else if let bad = CheckCode.verify(bref, block: [UInt8](UnsafeRawBufferPointer(dest))) {
+      return (FormatError(.checkMismatch(method: bad.method, expected: bad.expected, found: bad.found), at: location(of: bref)), true)
     }
+    return (nil, true)
   }
 
   /// The live (non-EMPTY) blockrefs of an INDIRECT or FREEMAP_NODE block, sorted by

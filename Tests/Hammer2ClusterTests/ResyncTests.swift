@@ -168,6 +168,30 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     #expect(after.status == 0, "\(after.stdout)")
   }
 
+  /// A focus block that fails its check code while it is copied (the writer thread
+  /// reads and verifies it) stops the resync: exit 3 naming the focus image, nothing
+  /// committed on the target, which still lacks the file afterwards.
+  @Test func damagedFocusBlockStopsTheResyncAndCommitsNothing() throws {
+    let dir = makeTempDir("h2bad")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let src = try makeSourceTree(dir + "/t")
+    let images = try buildCluster(dir) { n, img in
+      guard n != "C" else { return }  // C misses the new file
+      try mk(["write", img, "--pfs", "DATA", "new.bin", "--from", src + "/random.bin", "--time", "1700000100"])
+      try mk(["corrupt", img, "--pfs", "DATA", "new.bin", "--block", "1"])
+    }
+    let before = try run("h2resync", ["diff"] + images)
+    #expect(before.status == 1 && before.stdout.contains("new.bin"), "\(before.stdout.suffix(400))")
+    let headerBefore = try Data(contentsOf: URL(fileURLWithPath: images[2])).prefix(65536)
+    let r = try run("h2resync", ["resync", "--yes", "--no-snapshot"] + images)
+    #expect(r.status == 3, "\(r.stdout.suffix(300)) \(r.stderr)")
+    #expect(r.stderr.contains("nothing committed") && r.stderr.contains("xxhash64") && (r.stderr.contains(images[0]) || r.stderr.contains(images[1])), "\(r.stderr)")
+    let headerAfter = try Data(contentsOf: URL(fileURLWithPath: images[2])).prefix(65536)
+    #expect(headerBefore == headerAfter, "the target's volume header was not rewritten")
+    let after = try run("h2resync", ["diff"] + images)
+    #expect(after.status == 1 && after.stdout.contains("new.bin"), "\(after.stdout.suffix(400))")
+  }
+
   @Test func noQuorumWritesNothingWithoutFrom() throws {
     let dir = makeTempDir("h2nq")
     defer { try? FileManager.default.removeItem(atPath: dir) }

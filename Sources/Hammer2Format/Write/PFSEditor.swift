@@ -722,9 +722,11 @@ extension PFSEditor {
   /// Stores a copy of another node's DATA block as it is on media (same methods, size
   /// and check code, new location): the raw copy for inodes whose methods match the
   /// source's. `physical` fills the block's bytes in place and verifies them against
-  /// `source` (its check code is `source.check`, so it is not computed again).
+  /// `source` (its check code is `source.check`, so it is not computed again); it runs
+  /// later on the write path's own thread, and an error it returns stops the transaction
+  /// (`WritableImage.write(at:count:structure:fill:)`).
   public func putRawBlock(_ inum: UInt64, source: Blockref, tid: UInt64,
-                          physical fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
+                          physical fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
     let d = try dirtyForResync(inum)
     if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
     try loadTableForResync(d)

@@ -161,9 +161,10 @@ extension Transaction {
 
   /// `placeBlock` for `size` bytes whose check code is already known, put straight
   /// into the write path's buffer by `fill` (a verified copy of another node's block
-  /// under the same methods): nothing is hashed again.
+  /// under the same methods): nothing is hashed again. `fill` runs later, on the write
+  /// path's own thread (`WritableImage.write(at:count:structure:fill:)`).
   func placeBlock(_ b: inout Blockref, size: Int, type: BlockrefType, check: CheckArea,
-                  fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
+                  fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
     let radix = UInt64(size.trailingZeroBitCount)
     let off = try allocator.allocate(size: size, type: type)
     try image.write(at: off, count: size, structure: type.blockName, fill: fill)

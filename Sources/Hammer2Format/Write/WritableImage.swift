@@ -113,34 +113,44 @@ public final class WritableImage: ImageIO {
       let at = offset + UInt64(done)
       let window = at & ~UInt64(WriteBehind.runBytes - 1)
       let n = min(bytes.count - done, Int(window + UInt64(WriteBehind.runBytes) - at))
-      // A later write to the same bytes simply replaces them in the window.
+      // A later write to the same bytes simply replaces them in the window (a pending
+      // fill of those bytes runs first, so it cannot overwrite them afterwards).
       let i = gatheringWindow(window, structure: structure)
-      gathering[i].put(UnsafeRawBufferPointer(rebasing: bytes[done..<done + n]), at: Int(at - window))
+      let rel = Int(at - window)
+      try gathering[i].settleFills(overlapping: rel..<rel + n)
+      gathering[i].put(UnsafeRawBufferPointer(rebasing: bytes[done..<done + n]), at: rel)
       done += n
     }
     endWrite(count: bytes.count, end: end)
   }
 
-  /// `write(at:_:structure:)` for `count` bytes that `fill` puts in place (straight into
-  /// the pending window: a block read from another image is copied once). `fill` must
-  /// not use this image. When it throws, nothing is counted as written and those bytes
-  /// of the window are undefined: the caller abandons the transaction (resync stops).
+  /// `write(at:_:structure:)` for `count` bytes that `fill` puts in place, straight into
+  /// the pending window (a block read from another image is copied once). `fill` runs
+  /// later, on the write path's filling thread before the window is written, so the
+  /// reading and checking of a copied block run beside the caller's work (and beside the
+  /// writes, which wait for the device): it must be safe to run on
+  /// another thread and must not use this image. The write counts now; an error `fill`
+  /// returns stops every later write of this image (that window included) and is thrown
+  /// by the next write, read of pending bytes or `sync`: the caller then abandons the
+  /// transaction (resync stops, the volume header is never written).
   public func write(at offset: UInt64, count: Int, structure: String,
-                    fill: (UnsafeMutableRawBufferPointer) throws(FormatError) -> Void) throws(FormatError) {
+                    fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
     let window = offset & ~UInt64(WriteBehind.runBytes - 1)
     let rel = Int(offset - window)
     guard count > 0, rel + count <= WriteBehind.runBytes else {
-      // Across windows (never for a HAMMER2 block, aligned to its size): a buffer.
+      // Across windows (never for a HAMMER2 block, aligned to its size): filled now,
+      // in a buffer.
       let tmp = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, count), alignment: 16)
       defer { tmp.deallocate() }
       let part = UnsafeMutableRawBufferPointer(rebasing: tmp[0..<count])
-      try fill(part)
+      if let e = fill(part) { throw e }
       try write(at: offset, UnsafeRawBufferPointer(part), structure: structure)
       return
     }
     let end = try beginWrite(at: offset, count: count, structure: structure)
     let i = gatheringWindow(window, structure: structure)
-    try fill(UnsafeMutableRawBufferPointer(rebasing: gathering[i].buffer[rel..<rel + count]))
+    try gathering[i].settleFills(overlapping: rel..<rel + count)
+    gathering[i].fills.append((rel..<rel + count, fill))
     gathering[i].mark(rel..<rel + count)
     endWrite(count: count, end: end)
   }
@@ -228,8 +238,9 @@ public final class WritableImage: ImageIO {
   }
 }
 
-/// The writer thread behind a `WritableImage`: runs are written in submission order by
-/// one thread; at most `maxQueued` wait (bounded memory), and their buffers are reused.
+/// The threads behind a `WritableImage`: runs are written in submission order by one
+/// thread, after a second one has run their fills (`Run.fills`, when any); at most
+/// `maxQueued` wait (bounded memory), and their buffers are reused.
 final class WriteBehind: @unchecked Sendable {
   /// One aligned window of pending bytes: its buffer and the byte ranges written.
   struct Run {
@@ -240,6 +251,33 @@ final class WriteBehind: @unchecked Sendable {
     var extents: [Range<Int>] = []
     /// The first block's structure, for an error's location.
     var structure: String
+    /// Ranges of the buffer that closures fill just before the window is written
+    /// (`WritableImage.write(at:count:structure:fill:)`), in the order they were made.
+    var fills: [(range: Range<Int>, fill: (UnsafeMutableRawBufferPointer) -> FormatError?)] = []
+
+    /// Runs now, in order, the pending fills that overlap `range` (a write is about to
+    /// replace those bytes); throws the first error.
+    mutating func settleFills(overlapping range: Range<Int>) throws(FormatError) {
+      guard fills.contains(where: { $0.range.overlaps(range) }) else { return }
+      var kept: [(range: Range<Int>, fill: (UnsafeMutableRawBufferPointer) -> FormatError?)] = []
+      for f in fills {
+        if f.range.overlaps(range) {
+          if let e = f.fill(UnsafeMutableRawBufferPointer(rebasing: buffer[f.range])) { throw e }
+        } else {
+          kept.append(f)
+        }
+      }
+      fills = kept
+    }
+
+    /// Runs every pending fill, in order; the first error.
+    mutating func runFills() -> FormatError? {
+      defer { fills = [] }
+      for f in fills {
+        if let e = f.fill(UnsafeMutableRawBufferPointer(rebasing: buffer[f.range])) { return e }
+      }
+      return nil
+    }
 
     mutating func put(_ bytes: UnsafeRawBufferPointer, at rel: Int) {
       UnsafeMutableRawBufferPointer(rebasing: buffer[rel..<rel + bytes.count]).copyMemory(from: bytes)
@@ -282,13 +320,21 @@ final class WriteBehind: @unchecked Sendable {
   private var directFd: Int32
   private let label: String
   private let cond = NSCondition()
+  /// Runs with fills still to run, in submission order, and the one being filled: a
+  /// second thread runs their fills, so the reading and checking they do overlaps the
+  /// writes (direct writes wait for the device).
+  private var toFill: [Run] = []
+  private var filling: Run?
+  /// Runs ready to be written, in submission order, and the one being written.
   private var queue: [Run] = []
   private var writing: Run?
   private var free: [UnsafeMutableRawBufferPointer] = []
   private var failure: FormatError?
   private var started = false
+  private var fillerStarted = false
   private var stopping = false
   private var exited = false
+  private var fillerExited = false
 
   init(fd: Int32, directFd: Int32, label: String) {
     self.fd = fd
@@ -304,7 +350,9 @@ final class WriteBehind: @unchecked Sendable {
     return Run(offset: offset, buffer: .allocate(byteCount: Self.runBytes, alignment: 4096), structure: structure)
   }
 
-  /// Queues `run` for writing (waits while the queue is full).
+  /// Queues `run` for writing (waits while the queues are full). A run with fills goes
+  /// through the filling thread first, and so does every run after it (writes stay in
+  /// submission order).
   func submit(_ run: Run) {
     cond.lock()
     if !started {
@@ -313,8 +361,18 @@ final class WriteBehind: @unchecked Sendable {
       t.name = "h2 writer"
       t.start()
     }
-    while queue.count >= Self.maxQueued { cond.wait() }
-    queue.append(run)
+    while toFill.count + queue.count >= Self.maxQueued { cond.wait() }
+    if run.fills.isEmpty, toFill.isEmpty, filling == nil {
+      queue.append(run)
+    } else {
+      if !fillerStarted {
+        fillerStarted = true
+        let t = Thread { [self] in fillLoop() }
+        t.name = "h2 filler"
+        t.start()
+      }
+      toFill.append(run)
+    }
     cond.broadcast()
     cond.unlock()
   }
@@ -330,7 +388,7 @@ final class WriteBehind: @unchecked Sendable {
   /// Waits until every submitted run is written; throws the first write error.
   func drain() throws(FormatError) {
     cond.lock()
-    while !queue.isEmpty || writing != nil { cond.wait() }
+    while !toFill.isEmpty || filling != nil || !queue.isEmpty || writing != nil { cond.wait() }
     let f = failure
     cond.unlock()
     if let f { throw f }
@@ -340,6 +398,7 @@ final class WriteBehind: @unchecked Sendable {
     cond.lock()
     defer { cond.unlock() }
     return writing?.overlaps(offset, count) == true || queue.contains { $0.overlaps(offset, count) }
+      || filling?.overlaps(offset, count) == true || toFill.contains { $0.overlaps(offset, count) }
   }
 
   /// Writes what is queued, stops the thread, frees the buffers.
@@ -347,7 +406,7 @@ final class WriteBehind: @unchecked Sendable {
     cond.lock()
     stopping = true
     cond.broadcast()
-    while started && !exited { cond.wait() }
+    while (started && !exited) || (fillerStarted && !fillerExited) { cond.wait() }
     for b in free { b.deallocate() }
     free = []
     if directFd >= 0 { close(directFd) }
@@ -355,10 +414,34 @@ final class WriteBehind: @unchecked Sendable {
     cond.unlock()
   }
 
+  /// The filling thread: runs each run's fills, then hands it to the writer. After a
+  /// failure the fills are skipped (the writer skips the run too).
+  private func fillLoop() {
+    cond.lock()
+    while true {
+      while toFill.isEmpty && !stopping { cond.wait() }
+      if toFill.isEmpty { break }
+      var run = toFill.removeFirst()
+      filling = run
+      let skip = failure != nil
+      cond.unlock()
+      let err = skip ? nil : run.runFills()
+      cond.lock()
+      if let err, failure == nil { failure = err }
+      run.fills = []
+      filling = nil
+      queue.append(run)
+      cond.broadcast()
+    }
+    fillerExited = true
+    cond.broadcast()
+    cond.unlock()
+  }
+
   private func loop() {
     cond.lock()
     while true {
-      while queue.isEmpty && !stopping { cond.wait() }
+      while queue.isEmpty && !(stopping && toFill.isEmpty && filling == nil) { cond.wait() }
       if queue.isEmpty { break }
       let run = queue.removeFirst()
       writing = run

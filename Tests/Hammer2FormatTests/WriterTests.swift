@@ -158,50 +158,54 @@ func mkimage(_ args: [String]) throws -> CommandResult {
 }
 
 /// The write path's deferred fills (`WritableImage.write(at:count:structure:fill:)`):
-/// run by the writer thread before their window is written, never after a later write
-/// of the same bytes, and a fill's error stops the image's writes.
+/// run by the write path's filling thread before their window is written, never after a
+/// later write of the same bytes, and a fill's error stops the image's writes.
 @Suite struct DeferredFillTests {
   func bytes(_ path: String, _ offset: Int, _ count: Int) throws -> [UInt8] {
     Array(try Data(contentsOf: URL(fileURLWithPath: path))[offset..<offset + count])
   }
 
-  @Test func fillsLandAndALaterWriteOfTheSameBytesWins() throws {
+  /// Runs `body` with a new 8 MiB image file (its path and the image open for writing).
+  func withImage(_ body: (String, WritableImage) throws -> Void) throws {
     let dir = makeTempDir("h2fill")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let path = dir + "/img"
     let img = try WritableImage(path: path, create: true)
     try img.setSize(8 << 20)
-    try img.write(at: 65536, count: 4096, structure: "test") { dest in
-      dest.initializeMemory(as: UInt8.self, repeating: 0xAA)
-      return nil
+    try body(path, img)
+  }
+
+  @Test func fillsLandAndALaterWriteOfTheSameBytesWins() throws {
+    try withImage { path, img in
+      try img.write(at: 65536, count: 4096, structure: "test") { dest in
+        dest.initializeMemory(as: UInt8.self, repeating: 0xAA)
+        return nil
+      }
+      // Same window, overlapping the pending fill: the fill runs first, then these bytes.
+      try img.write(at: 65536 + 1024, [UInt8](repeating: 0x55, count: 1024), structure: "test")
+      // Another window, filled by the filling thread.
+      try img.write(at: 3 << 20, count: 2048, structure: "test") { dest in
+        dest.initializeMemory(as: UInt8.self, repeating: 0x11)
+        return nil
+      }
+      try img.sync()
+      #expect(try bytes(path, 65536, 4096) == [UInt8](repeating: 0xAA, count: 1024) + [UInt8](repeating: 0x55, count: 1024) + [UInt8](repeating: 0xAA, count: 2048))
+      #expect(try bytes(path, 3 << 20, 2048) == [UInt8](repeating: 0x11, count: 2048))
+      #expect(img.writes == 3)
     }
-    // Same window, overlapping the pending fill: the fill runs first, then these bytes.
-    try img.write(at: 65536 + 1024, [UInt8](repeating: 0x55, count: 1024), structure: "test")
-    // Another window, filled by the writer thread.
-    try img.write(at: 3 << 20, count: 2048, structure: "test") { dest in
-      dest.initializeMemory(as: UInt8.self, repeating: 0x11)
-      return nil
-    }
-    try img.sync()
-    #expect(try bytes(path, 65536, 4096) == [UInt8](repeating: 0xAA, count: 1024) + [UInt8](repeating: 0x55, count: 1024) + [UInt8](repeating: 0xAA, count: 2048))
-    #expect(try bytes(path, 3 << 20, 2048) == [UInt8](repeating: 0x11, count: 2048))
-    #expect(img.writes == 3)
   }
 
   @Test func aFailedFillStopsTheWritesAndIsThrown() throws {
-    let dir = makeTempDir("h2fill")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let path = dir + "/img"
-    let img = try WritableImage(path: path, create: true)
-    try img.setSize(8 << 20)
-    try img.write(at: 1 << 20, [UInt8](repeating: 0x22, count: 1024), structure: "test")
-    try img.write(at: (1 << 20) + 4096, count: 1024, structure: "test") { _ in
-      FormatError(.checkMismatch(method: "xxhash64", expected: "1", found: "2"), at: Location(image: "focus.img", offset: 42, structure: "test block"))
+    try withImage { path, img in
+      try img.write(at: 1 << 20, [UInt8](repeating: 0x22, count: 1024), structure: "test")
+      try img.write(at: (1 << 20) + 4096, count: 1024, structure: "test") { _ in
+        FormatError(.checkMismatch(method: "xxhash64", expected: "1", found: "2"), at: Location(image: "focus.img", offset: 42, structure: "test block"))
+      }
+      #expect(throws: FormatError.self) { try img.sync() }
+      #expect(throws: FormatError.self) { try img.write(at: 5 << 20, [UInt8](repeating: 1, count: 1024), structure: "test") }
+      // Nothing of the failed fill's window reached the file, the plain write beside it
+      // included.
+      #expect(try bytes(path, 1 << 20, 8192) == [UInt8](repeating: 0, count: 8192))
     }
-    #expect(throws: FormatError.self) { try img.sync() }
-    #expect(throws: FormatError.self) { try img.write(at: 5 << 20, [UInt8](repeating: 1, count: 1024), structure: "test") }
-    // Nothing of the failed fill's window reached the file, the plain write beside it
-    // included.
-    #expect(try bytes(path, 1 << 20, 8192) == [UInt8](repeating: 0, count: 8192))
   }
 }

@@ -33,7 +33,9 @@
 #     three (setup, not timed), then `h2resync resync --yes --no-snapshot` on them, a
 #     `diff` that must say in sync, and `cp --sparse=always FOCUS COPY` (+ its fsync,
 #     reported apart: resync fsyncs its writes, a plain cp does not). Run by hand with
-#     `--cache cold`, the page cache is dropped before resync and before cp.
+#     `--cache cold`, the page cache is dropped before resync and before cp; with
+#     `--cache hot`, the images' allocated extents are read (untimed) before resync and
+#     the focus's before cp, so both start with what they read in the page cache.
 #  7. `h2bench cluster report`: the table, and DIR/results.json.
 # Peak RSS of every child: its maximum resident set as GNU time (/usr/bin/time) reports
 # it; without GNU time, ru_maxrss from wait4, which on Linux includes h2bench's own peak.

@@ -5,7 +5,7 @@
 //   h2bench cluster overlay IMAGE --pfs NAME SRC [--time SECONDS]
 //   h2bench cluster exec --label L --log FILE -- COMMAND...
 //   h2bench cluster diffcheck IMAGE... --h2resync BIN [--runs N] --json-out FILE
-//   h2bench cluster resync --focus IMAGE IMAGE... --h2resync BIN --workdir DIR [--runs N]
+//   h2bench cluster resync --focus IMAGE IMAGE... --h2resync BIN --workdir DIR [--runs N] [--cache warm|hot|cold]
 //   h2bench cluster report --manifest F --setup F --diffcheck F --resync F
 //
 // tools/bench-cluster.sh drives them; see its header for the whole procedure. Every
@@ -622,8 +622,9 @@ struct ResyncReport: Codable {
   var plannedBytesToWrite: UInt64?
   var plannedDifferences: Int?
   var resyncCommand: [String]
-  /// "warm" (the fresh copies as written, in the page cache as far as it holds them) or
-  /// "cold" (the page cache dropped before `resync` and before `cp`). Absent: warm.
+  /// "warm" (the fresh copies as written, in the page cache as far as it holds them),
+  /// "hot" (their allocated extents read, untimed, before `resync`, the focus's before
+  /// `cp`) or "cold" (the page cache dropped before `resync` and before `cp`). Absent: warm.
   var cache: String?
 }
 
@@ -637,12 +638,12 @@ struct ResyncBench: ParsableCommand {
   @Option(help: "Where the fresh copies go (same file system as the originals' copies).") var workdir: String
   @Option var runs = 3
   @Option var jsonOut: String?
-  @Option(help: "warm (the fresh copies as the page cache holds them) or cold (the page cache dropped before resync and before cp; needs root).")
+  @Option(help: "warm (the fresh copies as the page cache holds them), hot (every allocated extent of the images read, untimed, before resync and the focus's before cp) or cold (the page cache dropped before resync and before cp; needs root).")
   var cache = "warm"
 
   func run() throws {
     let fm = FileManager.default
-    let cold = cache == "cold"
+    let cold = cache == "cold", hot = cache == "hot"
     if cold, !dropCaches() { throw BenchError("--cache cold: cannot drop the page cache (not root?)") }
     try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
     let work = images.map { workdir + "/" + ($0 as NSString).lastPathComponent }
@@ -672,6 +673,8 @@ struct ResyncBench: ParsableCommand {
         }
       }
       if cold { _ = dropCaches() }
+      // Hot: what each command reads is in the page cache, whatever the copies evicted.
+      if hot { for w in work { _ = try readExtents(w) } }
       let r = try spawnMeasured(argv, stdout: out + ".resync.out", stderr: out + ".resync.err")
       guard r.status == 0 || r.status == 1 else {
         throw BenchError("resync exited \(r.status): \(tail(out + ".resync.err"))\n\(tail(out + ".resync.out"))")
@@ -687,6 +690,7 @@ struct ResyncBench: ParsableCommand {
       }
       let v = try spawnMeasured([h2resync, "diff"] + work, stdout: out + ".after.out", stderr: out + ".after.err")
       if cold { _ = dropCaches() } else { sync() }
+      if hot { _ = try readExtents(work[fi]) }
       let cp = try spawnMeasured(["cp", "--sparse=always", work[fi], copy])
       guard cp.status == 0 else { throw BenchError("cp of the focus failed") }
       let fs = try spawnMeasured(["sync", copy])
@@ -711,7 +715,7 @@ struct ResyncBench: ParsableCommand {
 
   func validate() throws {
     guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
-    guard ["warm", "cold"].contains(cache) else { throw ValidationError("--cache: warm or cold") }
+    guard ["warm", "hot", "cold"].contains(cache) else { throw ValidationError("--cache: warm, hot or cold") }
   }
 }
 

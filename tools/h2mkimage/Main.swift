@@ -76,17 +76,28 @@ func parseCheck(_ s: String) throws -> UInt8 {
 }
 
 struct New: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Format a new image: volume headers, super-root, LOCAL PFS.")
-  @Argument var image: String
-  @Option(help: "Image size, e.g. 2G (at least 1G).") var size: String = "2G"
+  static let configuration = CommandConfiguration(
+    abstract: "Format a new image: volume headers, super-root, LOCAL PFS.",
+    discussion: """
+      A multi-volume file system: its volume files joined by ':' (a0.img:a1.img:a2.img), \
+      --size the total (split in whole GiB, the last volume takes the rest) or \
+      --volume-sizes one size per volume (1G,1G,2G).
+      """)
+  @Argument(help: "The image, or the volume files joined by ':'.") var image: String
+  @Option(help: "Image size, e.g. 2G (at least 1G); with several volumes their total.") var size: String = "2G"
+  @Option(help: "Sizes of the volumes, comma-separated (every one but the last a multiple of 1G).") var volumeSizes: String?
   @Option(help: "Compression of the LOCAL PFS.") var comp: String = "lz4"
   @Option(help: "Check code of the LOCAL PFS.") var check: String = "xxhash64"
   @OptionGroup var common: Common
 
   func run() throws {
     var uuids = common.uuids
-    try Newfs.format(path: image, size: try parseSize(size), labels: ["LOCAL"], compAlgo: try parseComp(comp),
-                     checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
+    let paths = ImagePath.devices(image)
+    guard paths.count > 1 || volumeSizes == nil else { throw ValidationError("--volume-sizes needs several volumes joined by ':'") }
+    let sizes = try volumeSizes.map { list in try list.split(separator: ",").map { try parseSize(String($0)) } }
+      ?? NewfsVolumes.split(total: try parseSize(size), count: paths.count)
+    try NewfsVolumes.format(paths: paths, sizes: sizes, labels: ["LOCAL"], compAlgo: try parseComp(comp),
+                            checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
   }
 }
 

@@ -234,7 +234,10 @@ public final class Transaction {
     header.freemapTid = mirrorTid
     header.allocatorFree = allocator.allocatorFree
     try image.sync()
-    // Next slot in rotation; slot 0 when that zone is not on the device (§2.8).
+    // Next slot in rotation; slot 0 when that zone is not on the device (§2.8). Only
+    // the root volume's header rotates (§2.6): `volu_size` here is the root volume's
+    // and it starts at logical 0, so the slot's logical offset is its device offset
+    // there; the other volumes' headers are never rewritten.
     var slot = (volume.headerSlot + 1) % H2.numVolHeaders
     if UInt64(slot) * H2.zoneBytes64 + H2.zoneSeg > header.voluSize { slot = 0 }
     try image.write(at: UInt64(slot) * H2.zoneBytes64, header.encode(recomputeCRCs: true), structure: "volume header #\(slot)")

@@ -11,6 +11,11 @@ public enum ImagePath {
     let parts = spec.split(separator: ":", omittingEmptySubsequences: true).map(String.init)
     return parts.isEmpty ? [spec] : parts
   }
+
+  /// A short name for reports: the file name of each device, joined by `:`.
+  public static func shortName(_ spec: String) -> String {
+    devices(spec).map { p in p.split(separator: "/").last.map(String.init) ?? p }.joined(separator: ":")
+  }
 }
 
 /// Opens `spec` read-only: a `FileImage` for one path, a `MultiVolumeImage` (checked as

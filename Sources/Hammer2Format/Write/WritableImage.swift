@@ -48,11 +48,14 @@ public final class WritableImage: ImageIO {
       guard !create else {
         throw FormatError(.invalidArgument("a multi-volume image is created by its newfs, one device at a time"), at: Location(image: path, offset: 0, structure: "image"))
       }
+      // Checked first without locks, so a volume named twice is reported as such (its
+      // second lock would fail), then again once every device is locked.
+      _ = try VolumeSet.verify(spec: path, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
       var opened: [Int32] = []
       var extents: [VolumeExtent] = []
       do throws(FormatError) {
         for p in paths { opened.append(try Self.openDevice(p, create: false).fd) }
-        // Checked once every device is locked: nobody can change them in between.
+        // Nobody can change them between this check and the commit.
         extents = try VolumeSet.verify(spec: path, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
       } catch {
         for f in opened { close(f) }

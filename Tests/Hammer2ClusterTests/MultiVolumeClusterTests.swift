@@ -25,17 +25,22 @@ private func buildMixedCluster(_ dir: String, _ diverge: (String, String) throws
     fh.write(Data(mib))
   }
   try fh.close()
+  try FileManager.default.createDirectory(atPath: dir + "/local", withIntermediateDirectories: true)
+  _ = FileManager.default.createFile(atPath: dir + "/local/small", contents: Data("local\n".utf8))
   var images: [String] = []
   for (i, n) in ["A", "B", "C"].enumerated() {
     let img = n == "A" ? "\(dir)/A.0:\(dir)/A.1" : "\(dir)/\(n).img"
     var steps = [["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)"]]
-    if n == "A" { steps.append(["populate", img, "--pfs", "LOCAL", dir + "/fill", "--comp", "none"]) }
+    // Every node's LOCAL PFS is populated (the same history: a new PFS's modify_tid
+    // follows the super-root's), A's with the filler, the others' with a small file.
+    steps.append(["populate", img, "--pfs", "LOCAL", dir + (n == "A" ? "/fill" : "/local"), "--comp", "none"])
     steps += [["pfs-create", img, "DATA", "--nmasters", "3", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
               ["populate", img, "--pfs", "DATA", src]]
     for args in steps { try mk(args + ["--time", "1700000000"]) }
     images.append(img)
   }
   try? FileManager.default.removeItem(atPath: dir + "/fill")
+  try? FileManager.default.removeItem(atPath: dir + "/local")
   for (n, img) in zip(["A", "B", "C"], images) { try diverge(n, img) }
   return images
 }
@@ -76,7 +81,8 @@ private func dataBlocksPerVolume(_ spec: String) throws -> [Int] {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let images = try buildMixedCluster(dir, Self.missedBy(stale, dir))
     let a = images[0]
-    #expect(try dataBlocksPerVolume(a)[1] > 0, "node A's second volume holds no data")
+    let onSecondVolume = try dataBlocksPerVolume(a)[1]
+    #expect(onSecondVolume > 0, "node A's second volume holds no data")
     let target = stale == "A" ? images[0] : images[2]
     let focus = stale == "A" ? images[1] : images[0]
     let focusState = try extractState(focus)
@@ -105,7 +111,7 @@ private func dataBlocksPerVolume(_ spec: String) throws -> [Int] {
     #expect(auditFreemap(volume).isEmpty, "\(auditFreemap(volume).prefix(5))")
     if stale == "A" {
       // What resync wrote to A went to its second volume (the first is full).
-      #expect(try dataBlocksPerVolume(a)[1] > 0)
+      #expect(try dataBlocksPerVolume(a)[1] > onSecondVolume)
     }
   }
 }

@@ -166,6 +166,8 @@ enum FreemapFixture {
       #expect(bytes == F.noise(100_000, seed: UInt64(name.utf8.count) &* 31 &+ 100_000), "\(name)")
     }
     #expect(findings.isEmpty, "\(findings.prefix(4))")
+    // For checking with DragonFly's code by hand (makefs -o R=/, -o B): keep a copy.
+    if let keep = ProcessInfo.processInfo.environment["H2_FREEMAP_KEEP"] { try sparseCopy(img, keep) }
   }
 
   /// The allocator follows DragonFly's search: from the start hint of the type, forward
@@ -390,5 +392,47 @@ enum FreemapFixture {
     }()
     #expect(v16)
     #expect(sixteen < one * 2 + 1, "16 TiB took \(sixteen) s, 1 TiB \(one) s")
+  }
+}
+
+/// `populate` of more than 4 GiB into a 200 GiB image (issue 15's failing case: it
+/// stopped at about 4 GiB with "no free space"): the data spreads over more than four
+/// regions, the freemap grows an L2 node, and everything extracts exactly. Slow (writes
+/// 4.5 GiB twice): runs with H2_LARGE_TESTS=1.
+@Suite struct LargePopulateTests {
+  typealias F = FreemapFixture
+
+  @Test(.enabled(if: ProcessInfo.processInfo.environment["H2_LARGE_TESTS"] != nil))
+  func populateOfMoreThanFourGiBInto200GiB() throws {
+    let dir = makeTempDir("h2fm200g")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let src = dir + "/src"
+    try FileManager.default.createDirectory(atPath: src + "/sub", withIntermediateDirectories: true)
+    var chunk = F.noise(64 << 20, seed: 11)
+    for f in 0..<5 {
+      let path = src + (f % 2 == 0 ? "/big\(f).bin" : "/sub/big\(f).bin")
+      _ = FileManager.default.createFile(atPath: path, contents: nil)
+      let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+      for k in 0..<(f == 4 ? 14 : 16) {
+        // Every MiB differs from every other one.
+        for m in 0..<64 { chunk.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(f << 32 | k << 16 | m), toByteOffset: m << 20, as: UInt64.self) } }
+        h.write(Data(chunk))
+      }
+      try h.close()
+    }
+    for i in 0..<200 { _ = FileManager.default.createFile(atPath: src + "/sub/small\(i)", contents: Data(F.noise(3000 + i * 37, seed: UInt64(i)))) }
+    let img = dir + "/a.img"
+    try mkimage(["new", img, "--size", "200G", "--uuid-seed", "1"])
+    try mkimage(["pfs-create", img, "DATA", "--uuid-seed", "2"])
+    let p = try run("h2mkimage", ["populate", img, "--pfs", "DATA", src])
+    #expect(p.status == 0, "\(p.stderr)")
+    let v = try Volume.open(path: img)
+    #expect(auditFreemap(v).isEmpty)
+    let shape = auditFreemapTree(v)
+    #expect(shape.counts[2] == 1 && (shape.counts[1] ?? 0) >= 5, "\(shape.counts)")
+    let x = try run("h2resync", ["extract", img, "--pfs", "DATA", dir + "/out"])
+    #expect(x.status == 0, "\(x.stderr)")
+    let problems = compareTree(dir + "/out", listing: listing(of: src), checkMtime: false)
+    #expect(problems.isEmpty, "\(problems.prefix(8))")
   }
 }

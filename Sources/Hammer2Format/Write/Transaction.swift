@@ -11,7 +11,8 @@ enum PendingLeaf {
 }
 
 /// One copy-on-write transaction on one image (hammer2-format.md §12): new blocks go to
-/// space the freemap marks free, modified freemap leaves to their next rotation set,
+/// space the freemap marks free, modified freemap leaves and nodes (and every node on
+/// their path) to their next rotation set,
 /// and the volume header — written last, into the next slot, after an fsync — is the
 /// commit point. Until then the image reads exactly as before; a crash at any point
 /// leaves the previous state.

@@ -168,7 +168,8 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let paths = volumePaths(dir, "v", 2)
     let spec = paths.joined(separator: ":")
-    try mkv(["new", spec, "--volume-sizes", "3G,3G", "--uuid-seed", "1", "--time", "1000000000"])
+    let made = try run("h2mkimage", ["new", dir + "/v", "--volumes", "2", "--volume-sizes", "3G,3G", "--uuid-seed", "1", "--time", "1000000000"])
+    #expect(made.status == 0 && made.stdout == spec + "\n", "\(made.stdout) \(made.stderr)")
     let root0 = VolumeHeader(try FileImage(path: paths[0]).read(at: 0, count: 65536))
     let other = try FileImage(path: paths[1])
     let otherSlots = { () throws -> [[UInt8]] in [try other.read(at: 0, count: 65536), try other.read(at: 2 << 30, count: 65536)] }

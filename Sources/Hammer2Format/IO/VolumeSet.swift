@@ -39,7 +39,7 @@ public struct VolumeExtent: Sendable, Equatable {
   public var size: UInt64
   /// The device's own size (at least `size`).
   public var deviceSize: UInt64
-  /// The device offset of the header copy chosen on it, and its slot.
+  /// The slot of the header copy chosen on it.
   public var headerSlot: Int
 
   /// End of its logical range.
@@ -107,6 +107,9 @@ public enum VolumeSet {
         throw FormatError(.invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
       }
       let off = h.voluLoff[id]
+      guard !off.addingReportingOverflow(h.voluSize).overflow else {
+        throw FormatError(.invalidField("volu_loff 0x\(hex(off)) + volu_size 0x\(hex(h.voluSize)) overflows"), at: loc)
+      }
       extents.append(VolumeExtent(label: io.label, id: id, offset: off, size: h.voluSize, deviceSize: io.size, headerSlot: slot))
     }
     // `hammer2_verify_volumes_2`: the count, the sum, the offset table.

@@ -88,8 +88,11 @@ public enum VolumeSet {
     for (i, (h, slot, loc)) in headers.enumerated() {
       let io = devices[i]
       // Same file system (`hammer2_init_volumes`: version, nvolumes, fsid, fstype).
-      guard h.fsid == root.fsid, h.fstype == root.fstype else {
+      guard h.fsid == root.fsid else {
         throw FormatError(.invalidArgument("not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"), at: loc)
+      }
+      guard h.fstype == root.fstype else {
+        throw FormatError(.invalidArgument("fstype \(h.fstype), but the root volume's is \(root.fstype)"), at: loc)
       }
       guard h.version == root.version else {
         throw FormatError(.invalidArgument("volume version \(h.version), but the root volume has version \(root.version)"), at: loc)

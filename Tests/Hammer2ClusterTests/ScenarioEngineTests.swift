@@ -92,6 +92,9 @@ import Testing
     #expect(r.status == 0, "\(name): \(r.stdout.suffix(500)) \(r.stderr)")
     let diff = try run("h2resync", ["diff", "--deep"] + b.images, cwd: b.dir)
     #expect(diff.status == 0, "\(name): \(diff.stdout.suffix(500))")
+    // DragonFly's own quorum (hammer2_cluster_check on the PFS roots) counts every master.
+    let q = try DragonFlyQuorum.compute(images: memberImages.map { b.dir + "/" + $0 }, clid: try #require(H2UUID(string: b.spec.clid)))
+    #expect(q.voters == Set(q.masters.keys), "\(name): \(q)")
     let focusState = try extractState(b.dir + "/" + b.image(focusName), pfs: b.spec.pfsName)
     #expect(focusState == old[focusName], "\(name): the focus changed")
     for (n, img) in zip(members, memberImages) {

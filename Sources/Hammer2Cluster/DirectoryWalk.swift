@@ -210,7 +210,21 @@ final class DirectoryWalker {
     let byBlockrefs = shared.mode == .fast && metas.count > 1
     // Big files on several nodes are read in parallel (each node has its own volume).
     var early = [ContentDigest?](repeating: nil, count: views.count)
-    if needContent && !byBlockrefs {
+    // Fast mode, same inode and attributes under other tids (a node rebuilt from the same
+    // files, a no-op setcomp): content stored identically everywhere (the same DATA
+    // blockrefs: keys, sizes, methods and strong check codes) is equal content, so it is
+    // not read; anything else is read and compared below.
+    if needContent && !byBlockrefs && shared.mode == .fast && inums.count == 1 && metas.count == 1 {
+      let stored = views.indices.map { i -> ContentDigest? in
+        guard views[i].dirent != nil, let ino = views[i].inode, ino.meta.type == .regularFile || ino.meta.type == .symlink else { return nil }
+        return Self.blockrefDigest(readers[i], ino, path: path)
+      }
+      let present = stored.compactMap { $0 }
+      if present.count > 1, present.allSatisfy({ $0.strongChecks && $0.findings.isEmpty && $0.value == present[0].value }) {
+        early = stored
+      }
+    }
+    if needContent && !byBlockrefs && early.allSatisfy({ $0 == nil }) {
       let big = views.indices.filter { i in
         guard let m = views[i].inode?.meta, views[i].dirent != nil else { return false }
         return (m.type == .regularFile || m.type == .symlink) && m.size >= 4 << 20
@@ -259,6 +273,9 @@ final class DirectoryWalker {
     var findings: [Finding] = []
     var blocks: UInt64 = 0
     var bytes: UInt64 = 0
+    /// `blockrefDigest` only: every stored DATA block carries a strong check code
+    /// (XXHASH64 or SHA192), so equal digests mean equal stored bytes.
+    var strongChecks = true
   }
 
   /// Reads and digests a file's logical content on one node. Touches nothing but that
@@ -303,6 +320,7 @@ final class DirectoryWalker {
           // Weak check methods make this coarse; it only itemizes "data" for files whose
           // attributes already differ.
           h.addStoredBlock(b, withCheck: true)
+          if b.radix != 0, b.checkMethod != .xxhash64, b.checkMethod != .sha192 { out.strongChecks = false }
         }
         el = it.next()
       }

@@ -122,7 +122,7 @@ struct ResyncCommand: ParsableCommand {
       throw CouldNotRun("h2resync: resync stopped, nothing committed on the image being written: \(e.description)")
     }
     for o in outcomes where !json {
-      print("resynced \(o.image): \(o.pathsChanged) paths (\(o.tidsStamped) tids only), \(o.writes) writes, \(o.bytesWritten) bytes, volume header slot \(o.committedSlot.map(String.init) ?? "-")\(o.snapshot.map { ", old content kept as PFS \($0)" } ?? "")")
+      print("resynced \(o.image): \(o.pathsChanged) paths, \(o.writes) writes, \(o.bytesWritten) bytes, volume header slot \(o.committedSlot.map(String.init) ?? "-"), \(o.tidsStamped) tids-only\(o.snapshot.map { ", old content kept as PFS \($0)" } ?? "")")
       print("  bytes written by block type: " + o.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
       for s in o.skipped { print("  left for a human: \(s)") }
     }

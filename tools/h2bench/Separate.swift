@@ -72,20 +72,23 @@ struct SeparateBench: ParsableCommand {
     }
   }
 
-  /// "resynced IMG: P paths (T tids only), W writes, B bytes, ..." and the line after it,
-  /// "  bytes written by block type: DATA n, INODE n, ...".
+  /// "resynced IMG: P paths, W writes, B bytes, volume header slot S, T tids-only..." and
+  /// the line after it, "  bytes written by block type: DATA n, INODE n, ...".
   static func parseResync(_ text: String) -> (paths: Int, tids: Int, bytes: UInt64, byType: [String: UInt64]) {
     var paths = 0, tids = 0
     var bytes: UInt64 = 0
     var byType: [String: UInt64] = [:]
     for line in text.split(separator: "\n") {
       if line.hasPrefix("resynced ") {
-        let words = line.split(separator: " ").map(String.init)
-        for (i, w) in words.enumerated() where i > 0 {
-          let n = words[i - 1].trimmingCharacters(in: CharacterSet(charactersIn: "(,"))
-          if w.hasPrefix("paths") { paths = Int(n) ?? 0 }
-          if w == "tids" { tids = Int(n) ?? 0 }
-          if w.hasPrefix("bytes") { bytes = UInt64(n) ?? 0 }
+        for item in line.split(separator: ":", maxSplits: 1).last?.split(separator: ",") ?? [] {
+          let w = item.split(separator: " ")
+          guard w.count == 2 else { continue }
+          switch w[1] {
+          case "paths": paths = Int(w[0]) ?? 0
+          case "tids-only": tids = Int(w[0]) ?? 0
+          case "bytes": bytes = UInt64(w[0]) ?? 0
+          default: break
+          }
         }
       } else if let r = line.range(of: "bytes written by block type: ") {
         for item in line[r.upperBound...].split(separator: ",") {

@@ -44,7 +44,8 @@
 #     `populate` parts and `overlay` as A (same inode numbers), then `rm -r` of the last
 #     10% of the top-level directories. Every tid differs, 90% of the content is equal.
 #     `h2bench cluster separate A B D --focus A --target D`: per run, a fresh copy of D
-#     (setup, not timed), `h2resync resync --yes --no-snapshot A B COPY`, its bytes
+#     (setup, not timed), `h2resync resync --yes --no-snapshot --allow-rollback A B
+#     COPY` (D's own removals leave its root tid above A's: it is "ahead"), its bytes
 #     written by block type, the copy's freemap in-use growth, a `diff` that must say
 #     in sync, and `cp --sparse=always A COPY` (the whole copy it is compared with).
 #     Goals: bytes written < 25% of the focus's in-use bytes, time <= 2x the cp.

@@ -151,6 +151,9 @@ public struct Resyncer {
     var removed: [String] = []
     var blocked = false
     var touchedDirs = Set<String>()
+    // Directories given the focus's tid: their entries take the focus's tids at the end
+    // (an inode's tid is at least its children's, so a lower tid needs lower entries).
+    var retidDirs: [String: UInt64] = [:]
     // Inodes whose names were added or removed: their link count is set to the focus's
     // at the end, whatever order the names were processed in (a rename is an extra name
     // plus a missing one).
@@ -220,6 +223,11 @@ public struct Resyncer {
         if cls == .stale, d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index], mine.inum == e.inum, mine.type == fino.meta.typeRaw {
           // Equal attributes and content under another tid: the focus's tid alone, on the
           // inode (its block and the index path above it); its data blocks stay as they are.
+          if fino.meta.type == .directory {
+            retidDirs[d.path] = e.inum
+          } else if !fino.meta.isDirectData {
+            try ed.setChildTids(e.inum, try focusChildTids(fino), cap: fb.modifyTid)
+          }
           try ed.stamp(e.inum, tid: fb.modifyTid)
           try ed.finishInode(e.inum)
           outcome.tidsStamped += 1
@@ -230,6 +238,7 @@ public struct Resyncer {
           touchedDirs.insert(parentPath(d.path))
         } else {
           try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
+          if fino.meta.type == .directory { retidDirs[d.path] = e.inum }
           try copyContent(e.inum, fino, ed, rewriteAll: cls == .damaged)
           try ed.stamp(e.inum, tid: fb.modifyTid)
           try ed.finishInode(e.inum)
@@ -251,8 +260,14 @@ public struct Resyncer {
       guard let (_, fb, fino) = try? focusElement(p) else { continue }
       let inum = try dirInums[p] ?? ed.resolve(p)
       try ed.copyMeta(inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
+      retidDirs[p] = inum
+    }
+    for (p, inum) in retidDirs.sorted(by: { $0.key < $1.key }) where !under(p) {
+      guard let (_, fb, fino) = try? focusElement(p) else { continue }
+      try ed.setChildTids(inum, focusEntryTids(fino), cap: fb.modifyTid)
     }
     if !blocked {
+      try ed.setChildTids(1, focusEntryTids(focus.pfs.inode), cap: focus.pfs.rootModifyTid)
       // The root's cluster-wide fields and the focus's tid (what DragonFly's quorum
       // compares). Never its node-local ones: pfs_type, pfs_fsid and pfs_clid are not
       // copied by copyMeta, and pfs_lsnap_tid stays the node's own (its own snapshots),
@@ -261,6 +276,37 @@ public struct Resyncer {
       meta.pfsLsnapTid = 0
       try ed.copyMeta(1, from: meta, filename: [], tid: focus.pfs.rootModifyTid)
     }
+  }
+
+  /// The focus's DATA blockrefs' tids of a file, by key.
+  private func focusChildTids(_ fino: InodeData) throws -> [UInt64: UInt64] {
+    var out: [UInt64: UInt64] = [:]
+    guard fino.meta.size > 0 else { return out }
+    var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image, inum = fino.meta.inum] in
+      Location(image: image, offset: 0, structure: "inode \(inum)")
+    }
+    it.cachesBlocks = false
+    var el = it.lookup(0, .max)
+    while let e = el {
+      switch e {
+      case .hole(_, _, let err): throw err
+      case .leaf(let b): out[b.key] = b.modifyTid
+      }
+      el = it.next()
+    }
+    return out
+  }
+
+  /// The focus's directory entries' tids, by key.
+  private func focusEntryTids(_ dir: InodeData) throws -> [UInt64: UInt64] {
+    var out: [UInt64: UInt64] = [:]
+    var findings: [Finding] = []
+    focus.reader.forEachEntry(of: dir, path: "", findings: &findings) { e in
+      out[e.bref.key] = e.bref.modifyTid
+      return true
+    }
+    if let f = findings.first(where: { $0.severity == .damage }) { throw FormatError(.invalidField(f.message), at: f.location) }
+    return out
   }
 
   /// Creates `path` on the node as a copy of the focus's element (same inode number);

@@ -183,6 +183,38 @@ import Testing
     for img in b.images { #expect(auditFreemap(try Volume.open(path: img)).isEmpty) }
   }
 
+  /// A node whose tids are HIGHER than the focus's with equal content (it rewrote a file
+  /// with the same bytes and times, and added and removed a name): its tids are stamped
+  /// down, data blockrefs and directory entries included (an inode's tid is at least its
+  /// children's), still without a DATA block, and DragonFly then counts it.
+  @Test func higherTidsAreStampedDown() throws {
+    let b = try build("tids-only-deep")
+    defer { try? FileManager.default.removeItem(atPath: b.dir) }
+    let c = b.image("C")
+    let same = b.dir + "/report.txt"
+    let cat = try run("h2resync", ["cat", b.image("A"), "--pfs", "DATA", "docs/report.txt"])
+    #expect(cat.status == 0)
+    FileManager.default.createFile(atPath: same, contents: Data(cat.stdout.utf8))
+    try mk(["write", c, "--pfs", "DATA", "docs/report.txt", "--from", same, "--time", "1700000000"])
+    try mk(["link", c, "--pfs", "DATA", "media/clip.bin", "media/clip-2.bin", "--time", "1700000000"])
+    try mk(["rm", c, "--pfs", "DATA", "media/clip-2.bin", "--time", "1700000000"])
+    let group = try ClusterGroup.discover(images: b.images, name: "DATA", clid: nil)
+    let walker = ClusterWalker(group: group, mode: .fast)
+    var diffs: [Difference] = []
+    walker.run { diffs.append($0) }
+    let ci = try #require(group.nodes.firstIndex { $0.image == c })
+    let report = try #require(diffs.first { $0.path == "docs/report.txt" })
+    #expect(report.classes[ci] == .stale && report.tidsOnly[ci], "\(report.details[ci])")
+    let resyncer = Resyncer(group: group, focus: try #require(walker.focus), options: ResyncOptions())
+    let targets = resyncer.targets(states: walker.nodeStates, differences: diffs)
+    let o = try #require(try resyncer.apply(targets: targets, differences: diffs).first)
+    #expect(o.bytesByType["DATA", default: 0] == 0, "\(o.bytesByType)")
+    let after = try run("h2resync", ["diff", "--deep"] + b.images)
+    #expect(after.status == 0, "\(after.stdout.suffix(800))")
+    try expectDragonFlyCountsEveryMaster(b, "higher tids")
+    for img in b.images { #expect(auditFreemap(try Volume.open(path: img)).isEmpty) }
+  }
+
   struct PFSRow: CustomStringConvertible {
     var name: String, type: UInt8, fsid: String, clid: String, lsnap: UInt64, tid: UInt64
     var description: String { "\(name) type \(type) fsid \(fsid) clid \(clid) lsnap \(lsnap) tid \(tid)" }

@@ -53,7 +53,7 @@ struct SeparateBench: ParsableCommand {
     discussion: """
       The target is copied fresh into --workdir before each run (not timed); the other
       images are used in place (resync only reads them). Each run: `h2resync resync --yes
-      --no-snapshot IMAGES...` with the copy, its bytes written by block type (from its
+      --no-snapshot --allow-rollback IMAGES...` with the copy, its bytes written by block type (from its
       output), the copy's freemap in-use growth, a `diff` that must say in sync, then
       `cp --sparse=always FOCUS COPY` as the whole-copy baseline.
       """)
@@ -107,7 +107,9 @@ struct SeparateBench: ParsableCommand {
     let copy = workdir + "/" + (target as NSString).lastPathComponent
     guard copy != target else { throw ValidationError("--workdir must not hold the target itself") }
     let work = images.map { $0 == target ? copy : $0 }
-    let argv = [h2resync, "resync", "--yes", "--no-snapshot"] + work
+    // The target's own transactions (the removals) can leave its PFS-root tid above the
+    // focus's: it is then "ahead", and rolling it back without a snapshot must be asked for.
+    let argv = [h2resync, "resync", "--yes", "--no-snapshot", "--allow-rollback"] + work
     let out = workdir + "/h2bench-separate"
     let focusCopy = workdir + "/focus-copy.img"
     var results: [SeparateRun] = []

@@ -31,6 +31,10 @@ public final class Transaction {
   private var committed = false
   /// Test-only: fill the freemap to its last chunk once this commit's blocks are placed.
   var fillFreemapForTest = false
+  /// Bytes written by this transaction per kind of block (BlockrefType names, "FREEMAP"
+  /// and "VOLUME HEADER"): what a resync reports, e.g. that a tid-only resync wrote no
+  /// DATA block.
+  public internal(set) var bytesWrittenByType: [String: UInt64] = [:]
 
   /// Opens `path` for one transaction; `cacheBudget` bounds the block cache of its
   /// reader (the committed state it edits).
@@ -263,6 +267,7 @@ public final class Transaction {
     // blocks have fixed places (nothing is allocated), so it cannot run out of space.
     header.freemapBlockset = try allocator.commit(oldBlockset: header.freemapBlockset, mirrorTid: mirrorTid) { off, bytes, what throws(FormatError) in
       try image.write(at: off, bytes, structure: what)
+      bytesWrittenByType["FREEMAP", default: 0] += UInt64(bytes.count)
     }
     header.mirrorTid = mirrorTid
     header.freemapTid = mirrorTid
@@ -274,7 +279,9 @@ public final class Transaction {
     // there; the other volumes' headers are never rewritten.
     var slot = (volume.headerSlot + 1) % H2.numVolHeaders
     if UInt64(slot) * H2.zoneBytes64 + H2.zoneSeg > header.voluSize { slot = 0 }
-    try image.write(at: UInt64(slot) * H2.zoneBytes64, header.encode(recomputeCRCs: true), structure: "volume header #\(slot)")
+    let encodedHeader = header.encode(recomputeCRCs: true)
+    try image.write(at: UInt64(slot) * H2.zoneBytes64, encodedHeader, structure: "volume header #\(slot)")
+    bytesWrittenByType["VOLUME HEADER", default: 0] += UInt64(encodedHeader.count)
     try image.sync()
     image.unlock()
     return slot

@@ -126,7 +126,8 @@ public struct ScenarioSpec: Codable, Sendable {
     public var quorum: Int?
     /// Nodes holding the focus version ([] when there is no quorum).
     public var focus: [String]
-    /// State of every member node: in-sync, stale, ahead, split-brain, damaged, conflict.
+    /// State of every member node: in-sync (focus nodes too), stale (also: tids only),
+    /// ahead, split-brain, damaged, conflict, soft-local.
     public var nodes: [String: String]
     /// Path (relative to the PFS root, "." for the root) -> node -> class.
     public var differences: [String: [String: String]]

@@ -196,7 +196,10 @@ public struct Resyncer {
       default: break
       }
       if d.path == "." || d.path == "/" {
-        if d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index] { outcome.tidsStamped += 1 }
+        if d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index] {
+          outcome.tidsStamped += 1
+          outcome.pathsChanged += 1
+        }
         continue  // the root's own fields are copied last
       }
       let (dir, name) = try parentAndName(d.path)

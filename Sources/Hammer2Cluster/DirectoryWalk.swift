@@ -432,6 +432,7 @@ final class DirectoryWalker {
       default: break
       }
       stats.bytesToWrite[i] += bytes[i]
+      stats.mediaBytesToWrite[i] = SpaceEstimate.plus(stats.mediaBytesToWrite[i], SpaceEstimate.fileMediaBytes(logical: bytes[i]))
     }
     if classes.contains(.missing) || classes.contains(.extra) { element = "dirent" } else if classes.contains(.shapeMismatch) { element = "type" } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) { element = "data" }
     let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0

@@ -19,6 +19,9 @@ public struct WalkStats: Sendable {
   public var damagedBlocks: [UInt64]
   public var counts: [PathClass: Int] = [:]
   public var bytesToWrite: [UInt64]
+  /// Per node: `bytesToWrite` as media blocks would hold it, path by path
+  /// (`SpaceEstimate.fileMediaBytes`), for the space check before a resync.
+  public var mediaBytesToWrite: [UInt64]
   /// Differing paths (any node, any class but in-sync).
   public var differences = 0
   /// Differing paths where some node's class counts (`PathClass.counts`: not only a soft
@@ -37,6 +40,7 @@ public struct WalkStats: Sendable {
       bytesChecked[i] += o.bytesChecked[i]
       damagedBlocks[i] += o.damagedBlocks[i]
       bytesToWrite[i] += o.bytesToWrite[i]
+      mediaBytesToWrite[i] = SpaceEstimate.plus(mediaBytesToWrite[i], o.mediaBytesToWrite[i])
       nodeDifferences[i] += o.nodeDifferences[i]
       nodeSoftLocal[i] += o.nodeSoftLocal[i]
       nodeTidsOnly[i] += o.nodeTidsOnly[i]
@@ -62,6 +66,7 @@ public struct WalkStats: Sendable {
     bytesChecked = .init(repeating: 0, count: n)
     damagedBlocks = .init(repeating: 0, count: n)
     bytesToWrite = .init(repeating: 0, count: n)
+    mediaBytesToWrite = .init(repeating: 0, count: n)
     nodeDifferences = .init(repeating: 0, count: n)
     nodeSoftLocal = .init(repeating: 0, count: n)
     nodeTidsOnly = .init(repeating: 0, count: n)
@@ -95,6 +100,8 @@ public final class ClusterWalker {
   private var enter: Set<UInt64>?
   /// Inode numbers the scan met (all nodes together).
   private var indexEntries = 0
+  /// Inode numbers the last run's index scan met (all nodes together).
+  public var scannedIndexEntries: Int { indexEntries }
   /// Deep mode: damage the scanners met, reported after the walk unless the walk met
   /// it too (with a path).
   private var scanFindings: [(Int, Finding)] = []

@@ -104,7 +104,10 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
 
   /// "a.img @0x10000: volume header #1: check mismatch: expected 0xab, found 0xcd"
   public var description: String {
-    location.map { "\($0): \(message)" } ?? message
+    guard let location else { return message }
+    // A volume out of space has no byte offset to name: the image says it all.
+    if case .noSpace = kind { return "\(location.image): \(message)" }
+    return "\(location): \(message)"
   }
 }
 

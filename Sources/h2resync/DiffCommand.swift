@@ -92,6 +92,10 @@ struct ClusterReport: Codable {
     var soft_local: [String: Int]
     /// Per node: paths whose copy differs from the focus's in modify_tid alone.
     var tids_only: [String: Int]
+    /// Per node: bytes a resync of this plan would allocate there (an upper estimate,
+    /// with the snapshot) and bytes its freemap can still allocate.
+    var space_needed: [String: UInt64]
+    var space_free: [String: UInt64]
   }
   struct Excluded: Codable { var image: String; var reason: String }
   var output_version: Int
@@ -175,6 +179,7 @@ struct ClusterAnalysis {
 
   func report(command: String, mode: WalkMode) -> ClusterReport {
     let nodes = group.nodes
+    let space = walker.spaceNeeds(snapshot: true)
     let states = walker.nodeStates
     let r = walker.root
     let votes = r.versions.map { v in
@@ -207,7 +212,9 @@ struct ClusterAnalysis {
         bytes_checked: byImage(walker.stats.bytesChecked), damaged_blocks: byImage(walker.stats.damagedBlocks),
         exit_code: exit.rawValue,
         soft_local: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, walker.stats.nodeSoftLocal[$0.index]) }),
-        tids_only: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, walker.stats.nodeTidsOnly[$0.index]) })),
+        tids_only: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, walker.stats.nodeTidsOnly[$0.index]) }),
+        space_needed: Dictionary(uniqueKeysWithValues: space.map { ($0.image, $0.needed) }),
+        space_free: Dictionary(uniqueKeysWithValues: space.map { ($0.image, $0.free) })),
       excluded: group.excluded.map { .init(image: $0.image, reason: $0.reason) },
       notes: group.notes + softMasterLines,
       findings: walker.findings.map(\.description))
@@ -216,6 +223,7 @@ struct ClusterAnalysis {
   /// Text: nodes, focus with evidence, one line per differing path per node, summary.
   func printText(limit: Int = .max) {
     let nodes = group.nodes
+    let space = walker.spaceNeeds(snapshot: true)
     let states = walker.nodeStates
     print("cluster \(group.clid)  nodes \(nodes.count)  masters \(nodes.filter { $0.role == .master }.count) of \(group.configured)  quorum \(group.nquorum)")
     printTable([["NODE", "IMAGE", "PFS", "TYPE", "FSID", "ROOT_MODIFY_TID", "STATE"]] + nodes.map { n in
@@ -252,6 +260,9 @@ struct ClusterAnalysis {
     }
     for n in nodes where walker.stats.nodeTidsOnly[n.index] > 0 {
       print("  \(n.label): \(walker.stats.nodeTidsOnly[n.index]) paths differ in modify_tid only (resync stamps the focus's tids, no data)")
+    }
+    for (n, need) in zip(nodes, space) where need.needed > 0 {
+      print("  \(n.label): resync needs about \(need.needed) bytes of free space, \(need.free) free\(need.fits ? "" : ": does not fit, resync refuses before writing any node")")
     }
     for line in softMasterLines { print("  " + line) }
     for f in walker.findings.prefix(50) { print("damage: \(f)") }

@@ -46,6 +46,18 @@ struct ResyncCommand: ParsableCommand {
     let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     if dryRun {
       if json { printJSON(a.report(command: "resync --dry-run", mode: mode)) } else { a.printText() }
+      // The same space check the real run makes, with the same exit code.
+      if let focus = a.walker.focus {
+        var options = ResyncOptions()
+        options.overwriteSoftMasters = cluster.overwriteSoftMasters
+        let resyncer = Resyncer(group: group, focus: focus, options: options)
+        let targets = resyncer.targets(states: a.walker.nodeStates, differences: a.differences)
+        do {
+          try resyncer.checkSpace(targets: targets, needs: a.walker.spaceNeeds(snapshot: !noSnapshot))
+        } catch {
+          throw CouldNotRun("h2resync: \(error.description); a resync would refuse before writing any node")
+        }
+      }
       try finish(a.exit)
       return
     }
@@ -104,6 +116,12 @@ struct ResyncCommand: ParsableCommand {
       throw ExitCode(ExitStatus.needsHuman.rawValue)
     }
     if !json { a.printText() }
+    // Every target must hold what the plan writes before any node is written.
+    do {
+      try resyncer.checkSpace(targets: targets, needs: a.walker.spaceNeeds(snapshot: !noSnapshot))
+    } catch {
+      throw CouldNotRun("h2resync: \(error.description); nothing written")
+    }
     if !yes {
       guard isatty(0) != 0 else {
         throw CouldNotRun("h2resync: not a terminal: add --yes to apply the plan above (or --dry-run to only print it)")

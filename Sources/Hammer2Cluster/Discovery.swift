@@ -10,8 +10,9 @@ public struct ClusterNode {
   public let pfs: PFSInfo
   public let role: Role
   public let reader: PFSReader
-  /// Short label for text reports: the image's file name.
-  public var label: String { image.split(separator: "/").last.map(String.init) ?? image }
+  /// Short label for text reports: the image's file name (a multi-volume node's: its
+  /// volumes' file names joined by ':').
+  public var label: String { ImagePath.shortName(image) }
 }
 
 /// Why discovery could not form a cluster (exit code 3 territory).

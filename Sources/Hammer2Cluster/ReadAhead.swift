@@ -214,7 +214,7 @@ final class BlockReadAhead: @unchecked Sendable {
       }
       var budget = limit
       for (image, list) in zip(work.value.0, work.value.1) where !list.isEmpty {
-        guard let io = try? FileImage(path: image) else { continue }
+        guard let io = try? openImage(image) else { continue }
         let page: UInt64 = 4096
         var run: (lo: UInt64, hi: UInt64)?
         func flush() {

@@ -61,6 +61,9 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case notFound(String)
     /// Invalid usage of the library (e.g. a path through a non-directory).
     case invalidArgument(String)
+    // space
+    /// The volume cannot hold what a change needs (found before anything is written).
+    case noSpace(needed: UInt64, what: String, free: UInt64)
   }
 
   /// What went wrong.
@@ -95,6 +98,7 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case .tooDeep(let limit): return "indirect blocks nested deeper than \(limit) levels"
     case .notFound(let what): return "not found: \(what)"
     case .invalidArgument(let what): return what
+    case .noSpace(let needed, let what, let free): return "no space: \(needed) bytes needed for \(what), \(free) bytes free"
     }
   }
 

@@ -36,22 +36,63 @@ public final class Volume {
   /// Media blocks read and verified.
   public private(set) var blocksRead: UInt64 = 0
 
-  /// Opens `path` read-only.
+  /// Opens `path` read-only: one image, or a multi-volume file system's volumes joined
+  /// by `:` (`openImage`).
   public static func open(path: String, cacheBudget: Int = 64 << 20) throws(FormatError) -> Volume {
-    try Volume(io: FileImage(path: path), cacheBudget: cacheBudget)
+    try Volume(io: openImage(path), cacheBudget: cacheBudget)
   }
 
   /// Reads every volume header copy and picks the valid one with the highest mirror_tid
   /// (ties: lowest slot). The cache budget is split between indirect arrays and inodes.
+  /// Refused as DragonFly's mount refuses them: a device shorter than its `volu_size`, a
+  /// volume of a multi-volume file system given alone (`MultiVolumeImage` checks the
+  /// volumes given together).
   public init(io: ImageIO, cacheBudget: Int = 64 << 20) throws(FormatError) {
     self.io = io
     self.cacheBudget = cacheBudget
     arrayCache = BlockCache(budget: cacheBudget * 3 / 4)
     inodeCache = BlockCache(budget: cacheBudget / 4)
+    let (copies, chosen) = try Self.chooseHeader(io: io, span: io.headerSpan)
+    headerCopies = copies
+    let h = chosen.header!  // Safe: chooseHeader returns a valid copy.
+    let loc = Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")
+    guard h.fstype == VolumeHeader.hammer2FSType else {
+      throw FormatError(.unsupported("fstype \(h.fstype) is not HAMMER2's"), at: loc)
+    }
+    guard (1...3).contains(h.version) else {
+      throw FormatError(.unsupported("volume version \(h.version)"), at: loc)
+    }
+    if let volumes = io.volumeExtents {
+      // Checked together (`VolumeSet.verify`); the root's header read again here.
+      guard h.voluId == 0, Int(h.nvolumes) == volumes.count, h.voluSize == volumes[0].size else {
+        throw FormatError(.invalidArgument("the root volume's header changed while the volumes were opened"), at: loc)
+      }
+    } else {
+      let nvolumes = h.version >= 2 ? Int(h.nvolumes) : 1
+      guard h.voluId == 0 else {
+        throw FormatError(.invalidArgument("this is volume \(h.voluId) of a \(nvolumes)-volume file system, not its root volume: give all \(nvolumes) volumes joined by ':' in id order, root volume first (a0.img:a1.img)"), at: loc)
+      }
+      guard nvolumes <= 1 else {
+        let missing = (1..<nvolumes).map(String.init).joined(separator: ", ")
+        throw FormatError(.invalidArgument("this is the root volume of a \(nvolumes)-volume file system; volume(s) \(missing) missing: give all \(nvolumes) volumes joined by ':' in id order (\(io.label):VOLUME1...)"), at: loc)
+      }
+      // `hammer2_verify_volumes_common`: "size ... exceeds device size ...".
+      guard h.voluSize <= io.size else {
+        throw VolumeSet.shorterThanVolume(deviceSize: io.size, voluSize: h.voluSize, at: loc)
+      }
+    }
+    header = h
+    headerSlot = chosen.slot
+  }
+
+  /// Every volume header copy of `io` below `span` (`hammer2_read_volume_header`), and
+  /// the chosen one: valid, highest `mirror_tid`, lowest slot on ties. No valid copy is
+  /// an error naming the most telling reason.
+  public static func chooseHeader(io: ImageIO, span: UInt64) throws(FormatError) -> (copies: [VolumeHeaderCopy], chosen: VolumeHeaderCopy) {
     var copies: [VolumeHeaderCopy] = []
     for slot in 0..<H2.numVolHeaders {
       let off = UInt64(slot) * H2.zoneBytes64
-      guard off < io.size else { break }
+      guard off < io.size, off < span || slot == 0 else { break }
       let loc = Location(image: io.label, offset: off, structure: "volume header #\(slot)")
       do {
         let bytes = try io.read(at: off, count: VolumeHeader.byteCount)
@@ -64,12 +105,11 @@ public final class Volume {
         copies.append(VolumeHeaderCopy(slot: slot, offset: off, header: nil, error: e))
       }
     }
-    headerCopies = copies
     var best: VolumeHeaderCopy?
     for c in copies where c.isValid {
       if best == nil || c.header!.mirrorTid > best!.header!.mirrorTid { best = c }  // Safe: isValid implies header.
     }
-    guard let chosen = best, let h = chosen.header else {
+    guard let chosen = best else {
       // Name the most telling reason: a foreign or byte-swapped magic in slot 0 means
       // this is not (our) HAMMER2 at all.
       if let first = copies.first, let e = first.error {
@@ -85,21 +125,7 @@ public final class Volume {
       throw FormatError(.noValidHeader(reasons: copies.map { "#\($0.slot): \($0.error?.message ?? "?")" }),
                         at: Location(image: io.label, offset: 0, structure: "volume headers"))
     }
-    let loc = Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")
-    guard h.fstype == VolumeHeader.hammer2FSType else {
-      throw FormatError(.unsupported("fstype \(h.fstype) is not HAMMER2's"), at: loc)
-    }
-    guard (1...3).contains(h.version) else {
-      throw FormatError(.unsupported("volume version \(h.version)"), at: loc)
-    }
-    guard h.voluId == 0 else {
-      throw FormatError(.unsupported("this is volume \(h.voluId) of a multi-volume file system; give the root volume"), at: loc)
-    }
-    guard h.version < 2 || h.nvolumes <= 1 else {
-      throw FormatError(.unsupported("multi-volume file systems (\(h.nvolumes) volumes)"), at: loc)
-    }
-    header = h
-    headerSlot = chosen.slot
+    return (copies, chosen)
   }
 
   /// A location for a block referenced by `bref`.

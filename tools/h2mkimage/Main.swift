@@ -60,9 +60,35 @@ struct Target: ParsableArguments {
   }
 }
 
+/// "2G", "1T", "16T", "16TiB", "200GB", "1P" or bytes.
 func parseSize(_ s: String) throws -> UInt64 {
-  guard let n = Spellings.byteSize(s) else { throw ValidationError("bad size \(s)") }
+  var t = s.trimmingCharacters(in: .whitespaces).uppercased()
+  if t.hasSuffix("IB") { t.removeLast(2) } else if t.count > 1, t.hasSuffix("B"), !t.dropLast().allSatisfy(\.isNumber) { t.removeLast() }
+  if t.hasSuffix("P"), let n = UInt64(t.dropLast()) {
+    let (r, overflow) = n.multipliedReportingOverflow(by: 1 << 50)
+    if !overflow { return r }
+  }
+  guard let n = Spellings.byteSize(t) else { throw ValidationError("bad size \(s)") }
   return n
+}
+
+/// The media bytes writing `count` bytes of file data takes at most: 64 KiB blocks (the
+/// last one as small as 1 KiB), their indirect blocks, and the inodes and tables on the
+/// path to the volume header. Nothing for data kept in the inode (512 bytes or less).
+func bytesNeededForFileData(_ count: UInt64) -> UInt64 {
+  guard count > 512 else { return Transaction.bytesNeeded(blockSizes: [1024, 1024, 1024]) }
+  var sizes = [Int](repeating: 65536, count: Int(count / 65536))
+  let tail = Int(count % 65536)
+  if tail > 0 {
+    var p = 1024
+    while p < tail { p *= 2 }
+    sizes.append(p)
+  }
+  // One 64 KiB indirect block per 256 data blocks (two levels' worth), and the inode,
+  // directory, PFS root and super-root copies with their tables.
+  sizes += [Int](repeating: 65536, count: sizes.count / 256 + 4)
+  sizes += [1024, 1024, 1024, 1024]
+  return Transaction.bytesNeeded(blockSizes: sizes)
 }
 
 func parseComp(_ s: String) throws -> UInt8 {
@@ -76,17 +102,28 @@ func parseCheck(_ s: String) throws -> UInt8 {
 }
 
 struct New: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Format a new image: volume headers, super-root, LOCAL PFS.")
-  @Argument var image: String
-  @Option(help: "Image size, e.g. 2G (at least 1G).") var size: String = "2G"
+  static let configuration = CommandConfiguration(
+    abstract: "Format a new image: volume headers, super-root, LOCAL PFS.",
+    discussion: """
+      A multi-volume file system: its volume files joined by ':' (a0.img:a1.img:a2.img), \
+      --size the total (split in whole GiB, the last volume takes the rest) or \
+      --volume-sizes one size per volume (1G,1G,2G).
+      """)
+  @Argument(help: "The image, or the volume files joined by ':'.") var image: String
+  @Option(help: "Image size, e.g. 2G, 200G, 1T or 16T (at least 1G; the file is sparse); with several volumes their total.") var size: String = "2G"
+  @Option(help: "Sizes of the volumes, comma-separated (every one but the last a multiple of 1G).") var volumeSizes: String?
   @Option(help: "Compression of the LOCAL PFS.") var comp: String = "lz4"
   @Option(help: "Check code of the LOCAL PFS.") var check: String = "xxhash64"
   @OptionGroup var common: Common
 
   func run() throws {
     var uuids = common.uuids
-    try Newfs.format(path: image, size: try parseSize(size), labels: ["LOCAL"], compAlgo: try parseComp(comp),
-                     checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
+    let paths = ImagePath.devices(image)
+    guard paths.count > 1 || volumeSizes == nil else { throw ValidationError("--volume-sizes needs several volumes joined by ':'") }
+    let sizes = try volumeSizes.map { list in try list.split(separator: ",").map { try parseSize(String($0)) } }
+      ?? NewfsVolumes.split(total: try parseSize(size), count: paths.count)
+    try NewfsVolumes.format(paths: paths, sizes: sizes, labels: ["LOCAL"], compAlgo: try parseComp(comp),
+                            checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
   }
 }
 
@@ -126,7 +163,9 @@ struct Write: ParsableCommand {
   func run() throws {
     guard let data = FileManager.default.contents(atPath: from) else { throw ValidationError("cannot read \(from)") }
     let t = target.common.micros
-    try target.edit { ed, _ in
+    try target.edit { ed, tx in
+      // Refused before any block is written: the image stays byte-identical.
+      try tx.requireSpace(bytes: bytesNeededForFileData(UInt64(data.count)), for: "\(path) (\(data.count) bytes of data)")
       let inum: UInt64
       if let existing = try? ed.resolve(path) {
         inum = existing

@@ -56,6 +56,10 @@ struct Populate: ParsableCommand {
           }
           let inum = try ed.create(bname, in: dirInum, type: .regularFile, mode: mode, time: ctime, uid: st.st_uid, gid: st.st_gid)
           if st.st_nlink > 1 { hardlinks[key] = inum }
+          // Refused before any block of the file is written.
+          // (A sparse source's holes stay holes: count what it has allocated.)
+          let dataBytes = min(UInt64(max(0, st.st_size)), UInt64(max(0, st.st_blocks)) * 512)
+          try tx.requireSpace(bytes: bytesNeededForFileData(dataBytes), for: "\(rel) (\(dataBytes) bytes of data)")
           try copyFile(path, size: UInt64(st.st_size), into: inum, editor: ed)
           let m = us(st.st_mtim)
           try ed.updateMeta(inum) { $0.mtime = m }

@@ -22,10 +22,18 @@ public protocol ImageIO: AnyObject {
   /// A hint that `offset..<offset+count` will be read soon: a file starts reading it in
   /// the background. Never fails and changes nothing a read returns.
   func willNeed(at offset: UInt64, count: Int)
+  /// The volumes of a multi-volume file system, in id order, or nil for one device
+  /// (`MultiVolumeImage`, a multi-volume `WritableImage`).
+  var volumeExtents: [VolumeExtent]? { get }
+  /// The bytes from offset 0 that lie on the root volume's device: the volume header
+  /// copies are read only there (a slot beyond belongs to another volume's space).
+  var headerSpan: UInt64 { get }
 }
 
 extension ImageIO {
   public func willNeed(at offset: UInt64, count: Int) {}
+  public var volumeExtents: [VolumeExtent]? { nil }
+  public var headerSpan: UInt64 { size }
 
   public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
     let bytes = try read(at: offset, count: buffer.count)

@@ -1,183 +1,215 @@
-/// Allocates media space through the freemap exactly as DragonFly accounts for it
-/// (`hammer2_freemap_alloc`, `hammer2_bmap_alloc`): only chunks whose 2-bit state is 00,
-/// every chunk taken set to 11 with `avail` and `allocator_free` reduced by 16 KiB, never
-/// below `allocator_beg`, inside a reserved 4 MiB segment, or past the end.
-/// Modified leaves are written copy-on-write into their next rotation set at commit.
+/// Allocates media space through the freemap exactly as DragonFly keeps it
+/// (hammer2-format.md §9; `hammer2_freemap_alloc`, `hammer2_freemap_try_alloc`,
+/// `hammer2_bmap_alloc`, `hammer2_freemap_iterate`), at any volume size: leaves are
+/// created on first use of their 1 GiB region (`hammer2_freemap_init`), FREEMAP_NODEs of
+/// levels 2..5 by the split rule when a parent is full (FreemapTree.swift), and every
+/// modified leaf and node is written copy-on-write into its next rotation set at commit.
+///
+/// Until `commit` nothing is written: a failed allocation (no space, a damaged freemap)
+/// only changed memory, so the transaction can be abandoned with the image untouched.
 final class FreemapAllocator {
-  private struct LeafState {
+  /// A leaf read or created by this transaction.
+  struct LeafState {
     var leaf: FreemapLeaf
     /// The current blockref, nil for a leaf created by this transaction.
     var bref: Blockref?
     var dirty = false
+    /// `check.freemap.bigmask`: bit r clear means no 2^r allocation can succeed here
+    /// (cleared only after a failed relaxed scan of the whole leaf, as DragonFly does).
+    var bigmask: UInt32
+    /// `check.freemap.avail`: set on creation (1 GiB minus the pre-marked segments) and
+    /// then kept, as DragonFly does (a heuristic nothing maintains).
+    var hintAvail: UInt64
   }
 
   let volume: Volume
   let totalSize: UInt64
   let allocatorBeg: UInt64
+  /// Free bytes under freemap control that no allocation can ever take: the rest of the
+  /// 4 MiB segment holding the super-root and PFS root inodes after the aux area (leaf 0
+  /// pre-marks it allocated, `allocator_free` still counts it).
+  let unusableFree: UInt64
   private(set) var allocatorFree: UInt64
-  private var leaves: [UInt64: LeafState] = [:]  // key: region index (GiB)
-  private var partial: [UInt16: (offset: UInt64, used: Int)] = [:]
-  private var hint: [UInt16: UInt64] = [:]  // class -> next (region<<8 | segment) to search
+  /// The tree's top: the volume header's freemap blockset.
+  var root: FreemapNode
+  /// Leaves read or created, by region (GiB). A leaf the search passed over without
+  /// changing it is dropped again.
+  var leaves: [UInt64: LeafState] = [:]
+  /// Regions whose leaf has no room for a request of (class, radix, relaxed): nothing is
+  /// freed inside a transaction, so a failed scan stays failed.
+  var exhausted: Set<ExhaustedKey> = []
+  /// Per-type start of the search (`heur_freemap[]`, 0 at mount).
+  var heuristic: [UInt8: UInt64] = [:]
+  /// `freemap_relaxed`: set once a search had to ignore classes.
+  var relaxed = false
   /// Bytes newly marked allocated.
   private(set) var bytesAllocated: UInt64 = 0
+  /// Counters for tests: nodes and leaves read from disk, nodes created.
+  var nodesRead = 0
+  var leavesRead = 0
+  var nodesCreated = 0
+
+  struct ExhaustedKey: Hashable {
+    var region: UInt64
+    var cls: UInt16
+    var radix: UInt8
+    var relaxed: Bool
+  }
 
   init(volume: Volume, header: VolumeHeader) throws(FormatError) {
     self.volume = volume
     totalSize = header.filesystemSize
     allocatorBeg = header.allocatorBeg
     allocatorFree = header.allocatorFree
-    for b in header.freemapBlockset where !b.isEmpty {
-      switch b.type {
-      case .freemapLeaf:
-        try load(b)
-      case .freemapNode:
-        throw FormatError(.unsupported("writing to a freemap with level-2 nodes (file systems with more than 4 GiB regions in use)"), at: volume.location(of: b))
-      default:
-        throw FormatError(.invalidField("\(b.summary) in the freemap blockset"), at: volume.location(of: b))
+    unusableFree = header.unallocatableFree
+    root = FreemapNode(level: 6, key: 0, bref: nil, children: [])
+    root = try makeRoot(header.freemapBlockset)
+  }
+
+  /// Test-only: where every type's search starts (the in-memory `heur_freemap[]` a
+  /// mounted DragonFly file system would have after earlier allocations). Lets a test
+  /// reach regions far into a sparse volume without filling the ones before.
+  func setStartHint(_ offset: UInt64) {
+    for t: UInt8 in 0...255 { heuristic[t] = offset }
+  }
+
+  /// Bytes that allocations can still take: `allocator_free` (16 KiB granular, already
+  /// reduced by this transaction's allocations) minus the free bytes no allocation can
+  /// reach. Fragmentation can still make a 64 KiB block fail when free chunks are not
+  /// aligned runs; the count is honest, not a guarantee of contiguity.
+  var freeBytes: UInt64 { allocatorFree > unusableFree ? allocatorFree - unusableFree : 0 }
+
+  /// The bytes of 16 KiB chunks that blocks of `sizes` take at least: blocks of 16 KiB or
+  /// more their own size, smaller blocks packed (rounded up to a chunk per class that
+  /// packs them, of which there are at most four: inodes, indirect blocks, data, names).
+  static func bytesNeeded(blockSizes sizes: [Int]) -> UInt64 {
+    var big: UInt64 = 0
+    var small: UInt64 = 0
+    for s in sizes where s > 0 {
+      if UInt64(s) >= H2.freemapBlockSize { big += UInt64(s) } else { small += UInt64(s) }
+    }
+    guard small > 0 else { return big }
+    let chunks = (small + H2.freemapBlockSize - 1) / H2.freemapBlockSize + 3
+    return big + chunks * H2.freemapBlockSize
+  }
+
+  /// Throws the no-space error unless `bytes` more can be allocated.
+  func requireSpace(_ bytes: UInt64, for what: String) throws(FormatError) {
+    guard bytes <= freeBytes else { throw noSpace(bytes, for: what) }
+  }
+
+  func noSpace(_ bytes: UInt64, for what: String) -> FormatError {
+    FormatError(.noSpace(needed: bytes, what: what, free: freeBytes),
+                at: Location(image: volume.label, offset: 0, structure: "freemap"))
+  }
+
+  /// The 2-bit state of the chunk holding `offset` (00 when no leaf covers it).
+  func state(at offset: UInt64) throws(FormatError) -> UInt8 {
+    guard let st = try leafState(region: offset >> 30, create: false) else { return 0 }
+    let seg = Int((offset >> 22) & 0xFF)
+    let chunk = Int((offset & (H2.zoneSeg - 1)) >> 14)
+    return st.leaf.entries[seg].state(ofChunk: chunk)
+  }
+
+  /// The leaf for `region`: in memory, read from disk, or (with `create`) a new one
+  /// inserted into the tree. Nil when there is none and `create` is false, or when its
+  /// bigmask says a 2^`radix` block cannot fit (then it is not read at all).
+  func leafState(region: UInt64, create: Bool, radix: UInt8? = nil) throws(FormatError) -> LeafState? {
+    if let st = leaves[region] { return st }
+    let (path, bref) = try lookup(region: region)
+    if let b = bref {
+      let bigmask = b.check.u32(4)
+      if let r = radix, bigmask & (1 << UInt32(r)) == 0 { return nil }
+      let bytes = try volume.readMedia(b)
+      guard bytes.count >= H2.freemapLevelNPsize else {
+        throw FormatError(.invalidField("freemap leaf of \(bytes.count) bytes"), at: volume.location(of: b))
       }
+      leavesRead += 1
+      let st = LeafState(leaf: FreemapLeaf(bytes), bref: b, bigmask: bigmask, hintAvail: b.check.u64(1))
+      leaves[region] = st
+      return st
     }
+    guard create else { return nil }
+    let st = newLeaf(region: region)
+    try insertLeaf(region: region, path: path)
+    leaves[region] = st
+    return st
   }
 
-  private func load(_ b: Blockref) throws(FormatError) {
-    guard b.keybits == 30, b.key & ((1 << 30) - 1) == 0 else {
-      throw FormatError(.invalidField("freemap leaf \(b.summary) is not a 1 GiB leaf"), at: volume.location(of: b))
-    }
-    let bytes = try volume.readMedia(b)
-    guard bytes.count >= H2.freemapLevelNPsize else {
-      throw FormatError(.invalidField("freemap leaf of \(bytes.count) bytes"), at: volume.location(of: b))
-    }
-    leaves[b.key >> 30] = LeafState(leaf: FreemapLeaf(bytes), bref: b)
-  }
-
-  /// A leaf for a region with no allocations yet (`hammer2_freemap_init`): reserved and
-  /// static areas pre-marked allocated.
+  /// A leaf for a region with no allocations yet (`hammer2_freemap_init`): the reserved
+  /// segment, everything below `allocator_beg` rounded up to 4 MiB and everything past
+  /// the end pre-marked allocated; its bref's `avail` is 1 GiB minus those segments.
   private func newLeaf(region: UInt64) -> LeafState {
     let base = region << 30
     let staticEnd = (allocatorBeg + H2.zoneSeg - 1) & ~(H2.zoneSeg - 1)
     let endSeg = totalSize & ~(H2.zoneSeg - 1)
     var entries: [BmapData] = []
+    var avail: UInt64 = 1 << 30
     for s in 0..<BmapData.perLeaf {
       let segBase = base + UInt64(s) * H2.zoneSeg
-      entries.append(s == 0 || segBase < staticEnd || segBase >= endSeg ? .full : .free)
-    }
-    return LeafState(leaf: FreemapLeaf(entries: entries), bref: nil, dirty: true)
-  }
-
-  /// The 2-bit state of the chunk holding `offset` (00 when no leaf covers it).
-  func state(at offset: UInt64) -> UInt8 {
-    guard let l = leaves[offset >> 30] else { return 0 }
-    let seg = Int((offset >> 22) & 0xFF)
-    let chunk = Int((offset & (H2.zoneSeg - 1)) >> 14)
-    return l.leaf.entries[seg].state(ofChunk: chunk)
-  }
-
-  /// Allocates `size` bytes (a power of two, 1 KiB..64 KiB) for a block of `type`.
-  func allocate(size: Int, type: BlockrefType) throws(FormatError) -> UInt64 {
-    let cls = UInt16(type.rawValue) << 8 | 16
-    if size < Int(H2.freemapBlockSize) {
-      if let p = partial[cls], p.used + size <= Int(H2.freemapBlockSize) {
-        partial[cls] = (p.offset, p.used + size)
-        return p.offset + UInt64(p.used)
+      if s == 0 || segBase < staticEnd || segBase >= endSeg {
+        entries.append(.full)
+        avail -= H2.zoneSeg
+      } else {
+        entries.append(.free)
       }
-      let chunk = try takeChunks(1, cls: cls)
-      partial[cls] = (chunk, size)
-      return chunk
     }
-    return try takeChunks(size / Int(H2.freemapBlockSize), cls: cls)
+    return LeafState(leaf: FreemapLeaf(entries: entries), bref: nil, dirty: true, bigmask: 0xFFFF_FFFF, hintAvail: avail)
   }
 
-  /// Takes `n` consecutive free, `n`-aligned 16 KiB chunks and marks them allocated.
-  private func takeChunks(_ n: Int, cls: UInt16) throws(FormatError) -> UInt64 {
+  /// Test-only: marks every free chunk of the volume allocated (leaves created where
+  /// missing, packing iterators closed), as a volume filled to its last chunk would be.
+  /// Only for small test images: it visits every region.
+  func fillForTest() throws(FormatError) {
     let regions = (totalSize + (1 << 30) - 1) >> 30
-    // Existing leaves first, then new regions; within them, segments matching the class
-    // first (the kernel keeps block classes apart), then any.
-    var order = leaves.keys.sorted() + (0..<regions).filter { leaves[$0] == nil }
-    // The hinted region first: earlier ones were full when the hint was set.
-    if let h = hint[cls], let i = order.firstIndex(of: h >> 16) { order.insert(order.remove(at: i), at: 0) }
-    for relaxed in [false, true] {
-      for region in order {
-        if leaves[region] == nil {
-          if leaves.count >= 4 {
-            continue  // a fifth leaf would need a level-2 freemap node
-          }
-          leaves[region] = newLeaf(region: region)
+    for r in 0..<regions {
+      // Safe: create: true always returns a leaf.
+      var st = try leafState(region: r, create: true)!
+      for n in 0..<BmapData.perLeaf {
+        var e = st.leaf.entries[n]
+        for c in 0..<256 where e.state(ofChunk: c) == 0 {
+          e.setState(ofChunk: c, 3)
+          account(H2.freemapBlockSize)
         }
-        let hinted = hint[cls].map { $0 >> 16 == region } ?? false
-        let start = hinted ? Int((hint[cls]! >> 8) & 0xFF) : 0  // Safe: hinted implies a hint.
-        for seg in start..<BmapData.perLeaf {
-          // Safe: the region was loaded or created above.
-          var e = leaves[region]!.leaf.entries[seg]
-          guard e.avail >= UInt32(n) * UInt32(H2.freemapBlockSize) else { continue }
-          guard relaxed || e.allocClass == 0 || e.allocClass == cls else { continue }
-          let segBase = (region << 30) + UInt64(seg) * H2.zoneSeg
-          // Chunks below the hinted one were taken when the hint was set (rounded
-          // down to this size's alignment).
-          var c = hinted && seg == start ? (Int(hint[cls]! & 0xFF) / n) * n : 0  // Safe: hinted.
-          while c + n <= 256 {
-            let off = segBase + UInt64(c) * H2.freemapBlockSize
-            if (0..<n).allSatisfy({ e.state(ofChunk: c + $0) == 0 }), off >= allocatorBeg,
-              off + UInt64(n) * H2.freemapBlockSize <= totalSize
-            {
-              for k in 0..<n { e.setState(ofChunk: c + k, 3) }
-              e.avail -= UInt32(n) * UInt32(H2.freemapBlockSize)
-              if e.allocClass == 0 { e.allocClass = cls }
-              // Keep the kernel's sub-16 KiB packing iterator out of chunks we took.
-              let lin = Int(e.linear)
-              if lin >= 0, lin < Int(H2.zoneSeg), lin / 16384 >= c, lin / 16384 < c + n {
-                e.linear = Int32((c + n) * 16384)
-              }
-              leaves[region]!.leaf.entries[seg] = e
-              leaves[region]!.dirty = true
-              let bytes = UInt64(n) * H2.freemapBlockSize
-              allocatorFree = allocatorFree >= bytes ? allocatorFree - bytes : 0
-              bytesAllocated += bytes
-              hint[cls] = region << 16 | UInt64(seg) << 8 | UInt64(c + n < 256 ? c + n : 255)
-              return off
-            }
-            c += n
-          }
-        }
+        if e.allocClass == 0 && e.avail > 0 { e.allocClass = UInt16(BlockrefType.data.rawValue) << 8 | 16 }
+        e.avail = 0
+        e.linear = Int32(H2.zoneSeg)
+        st.leaf.entries[n] = e
       }
-      hint[cls] = nil
+      st.dirty = true
+      leaves[r] = st
+      try markPathDirty(region: r)
     }
-    throw FormatError(.invalidArgument("no free space for a \(n * 16) KiB block"), at: Location(image: volume.label, offset: 0, structure: "freemap"))
   }
 
-  /// Writes every modified leaf into its next rotation set (`hammer2_freemap_reserve`)
-  /// and returns the new freemap blockset.
+  /// Records an allocation of `bgsize` bytes of whole chunks (the volume's accounting).
+  func account(_ bgsize: UInt64) {
+    allocatorFree = allocatorFree >= bgsize ? allocatorFree - bgsize : 0
+    bytesAllocated += bgsize
+  }
+
+  /// Writes every modified leaf and node into its next rotation set and returns the new
+  /// freemap blockset of the volume header.
   func commit(oldBlockset: [Blockref], mirrorTid: UInt64, writer: (UInt64, [UInt8], String) throws(FormatError) -> Void) throws(FormatError) -> [Blockref] {
-    var out = oldBlockset.filter { !$0.isEmpty }
-    for region in leaves.keys.sorted() {
-      guard let st = leaves[region], st.dirty else { continue }
-      let base = region << 30
-      var set: UInt64 = 0
-      if let old = st.bref {
-        let current = ((old.mediaOffset & (H2.zoneSeg - 1)) / 65536 &- 1) / 5
-        set = (current + 1) % 8
-      }
-      let off = base + (1 + 5 * set) * 65536
-      let block = st.leaf.encode()
-      try writer(off, block, "freemap leaf set \(set) for GiB \(region)")
-      var b = st.bref ?? Blockref()
-      b.typeRaw = BlockrefType.freemapLeaf.rawValue
-      b.methods = CheckMethod.freemap.rawValue << 4
-      b.keybits = 30
-      b.key = base
-      b.dataOff = off | 15
-      b.mirrorTid = mirrorTid
-      b.modifyTid = mirrorTid
-      var check = CheckArea()
-      check.setU32(0, CRC32C.checksum(block))
-      check.setU32(4, 0xFFFF_FFFF)  // bigmask: anything may fit
-      check.setU64(1, st.leaf.entries.reduce(0) { $0 + UInt64($1.avail) })
-      b.check = check
-      out.removeAll { $0.key == base }
-      out.append(b)
-    }
-    out.sort { $0.key < $1.key }
-    guard out.count <= 4 else {
-      throw FormatError(.unsupported("more than 4 freemap leaves (a level-2 freemap node would be needed)"), at: Location(image: volume.label, offset: 0, structure: "freemap"))
-    }
-    return out + [Blockref](repeating: Blockref(), count: 4 - out.count)
+    try commit(mirrorTid: mirrorTid, writer: writer)
+  }
+}
+
+extension VolumeHeader {
+  /// Free bytes `allocator_free` counts that no allocation can take: the rest of the
+  /// 4 MiB segment after the aux area that holds the super-root and PFS root inodes
+  /// (`hammer2_freemap_init` marks everything below `allocator_beg` rounded up to 4 MiB
+  /// allocated).
+  var unallocatableFree: UInt64 {
+    let staticEnd = (allocatorBeg + H2.zoneSeg - 1) & ~(H2.zoneSeg - 1)
+    guard auxEnd != 0, auxEnd <= allocatorBeg, staticEnd - auxEnd <= H2.zoneSeg else { return 0 }
+    return staticEnd - auxEnd
+  }
+
+  /// Bytes the freemap can still hand out, as the volume header counts them
+  /// (`allocator_free`, 16 KiB granular, minus `unallocatableFree`): what a resync may
+  /// plan to write onto this node before opening it for writing.
+  public var allocatableBytes: UInt64 {
+    allocatorFree > unallocatableFree ? allocatorFree - unallocatableFree : 0
   }
 }

@@ -28,6 +28,8 @@ public final class Transaction {
   private var superRootLeaves: [UInt64: PendingLeaf]
   private var editors: [UInt64: PFSEditor] = [:]  // by key under the super-root
   private var committed = false
+  /// Test-only: fill the freemap to its last chunk once this commit's blocks are placed.
+  var fillFreemapForTest = false
 
   /// Opens `path` for one transaction; `cacheBudget` bounds the block cache of its
   /// reader (the committed state it edits).
@@ -52,6 +54,35 @@ public final class Transaction {
       }
       el = it.next()
     }
+  }
+
+  // MARK: space
+
+  /// Bytes this transaction can still allocate: the volume header's `allocator_free`
+  /// less what this transaction allocated so far and less the free bytes no allocation
+  /// can reach (`VolumeHeader.allocatableBytes`).
+  public var freeBytes: UInt64 { allocator.freeBytes }
+
+  /// The bytes of freemap chunks that blocks of `blockSizes` (each a power of two,
+  /// 1..64 KiB, as stored on media) take at least: 16 KiB and larger blocks their size,
+  /// smaller ones packed into chunks (plus one partly used chunk for each of the other
+  /// three classes that pack).
+  public static func bytesNeeded(blockSizes: [Int]) -> UInt64 {
+    FreemapAllocator.bytesNeeded(blockSizes: blockSizes)
+  }
+
+  /// Preflight before writing anything: throws `FormatError.Kind.noSpace` ("no space: N
+  /// bytes needed for WHAT, M bytes free", located at this image) unless `bytes` more
+  /// can be allocated. Checks free 16 KiB chunks, not their contiguity: a nearly full,
+  /// fragmented volume can still fail a 64 KiB block later, with the same error and
+  /// again before that block is written.
+  public func requireSpace(bytes: UInt64, for what: String) throws(FormatError) {
+    try allocator.requireSpace(bytes, for: what)
+  }
+
+  /// `requireSpace(bytes:for:)` for blocks of these media sizes.
+  public func requireSpace(blockSizes: [Int], for what: String) throws(FormatError) {
+    try allocator.requireSpace(Self.bytesNeeded(blockSizes: blockSizes), for: what)
   }
 
   /// The PFSs as they stand in this transaction.
@@ -226,7 +257,9 @@ public final class Transaction {
     stats.apply(to: &srBref)
     try placeBlock(&srBref, bytes: sr.encode(), type: .inode)
     header.srootBlockset[0] = srBref
-    // The freemap last among the blocks: it must cover everything allocated above.
+    if fillFreemapForTest { try allocator.fillForTest() }
+    // The freemap last among the blocks: it must cover everything allocated above. Its
+    // blocks have fixed places (nothing is allocated), so it cannot run out of space.
     header.freemapBlockset = try allocator.commit(oldBlockset: header.freemapBlockset, mirrorTid: mirrorTid) { off, bytes, what throws(FormatError) in
       try image.write(at: off, bytes, structure: what)
     }
@@ -234,7 +267,10 @@ public final class Transaction {
     header.freemapTid = mirrorTid
     header.allocatorFree = allocator.allocatorFree
     try image.sync()
-    // Next slot in rotation; slot 0 when that zone is not on the device (§2.8).
+    // Next slot in rotation; slot 0 when that zone is not on the device (§2.8). Only
+    // the root volume's header rotates (§2.6): `volu_size` here is the root volume's
+    // and it starts at logical 0, so the slot's logical offset is its device offset
+    // there; the other volumes' headers are never rewritten.
     var slot = (volume.headerSlot + 1) % H2.numVolHeaders
     if UInt64(slot) * H2.zoneBytes64 + H2.zoneSeg > header.voluSize { slot = 0 }
     try image.write(at: UInt64(slot) * H2.zoneBytes64, header.encode(recomputeCRCs: true), structure: "volume header #\(slot)")

@@ -152,7 +152,7 @@ extension Transaction {
   /// blockref's `data_off` and check code (by its `methods`).
   func placeBlock(_ b: inout Blockref, bytes: [UInt8], type: BlockrefType) throws(FormatError) {
     let radix = UInt64(bytes.count.trailingZeroBitCount)
-    let off = try allocator.allocate(size: bytes.count, type: type)
+    let off = try allocator.allocate(size: bytes.count, type: type, key: b.key)
     try image.write(at: off, bytes, structure: type.blockName)
     b.dataOff = off | radix
     b.check = CheckCode.compute(b.checkMethod ?? .xxhash64, over: bytes)
@@ -166,7 +166,7 @@ extension Transaction {
   func placeBlock(_ b: inout Blockref, size: Int, type: BlockrefType, check: CheckArea,
                   fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
     let radix = UInt64(size.trailingZeroBitCount)
-    let off = try allocator.allocate(size: size, type: type)
+    let off = try allocator.allocate(size: size, type: type, key: b.key)
     try image.write(at: off, count: size, structure: type.blockName, fill: fill)
     b.dataOff = off | radix
     b.check = check

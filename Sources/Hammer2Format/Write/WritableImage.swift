@@ -12,10 +12,21 @@ import SystemPackage
 /// one write path of the whole project (`write(at:_:)`), which counts writes and can be
 /// told to stop the process after N of them (`H2_CRASH_AFTER_WRITES=N`) so tests can
 /// prove that every prefix of a transaction leaves a valid image.
+///
+/// A multi-volume file system (paths joined by `:`, `ImagePath`) is opened as one
+/// logical image: every device locked, the volumes checked as one file system
+/// (`VolumeSet.verify`), and each read and write routed to the device holding it at
+/// `logical − volu_loff` (2 MiB write windows never straddle the 1 GiB-aligned volumes).
 public final class WritableImage: ImageIO {
   public let label: String
   public private(set) var size: UInt64
-  let fd: Int32
+  /// The devices, in id order: one for a single image (offset 0, no end).
+  let devices: [WritableDevice]
+  /// The single device's descriptor (the first device of a multi-volume image).
+  var fd: Int32 { devices[0].fd }
+  /// The volumes of a multi-volume image (nil for one device).
+  public let volumeExtents: [VolumeExtent]?
+  public var headerSpan: UInt64 { volumeExtents?[0].size ?? size }
   /// Writes performed through this image.
   public private(set) var writes = 0
   /// Bytes written.
@@ -24,8 +35,41 @@ public final class WritableImage: ImageIO {
 
   /// Opens `path` read-write with an exclusive lock. A block device that is mounted or
   /// open elsewhere is refused (`O_EXCL` on a block device fails with EBUSY on Linux).
+  /// `path` may name several volumes joined by `:` (never with `create`).
   public init(path: String, create: Bool = false) throws(FormatError) {
     label = path
+    let paths = ImagePath.devices(path)
+    if paths.count == 1 {
+      let (f, sz) = try Self.openDevice(paths[0], create: create)
+      devices = [WritableDevice(path: paths[0], fd: f, offset: 0, end: .max)]
+      size = sz
+      volumeExtents = nil
+    } else {
+      guard !create else {
+        throw FormatError(.invalidArgument("a multi-volume image is created by its newfs, one device at a time"), at: Location(image: path, offset: 0, structure: "image"))
+      }
+      // Checked first without locks, so a volume named twice is reported as such (its
+      // second lock would fail), then again once every device is locked.
+      _ = try VolumeSet.verify(spec: path, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
+      var opened: [Int32] = []
+      var extents: [VolumeExtent] = []
+      do throws(FormatError) {
+        for p in paths { opened.append(try Self.openDevice(p, create: false).fd) }
+        // Nobody can change them between this check and the commit.
+        extents = try VolumeSet.verify(spec: path, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
+      } catch {
+        for f in opened { close(f) }
+        throw error
+      }
+      devices = zip(extents, opened).map { WritableDevice(path: $0.label, fd: $1, offset: $0.offset, end: $0.end) }
+      size = extents.last?.end ?? 0
+      volumeExtents = extents
+    }
+    crashAfter = ProcessInfo.processInfo.environment["H2_CRASH_AFTER_WRITES"].flatMap { Int($0) }
+  }
+
+  /// Opens and locks one device; its descriptor and size.
+  private static func openDevice(_ path: String, create: Bool) throws(FormatError) -> (fd: Int32, size: UInt64) {
     let loc = Location(image: path, offset: 0, structure: "image")
     var st = stat()
     let exists = stat(path, &st) == 0
@@ -45,22 +89,19 @@ public final class WritableImage: ImageIO {
       close(f)
       throw FormatError(.invalidArgument("\(path) is locked by another h2resync/h2mkimage process"), at: loc)
     }
-    fd = f
     var st2 = stat()
     fstat(f, &st2)
     if (st2.st_mode & S_IFMT) == S_IFBLK {
       let end = lseek(f, 0, SEEK_END)
-      size = end > 0 ? UInt64(end) : 0
-    } else {
-      size = st2.st_size > 0 ? UInt64(st2.st_size) : 0
+      return (f, end > 0 ? UInt64(end) : 0)
     }
-    crashAfter = ProcessInfo.processInfo.environment["H2_CRASH_AFTER_WRITES"].flatMap { Int($0) }
+    return (f, st2.st_size > 0 ? UInt64(st2.st_size) : 0)
   }
 
   deinit {
     submitGathered()
     writer.shutdown()
-    close(fd)
+    for d in devices { close(d.fd) }
   }
 
   /// True when `/proc/mounts` lists `path` as a mounted device.
@@ -73,6 +114,17 @@ public final class WritableImage: ImageIO {
     }
   }
 
+  /// The device holding `offset..<offset+count` and the device offset; a range outside
+  /// every volume or across two is refused.
+  private func route(_ offset: UInt64, _ count: Int, structure: String) throws(FormatError) -> (device: WritableDevice, offset: UInt64) {
+    if devices.count == 1 { return (devices[0], offset) }
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    guard let d = devices.last(where: { $0.offset <= offset }), !overflow, offset < d.end, end <= d.end else {
+      throw FormatError(.invalidArgument("0x\(hex(UInt64(count))) bytes at 0x\(hex(offset)) are not inside one volume"), at: Location(image: label, offset: offset, structure: structure))
+    }
+    return (d, offset - d.offset)
+  }
+
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
     if pendingOverlaps(offset, count) { try drain() }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
@@ -80,10 +132,12 @@ public final class WritableImage: ImageIO {
       throw FormatError(.truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
                         at: Location(image: label, offset: offset, structure: "read"))
     }
+    let (device, devOffset) = try route(offset, count, structure: "read")
+    let fd = device.fd
     var buf = [UInt8](repeating: 0, count: count)
     var done = 0
     while done < count {
-      let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset) + off_t(done)) }
+      let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(devOffset) + off_t(done)) }
       if n < 0 && errno == EINTR { continue }
       guard n > 0 else {
         throw FormatError(n == 0 ? .truncated(needed: UInt64(count), available: UInt64(done)) : .io(errno: errno, operation: "pread"),
@@ -99,7 +153,7 @@ public final class WritableImage: ImageIO {
   /// different 16 KiB chunks at once, so writes interleave but fill each window.
   private var gathering: [WriteBehind.Run] = []
   private static let maxGathering = 6
-  private lazy var writer = WriteBehind(fd: fd, directFd: h2_open_direct(label), label: label)
+  private lazy var writer = WriteBehind(devices: devices)
 
   /// The one write path. Every byte h2resync or h2mkimage writes goes through here.
   /// Writes are gathered in aligned 2 MiB windows that a background thread writes, in
@@ -169,13 +223,14 @@ public final class WritableImage: ImageIO {
     guard !overflow else {
       throw FormatError(.invalidArgument("write past 2^64"), at: Location(image: label, offset: offset, structure: structure))
     }
+    if devices.count > 1 { _ = try route(offset, count, structure: structure) }
     return end
   }
 
   private func endWrite(count: Int, end: UInt64) {
     writes += 1
     bytesWritten += UInt64(count)
-    size = max(size, end)
+    if devices.count == 1 { size = max(size, end) }
   }
 
   /// The index in `gathering` of the window at `window`, now the most recently used
@@ -219,23 +274,39 @@ public final class WritableImage: ImageIO {
   /// Flushes everything written so far to stable storage.
   public func sync() throws(FormatError) {
     try drain()
-    guard fsync(fd) == 0 else {
-      throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: label, offset: 0, structure: "image"))
+    for d in devices {
+      guard fsync(d.fd) == 0 else {
+        throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: d.path, offset: 0, structure: "image"))
+      }
     }
   }
 
   /// Releases the exclusive lock (after a commit), so another transaction can start
   /// while this object is still alive.
-  public func unlock() { _ = flock(fd, LOCK_UN) }
+  public func unlock() {
+    for d in devices { _ = flock(d.fd, LOCK_UN) }
+  }
 
-  /// Sets the file size (new images only).
+  /// Sets the file size (new single-device images only).
   public func setSize(_ newSize: UInt64) throws(FormatError) {
+    guard devices.count == 1 else {
+      throw FormatError(.invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, offset: 0, structure: "image"))
+    }
     try drain()
     guard ftruncate(fd, off_t(newSize)) == 0 else {
       throw FormatError(.io(errno: errno, operation: "ftruncate"), at: Location(image: label, offset: 0, structure: "image"))
     }
     size = newSize
   }
+}
+
+/// One device of a `WritableImage`: its descriptor and the logical range it holds
+/// (`[offset, end)`; device offset = logical − offset).
+struct WritableDevice {
+  let path: String
+  let fd: Int32
+  let offset: UInt64
+  let end: UInt64
 }
 
 /// The threads behind a `WritableImage`: runs are written in submission order by one
@@ -314,11 +385,11 @@ final class WriteBehind: @unchecked Sendable {
 
   static let runBytes = 2 << 20
   private static let maxQueued = 4
-  private let fd: Int32
-  /// The same file opened for direct I/O (-1 when unsupported): runs aligned to 512
+  /// The devices runs are routed to (by the run's logical offset).
+  private let devices: [WritableDevice]
+  /// Each device opened again for direct I/O (-1 when unsupported): runs aligned to 512
   /// bytes, as HAMMER2's 1 KiB-aligned blocks always are, skip the page cache.
-  private var directFd: Int32
-  private let label: String
+  private var directFds: [Int32]
   private let cond = NSCondition()
   /// Runs with fills still to run, in submission order, and the one being filled: a
   /// second thread runs their fills, so the reading and checking they do overlaps the
@@ -336,10 +407,9 @@ final class WriteBehind: @unchecked Sendable {
   private var exited = false
   private var fillerExited = false
 
-  init(fd: Int32, directFd: Int32, label: String) {
-    self.fd = fd
-    self.directFd = directFd
-    self.label = label
+  init(devices: [WritableDevice]) {
+    self.devices = devices
+    directFds = devices.map { h2_open_direct($0.path) }
   }
 
   /// An empty window at `offset` (a reused buffer when one is free).
@@ -409,8 +479,8 @@ final class WriteBehind: @unchecked Sendable {
     while (started && !exited) || (fillerStarted && !fillerExited) { cond.wait() }
     for b in free { b.deallocate() }
     free = []
-    if directFd >= 0 { close(directFd) }
-    directFd = -1
+    for f in directFds where f >= 0 { close(f) }
+    directFds = directFds.map { _ in -1 }
     cond.unlock()
   }
 
@@ -459,16 +529,29 @@ final class WriteBehind: @unchecked Sendable {
     cond.unlock()
   }
 
+  /// Writes a run's extents to the device holding its window (`WritableImage` checked
+  /// that each write lies inside one volume; a 2 MiB window cannot cross the 1 GiB
+  /// boundaries volumes start on).
   private func write(_ run: Run) -> FormatError? {
+    let k = devices.lastIndex { $0.offset <= run.offset } ?? 0
+    let base = run.offset - devices[k].offset
     for e in run.extents {
-      if let err = write(run.buffer.baseAddress! + e.lowerBound, count: e.count, at: run.offset + UInt64(e.lowerBound), structure: run.structure) {
+      if let err = write(run.buffer.baseAddress! + e.lowerBound, count: e.count, at: base + UInt64(e.lowerBound), device: k, structure: run.structure) {
         return err
       }
     }
     return nil
   }
 
-  private func write(_ base: UnsafeMutableRawPointer, count: Int, at offset: UInt64, structure: String) -> FormatError? {
+  private func write(_ base: UnsafeMutableRawPointer, count: Int, at offset: UInt64, device k: Int, structure: String) -> FormatError? {
+    let fd = devices[k].fd
+    if k != hintDevice {
+      startWriteback()
+      hintDevice = k
+      hintStart = offset
+      hintEnd = offset
+    }
+    let directFd = directFds[k]
     if directFd >= 0, offset % 512 == 0, count % 512 == 0, Int(bitPattern: base) % 512 == 0 {
       var done = 0
       while done < count {
@@ -481,14 +564,14 @@ final class WriteBehind: @unchecked Sendable {
       // Direct I/O refused (a file system without it, a device with larger sectors):
       // the ordinary descriptor from now on, rewriting this range whole.
       close(directFd)
-      directFd = -1
+      directFds[k] = -1
     }
     var done = 0
     while done < count {
       let n = pwrite(fd, base + done, count - done, off_t(offset) + off_t(done))
       if n < 0 && errno == EINTR { continue }
       guard n > 0 else {
-        return FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: label, offset: offset + UInt64(done), structure: structure))
+        return FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: devices[k].path, offset: offset + UInt64(done), structure: structure))
       }
       done += n
     }
@@ -504,11 +587,12 @@ final class WriteBehind: @unchecked Sendable {
     return nil
   }
 
+  private var hintDevice = 0
   private var hintStart: UInt64 = 0
   private var hintEnd: UInt64 = 0
 
   private func startWriteback() {
-    if hintEnd > hintStart { _ = h2_start_writeback(fd, Int64(hintStart), Int64(hintEnd - hintStart)) }
+    if hintEnd > hintStart { _ = h2_start_writeback(devices[hintDevice].fd, Int64(hintStart), Int64(hintEnd - hintStart)) }
     hintStart = hintEnd
   }
 }

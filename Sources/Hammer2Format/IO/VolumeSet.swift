@@ -1,0 +1,237 @@
+/// How a node is named and opened: one image path, or the paths of a multi-volume file
+/// system's volumes joined by `:` (DragonFly's own syntax, `hammer2 show da0:da1`;
+/// `hammer2_init_devvp` splits the mount string the same way). Every path string the
+/// project opens goes through `ImagePath.devices` and `openImage` (reading) or
+/// `WritableImage(path:)` (writing), so every command takes both forms.
+public enum ImagePath {
+  /// The device paths of `spec`: split at `:`, empty parts dropped. A path that exists as
+  /// given is one image even when it contains `:` (a file name, not a volume list).
+  public static func devices(_ spec: String) -> [String] {
+    guard spec.contains(":"), access(spec, F_OK) != 0 else { return [spec] }
+    let parts = spec.split(separator: ":", omittingEmptySubsequences: true).map(String.init)
+    return parts.isEmpty ? [spec] : parts
+  }
+
+  /// A short name for reports: the file name of each device, joined by `:`.
+  public static func shortName(_ spec: String) -> String {
+    devices(spec).map { p in p.split(separator: "/").last.map(String.init) ?? p }.joined(separator: ":")
+  }
+}
+
+/// Opens `spec` read-only: a `FileImage` for one path, a `MultiVolumeImage` (checked as
+/// `hammer2_verify_volumes_2` does) for several joined by `:`.
+public func openImage(_ spec: String) throws(FormatError) -> ImageIO {
+  let paths = ImagePath.devices(spec)
+  if paths.count == 1 { return try FileImage(path: paths[0]) }
+  return try MultiVolumeImage(spec: spec, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
+}
+
+/// One volume of a multi-volume file system (`hammer2_volume_t`): its device and the
+/// logical range it holds, `[offset, offset + size)`; device offset = logical − offset.
+public struct VolumeExtent: Sendable, Equatable {
+  /// The device path as given.
+  public var label: String
+  /// `volu_id`: its position in the file system (0 = root volume).
+  public var id: Int
+  /// `volu_loff[volu_id]`: logical start (1 GiB aligned).
+  public var offset: UInt64
+  /// `volu_size`: the bytes of logical space it holds.
+  public var size: UInt64
+  /// The device's own size (at least `size`).
+  public var deviceSize: UInt64
+  /// The device offset of the header copy chosen on it, and its slot.
+  public var headerSlot: Int
+
+  /// End of its logical range.
+  public var end: UInt64 { offset + size }
+}
+
+/// The checks DragonFly makes on the volumes of a file system before mounting it
+/// (`hammer2_init_volumes`, `hammer2_verify_volumes_common`, `hammer2_verify_volumes_2`
+/// in hammer2_ondisk.c), with the device order fixed: the volumes must be given in id
+/// order, root volume first, so that the path string names the file system the same
+/// way every time.
+public enum VolumeSet {
+  /// `HAMMER2_MAX_VOLUMES`.
+  public static let maxVolumes = 64
+  /// `HAMMER2_FREEMAP_LEVEL1_SIZE`: non-last volumes are multiples of it, offsets aligned.
+  static let level1: UInt64 = 1 << 30
+
+  /// The chosen header of each device in `devices` (in the order given) checked as one
+  /// file system; the volumes' extents. `spec` is the path string as the user gave it.
+  public static func verify(spec: String, devices: [ImageIO]) throws(FormatError) -> [VolumeExtent] {
+    guard devices.count <= maxVolumes else {
+      throw FormatError(.invalidArgument("\(devices.count) volumes given; a HAMMER2 file system has at most \(maxVolumes)"),
+                        at: Location(image: spec, offset: 0, structure: "volume list"))
+    }
+    var headers: [(VolumeHeader, Int, Location)] = []
+    for io in devices {
+      let chosen = try Volume.chooseHeader(io: io, span: io.size).chosen
+      let h = chosen.header!  // Safe: chooseHeader returns a valid copy.
+      headers.append((h, chosen.slot, Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")))
+    }
+    let (root, _, rootLoc) = headers[0]
+    guard root.voluId == 0 else {
+      throw FormatError(.invalidArgument("this is volume \(root.voluId) of a \(root.nvolumes)-volume file system, not its root volume: give the volumes in id order, root volume (id 0) first"), at: rootLoc)
+    }
+    guard root.fstype == VolumeHeader.hammer2FSType else {
+      throw FormatError(.unsupported("fstype \(root.fstype) is not HAMMER2's"), at: rootLoc)
+    }
+    guard root.version >= 2 else {
+      throw FormatError(.invalidArgument("volume version \(root.version) holds exactly one volume; \(devices.count) given"), at: rootLoc)
+    }
+    guard (2...3).contains(root.version) else {
+      throw FormatError(.unsupported("volume version \(root.version)"), at: rootLoc)
+    }
+    var seen: [Int: String] = [:]
+    var extents: [VolumeExtent] = []
+    for (i, (h, slot, loc)) in headers.enumerated() {
+      let io = devices[i]
+      // Same file system (`hammer2_init_volumes`: version, nvolumes, fsid, fstype).
+      guard h.fsid == root.fsid, h.fstype == root.fstype else {
+        throw FormatError(.invalidArgument("not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"), at: loc)
+      }
+      guard h.version == root.version else {
+        throw FormatError(.invalidArgument("volume version \(h.version), but the root volume has version \(root.version)"), at: loc)
+      }
+      guard h.nvolumes == root.nvolumes else {
+        throw FormatError(.invalidArgument("nvolumes \(h.nvolumes), but the root volume says \(root.nvolumes)"), at: loc)
+      }
+      let id = Int(h.voluId)
+      guard id < maxVolumes else { throw FormatError(.invalidField("volu_id \(id) is not below \(maxVolumes)"), at: loc) }
+      if let other = seen[id] {
+        throw FormatError(.invalidArgument("volume \(id) is given twice (also as \(other))"), at: loc)
+      }
+      seen[id] = io.label
+      guard id == i else {
+        throw FormatError(.invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
+      }
+      let off = h.voluLoff[id]
+      extents.append(VolumeExtent(label: io.label, id: id, offset: off, size: h.voluSize, deviceSize: io.size, headerSlot: slot))
+    }
+    // `hammer2_verify_volumes_2`: the count, the sum, the offset table.
+    let rootSlotLoc = rootLoc
+    guard Int(root.nvolumes) == devices.count else {
+      let missing = (devices.count..<max(devices.count, Int(root.nvolumes))).map(String.init).joined(separator: ", ")
+      let what = Int(root.nvolumes) > devices.count ? "volume(s) \(missing) missing" : "\(devices.count - Int(root.nvolumes)) too many"
+      throw FormatError(.invalidArgument("the file system has \(root.nvolumes) volumes, \(devices.count) given (\(what)): give all of them joined by ':', in id order"), at: rootSlotLoc)
+    }
+    var sum: UInt64 = 0
+    for e in extents {
+      let (s, o) = sum.addingReportingOverflow(e.size)
+      guard !o else { throw FormatError(.invalidField("volume sizes overflow"), at: rootSlotLoc) }
+      sum = s
+    }
+    guard root.totalSize == sum else {
+      throw FormatError(.invalidField("total_size 0x\(hex(root.totalSize)) is not the sum of the volume sizes 0x\(hex(sum))"), at: rootSlotLoc)
+    }
+    for i in 0..<maxVolumes {
+      let v = root.voluLoff[i]
+      if i < extents.count, v == .max {
+        throw FormatError(.invalidField("volu_loff[\(i)] is -1 but the file system has \(extents.count) volumes"), at: rootSlotLoc)
+      }
+      if i >= extents.count, v != .max {
+        throw FormatError(.invalidField("volu_loff[\(i)] 0x\(hex(v)) must be -1 (\(extents.count) volumes)"), at: rootSlotLoc)
+      }
+    }
+    for (i, e) in extents.enumerated() {
+      let loc = headers[i].2
+      // `hammer2_verify_volumes_common`: the device holds its volume.
+      guard e.size != 0 else { throw FormatError(.invalidField("volu_size is 0"), at: loc) }
+      guard e.size <= e.deviceSize else { throw shorterThanVolume(deviceSize: e.deviceSize, voluSize: e.size, at: loc) }
+      guard e.offset & (level1 - 1) == 0 else {
+        throw FormatError(.invalidField("volu_loff 0x\(hex(e.offset)) is not 1 GiB aligned"), at: loc)
+      }
+      if i == 0 {
+        guard e.offset == 0 else { throw FormatError(.invalidField("the root volume's volu_loff 0x\(hex(e.offset)) is not 0"), at: loc) }
+      } else {
+        let prev = extents[i - 1]
+        guard e.offset == prev.end else {
+          throw FormatError(.invalidField("volu_loff 0x\(hex(e.offset)) does not follow volume \(i - 1) (which ends at 0x\(hex(prev.end)))"), at: loc)
+        }
+      }
+      if i != extents.count - 1 {
+        guard e.size >= level1, e.size & (level1 - 1) == 0 else {
+          throw FormatError(.invalidField("volu_size 0x\(hex(e.size)) of a volume that is not the last is not a multiple of 1 GiB"), at: loc)
+        }
+      } else {
+        guard e.size & (H2.volumeAlign - 1) == 0 else {
+          throw FormatError(.invalidField("volu_size 0x\(hex(e.size)) of the last volume is not a multiple of 8 MiB"), at: loc)
+        }
+      }
+    }
+    return extents
+  }
+
+  /// The error for a device shorter than its header's `volu_size`
+  /// (`hammer2_verify_volumes_common`: "size ... exceeds device size ...").
+  public static func shorterThanVolume(deviceSize: UInt64, voluSize: UInt64, at loc: Location) -> FormatError {
+    FormatError(.invalidField("the image is 0x\(hex(deviceSize)) bytes (\(deviceSize)), shorter than its volume header's volu_size 0x\(hex(voluSize)) (\(voluSize)): truncated or the wrong device"), at: loc)
+  }
+}
+
+/// The volumes of a multi-volume file system read as one logical image (the kernel's
+/// `hammer2_get_volume` routing): a read goes to the device whose range holds it, at
+/// `logical − volu_loff`. Media blocks never cross a 64 KiB boundary and volumes start on
+/// 1 GiB boundaries, so no valid read straddles two volumes; one that would is refused.
+public final class MultiVolumeImage: ImageIO {
+  /// The path string as given (`a0.img:a1.img`).
+  public let label: String
+  /// The volumes in id order.
+  public let volumes: [VolumeExtent]
+  private let devices: [ImageIO]
+  /// The end of the logical space (`total_size`).
+  public let size: UInt64
+
+  /// Checks `devices` (in the order given) as one file system.
+  public init(spec: String, devices: [ImageIO]) throws(FormatError) {
+    label = spec
+    volumes = try VolumeSet.verify(spec: spec, devices: devices)
+    self.devices = devices
+    size = volumes.last.map { $0.end } ?? 0
+  }
+
+  public var volumeExtents: [VolumeExtent]? { volumes }
+  public var headerSpan: UInt64 { volumes[0].size }
+
+  /// The volume index and device offset of `offset..<offset+count`.
+  private func route(_ offset: UInt64, _ count: Int) throws(FormatError) -> (Int, UInt64) {
+    guard let i = volumes.lastIndex(where: { $0.offset <= offset }), offset < volumes[i].end else {
+      throw FormatError(.truncated(needed: UInt64(count), available: 0), at: Location(image: label, offset: offset, structure: "read"))
+    }
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    guard !overflow, end <= volumes[i].end else {
+      throw FormatError(.invalidArgument("a read of \(count) bytes at 0x\(hex(offset)) straddles the end of volume \(i) (0x\(hex(volumes[i].end)))"),
+                        at: Location(image: label, offset: offset, structure: "read"))
+    }
+    return (i, offset - volumes[i].offset)
+  }
+
+  public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
+    let (i, dev) = try route(offset, count)
+    return try devices[i].read(at: dev, count: count)
+  }
+
+  public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
+    let (i, dev) = try route(offset, buffer.count)
+    try devices[i].read(at: dev, into: buffer)
+  }
+
+  /// A read-ahead range may span volumes (it merges nearby blocks): each part goes to
+  /// its device.
+  public func willNeed(at offset: UInt64, count: Int) {
+    guard count > 0 else { return }
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    let last = overflow ? UInt64.max : end
+    for (i, v) in volumes.enumerated() where v.offset < last && offset < v.end {
+      let lo = max(offset, v.offset), hi = min(last, v.end)
+      devices[i].willNeed(at: lo - v.offset, count: Int(hi - lo))
+    }
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif

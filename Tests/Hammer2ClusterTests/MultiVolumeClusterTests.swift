@@ -1,0 +1,117 @@
+import Foundation
+import H2TestSupport
+import Hammer2Format
+import Testing
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A 3-master cluster whose node A is a 2-volume file system (1 GiB + 1 GiB, named
+/// `A.0:A.1`) and B, C single 2 GiB images. A's root volume is first filled through its
+/// LOCAL PFS (not part of the cluster), so A's DATA PFS, and whatever a resync writes
+/// to A, lies on its second volume. `diverge` then changes some nodes.
+private func buildMixedCluster(_ dir: String, _ diverge: (String, String) throws -> Void) throws -> [String] {
+  let src = try makeSourceTree(dir)
+  try FileManager.default.createDirectory(atPath: dir + "/fill", withIntermediateDirectories: true)
+  var rng = SeededRandom(seed: 5)
+  var mib = [UInt8](repeating: 0, count: 1 << 20)
+  mib.withUnsafeMutableBytes { b in for i in 0..<(b.count / 8) { b.storeBytes(of: rng.next(), toByteOffset: i * 8, as: UInt64.self) } }
+  _ = FileManager.default.createFile(atPath: dir + "/fill/big.bin", contents: nil)
+  let fh = FileHandle(forWritingAtPath: dir + "/fill/big.bin")!
+  for k in 0..<900 {
+    mib[0] = UInt8(truncatingIfNeeded: k)
+    mib[1] = UInt8(truncatingIfNeeded: k >> 8)
+    fh.write(Data(mib))
+  }
+  try fh.close()
+  try FileManager.default.createDirectory(atPath: dir + "/local", withIntermediateDirectories: true)
+  _ = FileManager.default.createFile(atPath: dir + "/local/small", contents: Data("local\n".utf8))
+  var images: [String] = []
+  for (i, n) in ["A", "B", "C"].enumerated() {
+    let img = n == "A" ? "\(dir)/A.0:\(dir)/A.1" : "\(dir)/\(n).img"
+    var steps = [["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)"]]
+    // Every node's LOCAL PFS is populated (the same history: a new PFS's modify_tid
+    // follows the super-root's), A's with the filler, the others' with a small file.
+    steps.append(["populate", img, "--pfs", "LOCAL", dir + (n == "A" ? "/fill" : "/local"), "--comp", "none"])
+    steps += [["pfs-create", img, "DATA", "--nmasters", "3", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
+              ["populate", img, "--pfs", "DATA", src]]
+    for args in steps { try mk(args + ["--time", "1700000000"]) }
+    images.append(img)
+  }
+  try? FileManager.default.removeItem(atPath: dir + "/fill")
+  try? FileManager.default.removeItem(atPath: dir + "/local")
+  for (n, img) in zip(["A", "B", "C"], images) { try diverge(n, img) }
+  return images
+}
+
+/// Data blocks per volume of a multi-volume node (all trees).
+private func dataBlocksPerVolume(_ spec: String) throws -> [Int] {
+  let volume = try Volume.open(path: spec)
+  let extents = try #require(volume.io.volumeExtents)
+  var counts = [Int](repeating: 0, count: extents.count)
+  var walker = TopologyWalker(volume: volume, includeFreemap: false)
+  walker.walk { e in
+    guard e.bref.type == .data, let i = extents.firstIndex(where: { $0.offset <= e.bref.mediaOffset && e.bref.mediaOffset < $0.end }) else { return }
+    counts[i] += 1
+  }
+  return counts
+}
+
+@Suite(.serialized) struct MultiVolumeClusterTests {
+  static let blob = Data((0..<150_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) })
+
+  /// Changes that some nodes received and `stale` did not.
+  private static func missedBy(_ stale: String, _ dir: String) -> (String, String) throws -> Void {
+    FileManager.default.createFile(atPath: dir + "/blob", contents: blob)
+    return { n, img in
+      guard n != stale else { return }
+      try mk(["write", img, "--pfs", "DATA", "sub/new.bin", "--from", dir + "/blob", "--time", "1700000100"])
+      try mk(["rm", img, "--pfs", "DATA", "sub/deep", "-r", "--time", "1700000200"])
+      try mk(["chmod", img, "--pfs", "DATA", "600", "text.txt", "--time", "1700000300"])
+    }
+  }
+
+  /// The stale node is a single-volume one (C), then the multi-volume one (A): diff
+  /// names the difference, resync brings the stale node to the focus's content, and
+  /// afterwards diff and check are clean; the nodes that were in sync are not written.
+  @Test(arguments: ["C", "A"])
+  func diffAndResyncAcrossMixedNodes(stale: String) throws {
+    let dir = makeTempDir("h2mvc")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try buildMixedCluster(dir, Self.missedBy(stale, dir))
+    let a = images[0]
+    let onSecondVolume = try dataBlocksPerVolume(a)[1]
+    #expect(onSecondVolume > 0, "node A's second volume holds no data")
+    let target = stale == "A" ? images[0] : images[2]
+    let focus = stale == "A" ? images[1] : images[0]
+    let focusState = try extractState(focus)
+    #expect(try extractState(target) != focusState)
+    let before = try run("h2resync", ["diff"] + images)
+    #expect(before.status == 1 && before.stdout.contains("new.bin"), "\(before.stdout.suffix(400)) \(before.stderr)")
+    let untouched = images.filter { $0 != target }
+    // Modification times, not digests: hashing A's 900 MiB filler costs more than the test.
+    func mtimes(_ spec: String) -> [String] {
+      ImagePath.devices(spec).map { p in
+        var st = stat()
+        _ = stat(p, &st)
+        return "\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec) \(st.st_size)"
+      }
+    }
+    let digests = untouched.map(mtimes)
+    let r = try run("h2resync", ["resync", "--yes", "--no-snapshot"] + images)
+    #expect(r.status == 0, "\(r.stdout.suffix(400)) \(r.stderr)")
+    #expect(try extractState(target) == focusState)
+    #expect(untouched.map(mtimes) == digests, "a node in sync was written")
+    let after = try run("h2resync", ["diff"] + images)
+    #expect(after.status == 0, "\(after.stdout.suffix(400)) \(after.stderr)")
+    let check = try run("h2resync", ["check", "--lock-file", dir + "/lock"] + images)
+    #expect(check.status == 0, "\(check.stdout.suffix(400)) \(check.stderr)")
+    let volume = try Volume.open(path: target)
+    #expect(auditFreemap(volume).isEmpty, "\(auditFreemap(volume).prefix(5))")
+    if stale == "A" {
+      // What resync wrote to A went to its second volume (the first is full).
+      #expect(try dataBlocksPerVolume(a)[1] > onSecondVolume)
+    }
+  }
+}

@@ -4,8 +4,10 @@
 #
 #   tools/bench-cluster.sh [DIR] [--files N] [--dirs N] [--bytes SIZE] [--size SIZE]
 #                          [--runs N] [--cache warm|cold|both] [--src DIR] [--keep]
+#                          [--modes ABC]
 #   defaults: DIR /tmp/h2bench-cluster, --files 200000 --dirs 2000 --bytes 2200M
-#             --size 8G --runs 3 --cache both --src /tmp/benchsrc
+#             --size 8G --runs 3 --cache both --src /tmp/benchsrc --modes ABC
+#   (--modes: which of the parts (A) (B) (C) below to run, e.g. --modes C)
 #   e.g. tools/bench-cluster.sh /tmp/h2bc --files 50000 --bytes 1100M   # smaller scale
 #
 # Procedure (everything under DIR; the source tree under --src is kept and reused when
@@ -36,14 +38,25 @@
 #     `--cache cold`, the page cache is dropped before resync and before cp; with
 #     `--cache hot`, the images' allocated extents are read (untimed) before resync and
 #     the focus's before cp, so both start with what they read in the page cache.
-#  7. `h2bench cluster report`: the table, and DIR/results.json.
+#  7. (C) D: a master built separately from the focus's tree minus its last 10% of
+#     directories: `new`, `pfs-create` (same clid), a node-local `snapshot` (one more
+#     transaction first, so every later modify_tid differs from A's by one), the same
+#     `populate` parts and `overlay` as A (same inode numbers), then `rm -r` of the last
+#     10% of the top-level directories. Every tid differs, 90% of the content is equal.
+#     `h2bench cluster separate A B D --focus A --target D`: per run, a fresh copy of D
+#     (setup, not timed), `h2resync resync --yes --no-snapshot --allow-rollback A B
+#     COPY` (D's own removals leave its root tid above A's: it is "ahead"), its bytes
+#     written by block type, the copy's freemap in-use growth, a `diff` that must say
+#     in sync, and `cp --sparse=always A COPY` (the whole copy it is compared with).
+#     Goals: bytes written < 25% of the focus's in-use bytes, time <= 2x the cp.
+#  8. `h2bench cluster report`: the table, and DIR/results.json (and DIR/separate.json).
 # Peak RSS of every child: its maximum resident set as GNU time (/usr/bin/time) reports
 # it; without GNU time, ru_maxrss from wait4, which on Linux includes h2bench's own peak.
 # Needs ~4x the image data in free disk space, and page cache for 3 images to keep the
 # (A) runs warm.
 set -euo pipefail
 
-DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=2200M SIZE=8G RUNS=3 CACHE=both KEEP=0
+DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=2200M SIZE=8G RUNS=3 CACHE=both KEEP=0 MODES=ABC
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
@@ -54,6 +67,7 @@ while [ $# -gt 0 ]; do
     --cache) CACHE=$2; shift 2 ;;
     --src) SRC=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --modes) MODES=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-cluster.sh: unknown option $1" >&2; exit 2 ;;
     *) DIR=$1; shift ;;
@@ -71,7 +85,8 @@ echo "h2resync $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff -
 CLID=6a1e0b8c-2f55-4e1c-9d7e-3c2b1a0f9e88
 T=1700000000
 mkdir -p "$DIR"
-rm -rf "$DIR"/*.img "$DIR/work" "$DIR/setup.jsonl"
+rm -rf "$DIR"/*.img "$DIR/work" "$DIR/setup.jsonl" "$DIR/diffcheck.json" "$DIR/resync.json" "$DIR/separate.json"
+has() { case "$MODES" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 LOG="$DIR/setup.jsonl"
 step() { local label=$1; shift; "$H2B" cluster exec --label "$label" --log "$LOG" -- "$@"; }
 
@@ -80,7 +95,7 @@ step gensrc "$H2B" cluster gensrc "$SRC" --files "$FILES" --dirs "$DIRS" --bytes
 
 # 2. three masters from SRC/base
 seed=11
-for n in A B C; do
+for n in A B $( (has A || has B) && echo C); do
   step "new-$n" "$MK" new "$DIR/$n.img" --size "$SIZE" --uuid-seed $seed --time $T
   step "pfs-create-$n" "$MK" pfs-create "$DIR/$n.img" DATA --type MASTER --nmasters 3 --clid $CLID --uuid-seed $seed --time $T
   for part in "$SRC"/base.*; do
@@ -90,14 +105,33 @@ for n in A B C; do
 done
 
 # 3. the stale node for (B)
-step copy-C-stale cp --sparse=always "$DIR/C.img" "$DIR/C-stale.img"
+if has B; then step copy-C-stale cp --sparse=always "$DIR/C.img" "$DIR/C-stale.img"; fi
 
-# 4. the extra files on all three
-for n in A B C; do
+# (C)'s D: one transaction more than A before the same populate parts
+if has C; then
+  step new-D "$MK" new "$DIR/D.img" --size "$SIZE" --uuid-seed 14 --time $T
+  step pfs-create-D "$MK" pfs-create "$DIR/D.img" DATA --type MASTER --nmasters 3 --clid $CLID --uuid-seed 14 --time $T
+  step snapshot-D "$MK" snapshot "$DIR/D.img" --pfs DATA DATA.shift --uuid-seed 15 --time $T
+  for part in "$SRC"/base.*; do
+    step "populate-D.${part##*.}" "$MK" populate "$DIR/D.img" --pfs DATA "$part" --time $T
+  done
+fi
+
+# 4. the extra files on all three (and D)
+for n in A B $([ -f "$DIR/C.img" ] && echo C) $(has C && echo D); do
   step "overlay-$n" "$H2B" cluster overlay "$DIR/$n.img" --pfs DATA "$SRC/extra" --time $((T + 100))
 done
+if has C; then
+  # D lacks the last 10% of the top-level directories (sorted by name, as populate walks).
+  mapfile -t tops < <(find "$SRC"/base.* "$SRC/extra" -mindepth 1 -maxdepth 1 -type d -printf '%f\n' | sort -u)
+  ncut=$(( (${#tops[@]} + 9) / 10 ))
+  for d in "${tops[@]: -$ncut}"; do
+    step "separate-rm-D" "$MK" rm "$DIR/D.img" --pfs DATA "$d" -r --time $((T + 300))
+  done
+fi
 
 # 5. (A): C diverges slightly
+if has A; then
 d1=$(cd "$SRC/base.0" && find . -mindepth 2 -maxdepth 2 -type d | sort | sed -n '1s|^\./||p')
 mapfile -t victims < <(cd "$SRC/base.0/$d1" && ls | sort | sed -n 1,3p)
 for f in "${victims[@]}"; do
@@ -111,15 +145,26 @@ rm -f "$DIR/new-file.bin" "$DIR/patch.bin"
 
 "$H2B" cluster diffcheck "$DIR/A.img" "$DIR/B.img" "$DIR/C.img" --h2resync "$H2R" --runs "$RUNS" --cache "$CACHE" \
   --lock-file "$DIR/check.lock" --workdir "$DIR" --json-out "$DIR/diffcheck.json" >/dev/null
+fi
 rm -f "$DIR/C.img"  # no longer needed: frees room for (B)'s copies
 
 # 6. (B): A and B hold everything, C-stale lacks SRC/extra
-"$H2B" cluster resync "$DIR/A.img" "$DIR/B.img" "$DIR/C-stale.img" --focus "$DIR/A.img" --h2resync "$H2R" \
-  --workdir "$DIR/work" --runs "$RUNS" --json-out "$DIR/resync.json" >/dev/null
+if has B; then
+  "$H2B" cluster resync "$DIR/A.img" "$DIR/B.img" "$DIR/C-stale.img" --focus "$DIR/A.img" --h2resync "$H2R" \
+    --workdir "$DIR/work" --runs "$RUNS" --json-out "$DIR/resync.json" >/dev/null
+  rm -f "$DIR/C-stale.img"
+fi
 
-# 7. report
-"$H2B" cluster report --manifest "$SRC/manifest.json" --setup "$LOG" --diffcheck "$DIR/diffcheck.json" \
-  --resync "$DIR/resync.json" --json-out "$DIR/results.json"
+# 7. (C): D, built separately, resynced from A (B the third master)
+if has C; then
+  "$H2B" cluster separate "$DIR/A.img" "$DIR/B.img" "$DIR/D.img" --focus "$DIR/A.img" --target "$DIR/D.img" \
+    --h2resync "$H2R" --workdir "$DIR/work" --runs "$RUNS" --json-out "$DIR/separate.json"
+fi
+
+# 8. report
+"$H2B" cluster report --manifest "$SRC/manifest.json" --setup "$LOG" \
+  $(has A && echo --diffcheck "$DIR/diffcheck.json") $(has B && echo --resync "$DIR/resync.json") --json-out "$DIR/results.json"
 echo "JSON: $DIR/results.json"
 cat "$DIR/results.json"
+if has C; then echo "JSON (C): $DIR/separate.json"; fi
 if [ "$KEEP" = 0 ]; then rm -rf "$DIR"/*.img "$DIR/work"; fi

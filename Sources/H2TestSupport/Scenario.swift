@@ -924,7 +924,7 @@ extension ScenarioSpec {
   /// A simple path-level reference classifier (resync-semantics.md §5 as the fixture
   /// README states it) run on built images: it checks that `expected` describes what the
   /// images really hold. It is not the cluster engine.
-  public func referenceOutcome(_ built: BuiltScenario) throws -> ScenarioOutcome {
+  public func referenceOutcome(_ built: BuiltScenario, overwriteSoftMasters: Bool = false) throws -> ScenarioOutcome {
     let members = nodes.filter(isMember)
     var trees: [String: ScenarioNodeTree] = [:]
     for n in members {
@@ -963,21 +963,36 @@ extension ScenarioSpec {
     for n in members {
       let t = trees[n.name]!
       let v = version(n.name)
-      let state: String
-      if t.damaged { state = "damaged" } else if v == fv { state = "in-sync" } else if v.tid < fv.tid { state = "stale" } else if v.tid > fv.tid { state = "ahead" } else { state = "split-brain" }
-      out.nodes[n.name] = state
-      guard state != "in-sync" else { continue }
+      // A soft master's differences are its own local changes (damage stays damage).
+      let softLocal = PFSType(name: n.type) == .softMaster && !overwriteSoftMasters
+      var state: String
+      if t.damaged { state = "damaged" } else if v == fv { state = "in-sync" } else if v.digest == fv.digest { state = "stale" } else if v.tid < fv.tid { state = "stale" } else if v.tid > fv.tid { state = "ahead" } else { state = "split-brain" }
+      var differs = false
       for p in Set(f.paths.keys).union(t.paths.keys) {
-        let cls: String?
+        var cls: String?
         switch (f.paths[p], t.paths[p]) {
         case (.some, nil): cls = "missing"
         case (nil, .some): cls = "extra"
         case (.some(let a), .some(let b)):
-          if a.type != b.type { cls = "shape-mismatch" } else if b.damaged { cls = "damaged" } else if b.sameAttributes(as: a) { cls = nil } else if b.modifyTid < a.modifyTid { cls = "stale" } else if b.modifyTid > a.modifyTid { cls = "ahead" } else { cls = "split-brain" }
+          // Same attributes under another modify_tid: stale (tids only); the root's tid
+          // is judged below, as "/", only when nothing else differs.
+          if a.type != b.type { cls = "shape-mismatch" } else if b.damaged { cls = "damaged" } else if b.sameAttributes(as: a) { cls = p == "." || b.modifyTid == a.modifyTid ? nil : "stale" } else if b.modifyTid < a.modifyTid { cls = "stale" } else if b.modifyTid > a.modifyTid { cls = "ahead" } else { cls = "split-brain" }
         default: cls = nil
         }
-        if let cls { out.differences[p, default: [:]][n.name] = cls }
+        if softLocal, cls != nil, cls != "damaged" { cls = "soft-local" }
+        if let cls {
+          out.differences[p, default: [:]][n.name] = cls
+          differs = true
+        }
       }
+      if !differs, t.rootModifyTid != f.rootModifyTid {
+        out.differences["/", default: [:]][n.name] = softLocal ? "soft-local" : "stale"
+        differs = true
+      }
+      // Equal content and root tid, other tids below: stale (tids only).
+      if state == "in-sync", differs { state = "stale" }
+      if softLocal, state != "in-sync", state != "damaged" { state = "soft-local" }
+      out.nodes[n.name] = state
     }
     return out
   }

@@ -17,6 +17,8 @@ struct WalkShared: @unchecked Sendable {
   var suspectRefs: [UInt64: [Blockref?]]
   /// Fast mode: the directories worth entering; nil = every directory.
   var enter: Set<UInt64>?
+  /// Classify soft masters like any other node (else their differences are `softLocal`).
+  var overwriteSoftMasters = false
 }
 
 /// One directory to list on every node: per node its inode (nil = the node lacks it) or
@@ -208,7 +210,21 @@ final class DirectoryWalker {
     let byBlockrefs = shared.mode == .fast && metas.count > 1
     // Big files on several nodes are read in parallel (each node has its own volume).
     var early = [ContentDigest?](repeating: nil, count: views.count)
-    if needContent && !byBlockrefs {
+    // Fast mode, same inode and attributes under other tids (a node rebuilt from the same
+    // files, a no-op setcomp): content stored identically everywhere (the same DATA
+    // blockrefs: keys, sizes, methods and strong check codes) is equal content, so it is
+    // not read; anything else is read and compared below.
+    if needContent && !byBlockrefs && shared.mode == .fast && inums.count == 1 && metas.count == 1 {
+      let stored = views.indices.map { i -> ContentDigest? in
+        guard views[i].dirent != nil, let ino = views[i].inode, ino.meta.type == .regularFile || ino.meta.type == .symlink else { return nil }
+        return Self.blockrefDigest(readers[i], ino, path: path)
+      }
+      let present = stored.compactMap { $0 }
+      if present.count > 1, present.allSatisfy({ $0.strongChecks && $0.findings.isEmpty && $0.value == present[0].value }) {
+        early = stored
+      }
+    }
+    if needContent && !byBlockrefs && early.allSatisfy({ $0 == nil }) {
       let big = views.indices.filter { i in
         guard let m = views[i].inode?.meta, views[i].dirent != nil else { return false }
         return (m.type == .regularFile || m.type == .symlink) && m.size >= 4 << 20
@@ -257,6 +273,9 @@ final class DirectoryWalker {
     var findings: [Finding] = []
     var blocks: UInt64 = 0
     var bytes: UInt64 = 0
+    /// `blockrefDigest` only: every stored DATA block carries a strong check code
+    /// (XXHASH64 or SHA192), so equal digests mean equal stored bytes.
+    var strongChecks = true
   }
 
   /// Reads and digests a file's logical content on one node. Touches nothing but that
@@ -301,6 +320,7 @@ final class DirectoryWalker {
           // Weak check methods make this coarse; it only itemizes "data" for files whose
           // attributes already differ.
           h.addStoredBlock(b, withCheck: true)
+          if b.radix != 0, b.checkMethod != .xxhash64, b.checkMethod != .sha192 { out.strongChecks = false }
         }
         el = it.next()
       }
@@ -363,6 +383,7 @@ final class DirectoryWalker {
     }
     let r = isRoot ? shared.rootResolution : resolve(inputs, nquorum: shared.nquorum)
     var classes = [PathClass](repeating: .inSync, count: n)
+    var tidsOnly = [Bool](repeating: false, count: n)
     let f = r.focus
     for i in 0..<n {
       let v = views[i]
@@ -383,19 +404,29 @@ final class DirectoryWalker {
       guard let mine = v.version else { classes[i] = .missing; continue }
       if mine == fv { continue }
       if let t = v.inode?.meta.typeRaw, let ft = views[fi].inode?.meta.typeRaw, t != ft { classes[i] = .shapeMismatch; continue }
-      // Same attributes and content under another tid is still in sync.
-      if !isRoot, mine.identity == fv.identity { continue }
-      if isRoot, mine.identity == fv.identity { continue }
+      if mine.identity == fv.identity {
+        // Same attributes and content under another tid: DragonFly compares modify_tids
+        // (hammer2_cluster_check), so it never counts this copy at the focus's version.
+        // Stale whichever tid is higher: only the tid is copied, never a byte of data.
+        // The PFS root's tid covers the whole PFS: it is decided after the walk
+        // (`ClusterWalker.decideRootTid`), when it is known whether anything else differs.
+        if isRoot { continue }
+        classes[i] = .stale
+        tidsOnly[i] = true
+        continue
+      }
       classes[i] = mine.tid < fv.tid ? .stale : mine.tid > fv.tid ? .ahead : .splitBrain
     }
+    Self.markSoftLocal(&classes, &tidsOnly, shared: shared, focus: f)
     guard classes.contains(where: { $0 != .inSync }) else { return classes }
     let ref = f.map { views[$0] } ?? views.first { $0.inode != nil } ?? views[0]
     var bytes = [UInt64](repeating: 0, count: n)
     var element = "inode"
+    stats.count(classes, tidsOnly: tidsOnly)
     for i in 0..<n where classes[i] != .inSync {
       nodeClasses[i].insert(classes[i])
-      stats.counts[classes[i], default: 0] += 1
       switch classes[i] {
+      case .stale where tidsOnly[i]: break
       case .missing, .stale, .ahead, .splitBrain, .damaged, .shapeMismatch:
         if let m = ref.inode?.meta, m.type == .regularFile || m.type == .symlink { bytes[i] = m.size }
       default: break
@@ -403,12 +434,29 @@ final class DirectoryWalker {
       stats.bytesToWrite[i] += bytes[i]
     }
     if classes.contains(.missing) || classes.contains(.extra) { element = "dirent" } else if classes.contains(.shapeMismatch) { element = "type" } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) { element = "data" }
-    stats.differences += 1
     let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
     let rf = shared.rootResolution.focus
     sink(Difference(path: path, inum: inum, element: element, classes: classes,
-                    details: views.map { Self.whatDiffers($0, ref) }, bytesToWrite: bytes,
-                    focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref }))
+                    details: views.indices.map { tidsOnly[$0] ? [Self.tidsOnlyDetail] : Self.whatDiffers(views[$0], ref) }, bytesToWrite: bytes,
+                    tidsOnly: tidsOnly, focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref }))
     return classes
+  }
+
+  /// The detail of a copy that differs from the focus's in modify_tid alone.
+  static let tidsOnlyDetail = "tids only"
+
+  /// A soft master's differences are its own local changes (it never votes, and resync
+  /// leaves it alone unless told otherwise): `softLocal`, except damage, holes and
+  /// conflicts, which stay what they are.
+  static func markSoftLocal(_ classes: inout [PathClass], _ tidsOnly: inout [Bool], shared: WalkShared, focus: Int?) {
+    guard !shared.overwriteSoftMasters else { return }
+    for i in classes.indices where shared.roles[i] == .softMaster && i != focus {
+      switch classes[i] {
+      case .inSync, .damaged, .inHole, .conflict, .undecidable: break
+      default:
+        classes[i] = .softLocal
+        tidsOnly[i] = false
+      }
+    }
   }
 }

@@ -5,6 +5,9 @@ import Hammer2Format
 public enum PathClass: String, Codable, Sendable, CaseIterable, Comparable {
   case inSync = "in-sync", stale, ahead, missing, extra, splitBrain = "split-brain"
   case shapeMismatch = "shape-mismatch", damaged, inHole = "in-hole", conflict, undecidable
+  /// A soft master's own local change (it never votes and resync leaves it alone unless
+  /// told to overwrite soft masters): reported, never counted against the cluster.
+  case softLocal = "soft-local"
 
   public static func < (a: PathClass, b: PathClass) -> Bool {
     allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!  // Safe: every case is in allCases.
@@ -12,11 +15,16 @@ public enum PathClass: String, Codable, Sendable, CaseIterable, Comparable {
 
   /// Whether a resync can repair it without a human.
   public var repairable: Bool { ![.conflict, .undecidable, .inHole].contains(self) }
+
+  /// Whether it sets the exit code of diff, check and resync (a soft master's own
+  /// changes do not; damage anywhere does).
+  public var counts: Bool { self != .inSync && self != .softLocal }
 }
 
 /// One differing path.
 public struct Difference: Sendable {
-  /// Relative to the PFS root ("." for the root).
+  /// Relative to the PFS root: "." for the root's own attributes, "/" for the root when
+  /// only its modify_tid differs and nothing else on that node does.
   public var path: String
   /// The focus's inode number (or the first node's that has the path).
   public var inum: UInt64
@@ -29,15 +37,21 @@ public struct Difference: Sendable {
   public var details: [[String]]
   /// Logical bytes a resync would write on each node for this path.
   public var bytesToWrite: [UInt64]
+  /// Per node: the copy equals the focus's in attributes and content and differs only in
+  /// modify_tid (class `stale`, detail "tids only"); resync stamps the tid, no data.
+  public var tidsOnly: [Bool] = []
   /// The focus node's entry and inode blockref for the path, as the walk read them
   /// (resync uses them instead of resolving the path again).
   public var focusEntry: DirEntry? = nil
   public var focusInode: Blockref? = nil
 }
 
-/// The state of one node at the end of a walk.
-public enum NodeState: String, Codable, Sendable {
+/// The state of one node at the end of a walk: the one state text, JSON and metrics
+/// print.
+public enum NodeState: String, Codable, Sendable, CaseIterable {
   case inSync = "in-sync", stale, ahead, splitBrain = "split-brain", damaged, conflict, focus
+  /// A soft master whose only differences are its own local changes.
+  case softLocal = "soft-local"
 }
 
 /// The cluster-level decision at the PFS root: versions (root modify_tid + root

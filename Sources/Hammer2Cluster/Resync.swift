@@ -23,6 +23,11 @@ public struct NodeOutcome: Sendable {
   public var snapshot: String?
   public var bytesWritten: UInt64 = 0
   public var writes = 0
+  /// The image's bytes written by this commit per kind of block ("INODE", "INDIRECT",
+  /// "DATA", "DIRENT", "FREEMAP", "VOLUME HEADER"); they add up to `bytesWritten`.
+  public var bytesByType: [String: UInt64] = [:]
+  /// Paths whose copy differed from the focus's in modify_tid alone (stamped, no data).
+  public var tidsStamped = 0
   public var committedSlot: Int?
 }
 
@@ -54,7 +59,7 @@ public struct Resyncer {
   public func targets(states: [NodeState], differences: [Difference]) -> [ClusterNode] {
     group.nodes.filter { n in
       guard n.index != focus.index else { return false }
-      guard differences.contains(where: { $0.classes[n.index] != .inSync }) else { return false }
+      guard differences.contains(where: { $0.classes[n.index].counts }) else { return false }
       switch n.role {
       case .master, .slave, .softSlave: return true
       case .softMaster: return options.overwriteSoftMasters
@@ -101,6 +106,7 @@ public struct Resyncer {
         results[i].committedSlot = slot
         results[i].writes = tx.image.writes
         results[i].bytesWritten = tx.image.bytesWritten
+        results[i].bytesByType = tx.bytesWrittenByType
       }
       outcomes += results
     }
@@ -145,6 +151,9 @@ public struct Resyncer {
     var removed: [String] = []
     var blocked = false
     var touchedDirs = Set<String>()
+    // Directories given the focus's tid: their entries take the focus's tids at the end
+    // (an inode's tid is at least its children's, so a lower tid needs lower entries).
+    var retidDirs: [String: UInt64] = [:]
     // Inodes whose names were added or removed: their link count is set to the focus's
     // at the end, whatever order the names were processed in (a rename is an extra name
     // plus a missing one).
@@ -166,7 +175,7 @@ public struct Resyncer {
       let d = differences[k]
       switch d.classes[node.index] {
       case .missing, .shapeMismatch, .stale, .ahead, .splitBrain, .damaged:
-        return d.path == "." ? nil : d.focusInode.map { FocusReadAhead.Item(position: k, inode: $0) }
+        return d.path == "." || d.path == "/" ? nil : d.focusInode.map { FocusReadAhead.Item(position: k, inode: $0) }
       default: return nil
       }
     })
@@ -182,9 +191,12 @@ public struct Resyncer {
         blocked = true
         outcome.skipped.append("\(d.path): \(cls.rawValue)")
         continue
+      case .softLocal:
+        continue  // a soft master's own change: never written unless it is a target by choice
       default: break
       }
-      if d.path == "." {
+      if d.path == "." || d.path == "/" {
+        if d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index] { outcome.tidsStamped += 1 }
         continue  // the root's own fields are copied last
       }
       let (dir, name) = try parentAndName(d.path)
@@ -208,13 +220,25 @@ public struct Resyncer {
       case .stale, .ahead, .splitBrain, .damaged:
         let (e, fb, fino) = try focusElement(d.path, d, prepared)
         guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d, prepared); break }
-        if mine.inum != e.inum || mine.type != fino.meta.typeRaw {
+        if cls == .stale, d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index], mine.inum == e.inum, mine.type == fino.meta.typeRaw {
+          // Equal attributes and content under another tid: the focus's tid alone, on the
+          // inode (its block and the index path above it); its data blocks stay as they are.
+          if fino.meta.type == .directory {
+            retidDirs[d.path] = e.inum
+          } else if !fino.meta.isDirectData {
+            try ed.setChildTids(e.inum, try focusChildTids(fino), cap: fb.modifyTid)
+          }
+          try ed.stamp(e.inum, tid: fb.modifyTid)
+          try ed.finishInode(e.inum)
+          outcome.tidsStamped += 1
+        } else if mine.inum != e.inum || mine.type != fino.meta.typeRaw {
           dirInums = [".": 1]
           try ed.unlink(name, in: dir, recursive: true)
           try create(d.path, in: dir, name: name, ed, d, prepared)
           touchedDirs.insert(parentPath(d.path))
         } else {
           try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
+          if fino.meta.type == .directory { retidDirs[d.path] = e.inum }
           try copyContent(e.inum, fino, ed, rewriteAll: cls == .damaged)
           try ed.stamp(e.inum, tid: fb.modifyTid)
           try ed.finishInode(e.inum)
@@ -236,10 +260,53 @@ public struct Resyncer {
       guard let (_, fb, fino) = try? focusElement(p) else { continue }
       let inum = try dirInums[p] ?? ed.resolve(p)
       try ed.copyMeta(inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
+      retidDirs[p] = inum
+    }
+    for (p, inum) in retidDirs.sorted(by: { $0.key < $1.key }) where !under(p) {
+      guard let (_, fb, fino) = try? focusElement(p) else { continue }
+      try ed.setChildTids(inum, focusEntryTids(fino), cap: fb.modifyTid)
     }
     if !blocked {
-      try ed.copyMeta(1, from: focus.pfs.inode.meta, filename: [], tid: focus.pfs.rootModifyTid)
+      try ed.setChildTids(1, focusEntryTids(focus.pfs.inode), cap: focus.pfs.rootModifyTid)
+      // The root's cluster-wide fields and the focus's tid (what DragonFly's quorum
+      // compares). Never its node-local ones: pfs_type, pfs_fsid and pfs_clid are not
+      // copied by copyMeta, and pfs_lsnap_tid stays the node's own (its own snapshots),
+      // which copyMeta's max() keeps when the focus's is given as 0.
+      var meta = focus.pfs.inode.meta
+      meta.pfsLsnapTid = 0
+      try ed.copyMeta(1, from: meta, filename: [], tid: focus.pfs.rootModifyTid)
     }
+  }
+
+  /// The focus's DATA blockrefs' tids of a file, by key.
+  private func focusChildTids(_ fino: InodeData) throws -> [UInt64: UInt64] {
+    var out: [UInt64: UInt64] = [:]
+    guard fino.meta.size > 0 else { return out }
+    var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image, inum = fino.meta.inum] in
+      Location(image: image, offset: 0, structure: "inode \(inum)")
+    }
+    it.cachesBlocks = false
+    var el = it.lookup(0, .max)
+    while let e = el {
+      switch e {
+      case .hole(_, _, let err): throw err
+      case .leaf(let b): out[b.key] = b.modifyTid
+      }
+      el = it.next()
+    }
+    return out
+  }
+
+  /// The focus's directory entries' tids, by key.
+  private func focusEntryTids(_ dir: InodeData) throws -> [UInt64: UInt64] {
+    var out: [UInt64: UInt64] = [:]
+    var findings: [Finding] = []
+    focus.reader.forEachEntry(of: dir, path: "", findings: &findings) { e in
+      out[e.bref.key] = e.bref.modifyTid
+      return true
+    }
+    if let f = findings.first(where: { $0.severity == .damage }) { throw FormatError(.invalidField(f.message), at: f.location) }
+    return out
   }
 
   /// Creates `path` on the node as a copy of the focus's element (same inode number);

@@ -19,7 +19,17 @@ public struct WalkStats: Sendable {
   public var damagedBlocks: [UInt64]
   public var counts: [PathClass: Int] = [:]
   public var bytesToWrite: [UInt64]
+  /// Differing paths (any node, any class but in-sync).
   public var differences = 0
+  /// Differing paths where some node's class counts (`PathClass.counts`: not only a soft
+  /// master's own changes): what sets the exit code.
+  public var countedDifferences = 0
+  /// Per node: paths whose class counts there.
+  public var nodeDifferences: [Int]
+  /// Per node: paths that are the node's own local changes (soft masters).
+  public var nodeSoftLocal: [Int]
+  /// Per node: paths that differ in modify_tid alone (`stale`, "tids only").
+  public var nodeTidsOnly: [Int]
   /// Adds another walk's counters, `damagedBlocks` included.
   mutating func add(_ o: WalkStats) {
     for i in blocksChecked.indices {
@@ -27,15 +37,34 @@ public struct WalkStats: Sendable {
       bytesChecked[i] += o.bytesChecked[i]
       damagedBlocks[i] += o.damagedBlocks[i]
       bytesToWrite[i] += o.bytesToWrite[i]
+      nodeDifferences[i] += o.nodeDifferences[i]
+      nodeSoftLocal[i] += o.nodeSoftLocal[i]
+      nodeTidsOnly[i] += o.nodeTidsOnly[i]
     }
     for (c, k) in o.counts { counts[c, default: 0] += k }
     differences += o.differences
+    countedDifferences += o.countedDifferences
+  }
+  /// Counts one differing path's classes (nothing when every node is in sync).
+  mutating func count(_ classes: [PathClass], tidsOnly: [Bool]) {
+    guard classes.contains(where: { $0 != .inSync }) else { return }
+    differences += 1
+    if classes.contains(where: \.counts) { countedDifferences += 1 }
+    for (i, c) in classes.enumerated() where c != .inSync {
+      counts[c, default: 0] += 1
+      if c.counts { nodeDifferences[i] += 1 }
+      if c == .softLocal { nodeSoftLocal[i] += 1 }
+      if i < tidsOnly.count, tidsOnly[i] { nodeTidsOnly[i] += 1 }
+    }
   }
   init(n: Int) {
     blocksChecked = .init(repeating: 0, count: n)
     bytesChecked = .init(repeating: 0, count: n)
     damagedBlocks = .init(repeating: 0, count: n)
     bytesToWrite = .init(repeating: 0, count: n)
+    nodeDifferences = .init(repeating: 0, count: n)
+    nodeSoftLocal = .init(repeating: 0, count: n)
+    nodeTidsOnly = .init(repeating: 0, count: n)
   }
 }
 
@@ -71,6 +100,9 @@ public final class ClusterWalker {
   private var scanFindings: [(Int, Finding)] = []
   /// Throttle: called after each block read with its size.
   public var onBytes: ((UInt64) -> Void)?
+  /// Classify soft masters' copies like any other node's (resync will write them); by
+  /// default their differences are their own local changes (`PathClass.softLocal`).
+  public var overwriteSoftMasters = false
 
   public init(group: ClusterGroup, mode: WalkMode) {
     self.group = group
@@ -151,7 +183,8 @@ public final class ClusterWalker {
     defer { readAhead.wait() }
     enter = directoriesToEnter()
     let shared = WalkShared(images: group.nodes.map(\.image), roles: group.nodes.map(\.role), nquorum: group.nquorum,
-                            mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter)
+                            mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter,
+                            overwriteSoftMasters: overwriteSoftMasters)
     let primary = DirectoryWalker(shared: shared, readers: group.nodes.map(\.reader))
     primary.onBytes = onBytes
     withoutActuallyEscaping(emit) { emit in
@@ -173,8 +206,9 @@ public final class ClusterWalker {
         primary.walk(top)
         mergeFindings(primary.findings)
       }
+      merge(primary)
+      decideRootTid(shared, emit)
     }
-    merge(primary)
     // Only the walk reads them: do not hold them while a resync copies.
     suspectRefs = [:]
     // Damage only the scan met (an unreachable inode, an index block no path leads
@@ -189,6 +223,33 @@ public final class ClusterWalker {
       root.resolution.version = nil
       root.resolution.flags.subtract([.rdHard, .wrHard])
     }
+  }
+
+  /// The PFS root of a node that differs in nothing else but its modify_tid (a
+  /// node-local snapshot raised it, or tids moved without content changing): `stale`,
+  /// "tids only", reported as path "/" after the walk. DragonFly counts a master at the
+  /// quorum only when its PFS-root modify_tid equals the quorum's (hammer2_cluster_check),
+  /// so such a node is out of the cluster until its root carries the focus's tid. A node
+  /// with other differences is already reported by them; its root is stamped with them.
+  private func decideRootTid(_ shared: WalkShared, _ emit: (Difference) -> Void) {
+    guard let f = root.resolution.focus, let fv = root.resolution.version else { return }
+    let n = group.nodes.count
+    var classes = [PathClass](repeating: .inSync, count: n)
+    var tidsOnly = [Bool](repeating: false, count: n)
+    for (i, node) in group.nodes.enumerated() where i != f && nodeClasses[i].isEmpty {
+      let v = Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta))
+      guard v.tid != fv.tid, v.identity == fv.identity else { continue }
+      classes[i] = .stale
+      tidsOnly[i] = true
+    }
+    DirectoryWalker.markSoftLocal(&classes, &tidsOnly, shared: shared, focus: f)
+    guard classes.contains(where: { $0 != .inSync }) else { return }
+    stats.count(classes, tidsOnly: tidsOnly)
+    for i in 0..<n where classes[i] != .inSync { nodeClasses[i].insert(classes[i]) }
+    emit(Difference(path: "/", inum: 1, element: "inode", classes: classes,
+                    details: tidsOnly.map { $0 ? [DirectoryWalker.tidsOnlyDetail] : [] },
+                    bytesToWrite: .init(repeating: 0, count: n), tidsOnly: tidsOnly,
+                    focusEntry: nil, focusInode: group.nodes[f].pfs.bref))
   }
 
   /// Fast mode: the directories a walk must enter to meet every suspect, or nil when
@@ -332,6 +393,10 @@ public final class ClusterWalker {
       if root.resolution.focus == nil && !root.resolution.absentByQuorum { return .conflict }
       if seen.contains(.conflict) || seen.contains(.undecidable) { return .conflict }
       if seen.subtracting([.damaged, .inHole]).isEmpty { return .damaged }
+      // A soft master's own changes (damage on it is still damage).
+      if seen.contains(.softLocal) { return seen.contains(.damaged) ? .damaged : .softLocal }
+      // Nothing but tids differs: stale whichever tids are higher (only tids are copied).
+      if stats.nodeTidsOnly[i] > 0, stats.nodeTidsOnly[i] == stats.nodeDifferences[i] { return .stale }
       let mine = group.nodes[i].pfs.rootModifyTid
       let focusTid = root.resolution.version?.tid ?? 0
       if seen.contains(.splitBrain) || mine == focusTid { return mine > focusTid ? .ahead : .splitBrain }

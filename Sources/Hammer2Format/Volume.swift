@@ -76,6 +76,10 @@ public final class Volume {
         let missing = (1..<nvolumes).map(String.init).joined(separator: ", ")
         throw FormatError(.invalidArgument("this is the root volume of a \(nvolumes)-volume file system; volume(s) \(missing) missing: give all \(nvolumes) volumes joined by ':' in id order (\(io.label):VOLUME1...)"), at: loc)
       }
+      // `hammer2_verify_volumes_2`: one volume's total is its own size.
+      guard h.version < 2 || h.totalSize == 0 || h.totalSize == h.voluSize else {
+        throw FormatError(.invalidField("total_size 0x\(hex(h.totalSize)) is not volu_size 0x\(hex(h.voluSize)) on a single-volume file system"), at: loc)
+      }
       // `hammer2_verify_volumes_common`: "size ... exceeds device size ...".
       guard h.voluSize <= io.size else {
         throw VolumeSet.shorterThanVolume(deviceSize: io.size, voluSize: h.voluSize, at: loc)

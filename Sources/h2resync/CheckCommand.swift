@@ -45,7 +45,8 @@ struct CheckCommand: ParsableCommand {
     }
     var done: UInt64 = 0
     let progress = Progress(total: total)
-    let a = ClusterAnalysis(group: group, mode: .deep, threads: cluster.threads, keepDifferences: json) { bytes in
+    let a = ClusterAnalysis(group: group, mode: .deep, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters,
+                            keepDifferences: json) { bytes in
       done += bytes
       if let rate, rate > 0 {
         // Sleep until the average rate is back under the limit.
@@ -70,8 +71,11 @@ struct CheckCommand: ParsableCommand {
       case .needsHuman: label = "CRITICAL"
       case .couldNotRun: label = "UNKNOWN"
       }
-      let states = group.nodes.map { "\($0.label)=\(w.nodeStates[$0.index] == .focus ? "focus" : w.nodeStates[$0.index].rawValue)" }.joined(separator: " ")
-      print("H2RESYNC \(label): cluster \(group.clid) \(states); \(w.stats.differences) differing paths, \(damaged) damaged blocks, \(checked) blocks checked in \(String(format: "%.1f", elapsed)) s | differences=\(w.stats.differences) damaged=\(damaged) blocks=\(checked)")
+      let nodeStates = w.nodeStates
+      let states = group.nodes.map { "\($0.label)=\(nodeStates[$0.index].rawValue)" }.joined(separator: " ")
+      let softLocal = w.stats.nodeSoftLocal.reduce(0, +)
+      let local = softLocal > 0 ? ", \(softLocal) soft-local paths (soft masters' own changes)" : ""
+      print("H2RESYNC \(label): cluster \(group.clid) \(states); \(w.stats.countedDifferences) differing paths\(local), \(damaged) damaged blocks, \(checked) blocks checked in \(String(format: "%.1f", elapsed)) s | differences=\(w.stats.countedDifferences) soft_local=\(softLocal) damaged=\(damaged) blocks=\(checked)")
     }
     try finish(a.exit)
   }
@@ -96,9 +100,24 @@ struct CheckCommand: ParsableCommand {
     metric("check_exit_code", "Exit code of the last check (0 ok, 1 repairable, 2 needs a human).", "gauge", [("{clid=\"\(clid)\"}", String(a.exit.rawValue))])
     metric("check_blocks_checked", "Blocks read and verified per node.", "gauge", a.group.nodes.map { (node($0), String(w.stats.blocksChecked[$0.index])) })
     metric("check_damaged_blocks", "Blocks failing their check code per node.", "gauge", a.group.nodes.map { (node($0), String(w.stats.damagedBlocks[$0.index])) })
-    metric("check_differences", "Paths differing from the focus per node.", "gauge", a.group.nodes.map { n in
-      (node(n), String(w.nodeClasses[n.index].isEmpty ? 0 : a.differences.isEmpty ? w.stats.differences : a.differences.filter { $0.classes[n.index] != .inSync }.count))
+    metric("check_differences", "Paths differing from the focus per node (soft masters' own changes not included).", "gauge", a.group.nodes.map { n in
+      (node(n), String(w.stats.nodeDifferences[n.index]))
     })
+    metric("check_soft_local", "Paths that are a soft master's own local changes (class soft-local) per node.", "gauge", a.group.nodes.map { n in
+      (node(n), String(w.stats.nodeSoftLocal[n.index]))
+    })
+    metric("check_tids_only", "Paths whose copy differs from the focus's in modify_tid alone per node.", "gauge", a.group.nodes.map { n in
+      (node(n), String(w.stats.nodeTidsOnly[n.index]))
+    })
+    // The node's one state (the same word the text and JSON reports print): 1 for it,
+    // 0 for every other, so a state change is a value change, not a vanished series.
+    let states = w.nodeStates
+    metric("check_node_state", "The node's state (focus, in-sync, stale, ahead, split-brain, damaged, conflict, soft-local).", "gauge",
+           a.group.nodes.flatMap { n in
+             NodeState.allCases.map { st in
+               (String(node(n).dropLast()) + ",state=\"\(st.rawValue)\"}", states[n.index] == st ? "1" : "0")
+             }
+           })
     let tmp = path + ".\(getpid()).tmp"
     guard FileManager.default.createFile(atPath: tmp, contents: Data(s.utf8)) else { throw CouldNotRun("h2resync: cannot write \(tmp)") }
     guard rename(tmp, path) == 0 else { unlink(tmp); throw CouldNotRun("h2resync: cannot rename \(tmp) to \(path)") }

@@ -4,9 +4,12 @@ import Hammer2Cluster
 import Hammer2Format
 
 let clusterExitHelp = """
-  Exit codes (Nagios-compatible): 0 all nodes in sync and undamaged; 1 differences or \
-  damage that a resync can repair; 2 needs a human (no quorum, conflict, unrepairable \
-  damage); 3 could not run (bad arguments, unreadable image).
+  Exit codes (Nagios-compatible): 0 all nodes in sync (the focus's content and modify_tids) \
+  and undamaged, soft masters' own changes aside; 1 differences or damage that a resync \
+  can repair; 2 needs a human (no quorum, conflict, unrepairable damage); 3 could not run \
+  (bad arguments, unreadable image). A soft master's differences are its own local \
+  changes (soft-local): they set no exit code unless --overwrite-soft-masters; damage on \
+  it does.
   """
 
 /// Options shared by diff, check and resync.
@@ -25,6 +28,9 @@ struct ClusterOptions: ParsableArguments {
 
   @Option(help: "Threads for the directory walk of diff and resync (check walks on one).")
   var threads: Int = 2
+
+  @Flag(help: "Treat soft masters like any other node: their differences count, and resync overwrites them (by default their own changes are soft-local and left alone).")
+  var overwriteSoftMasters = false
 
   func validate() throws {
     if images.isEmpty { throw ValidationError("give the images of the cluster") }
@@ -82,6 +88,10 @@ struct ClusterReport: Codable {
     var bytes_checked: [String: UInt64]
     var damaged_blocks: [String: UInt64]
     var exit_code: Int32
+    /// Per node: paths that are a soft master's own local changes (`soft-local`).
+    var soft_local: [String: Int]
+    /// Per node: paths whose copy differs from the focus's in modify_tid alone.
+    var tids_only: [String: Int]
   }
   struct Excluded: Codable { var image: String; var reason: String }
   var output_version: Int
@@ -126,11 +136,12 @@ struct ClusterAnalysis {
   var differences: [Difference] = []
   var exit: ExitStatus = .ok
 
-  init(group: ClusterGroup, mode: WalkMode, threads: Int, keepDifferences: Bool = true, onBytes: ((UInt64) -> Void)? = nil,
-       onDifference: ((Difference) -> Void)? = nil) {
+  init(group: ClusterGroup, mode: WalkMode, threads: Int, overwriteSoftMasters: Bool = false, keepDifferences: Bool = true,
+       onBytes: ((UInt64) -> Void)? = nil, onDifference: ((Difference) -> Void)? = nil) {
     self.group = group
     walker = ClusterWalker(group: group, mode: mode)
     walker.threads = threads
+    walker.overwriteSoftMasters = overwriteSoftMasters
     walker.onBytes = onBytes
     var diffs: [Difference] = []
     walker.run { d in
@@ -145,8 +156,21 @@ struct ClusterAnalysis {
     if w.root.resolution.focus == nil { return w.stats.differences == 0 && w.findings.isEmpty ? .ok : .needsHuman }
     let counts = w.stats.counts
     if counts.keys.contains(where: { !$0.repairable }) { return .needsHuman }
-    if w.stats.differences > 0 || !w.findings.isEmpty { return .findings }
+    // A soft master's own changes never count (damage on it does: it is a finding).
+    if w.stats.countedDifferences > 0 || !w.findings.isEmpty { return .findings }
     return .ok
+  }
+
+  /// The soft masters whose own local changes the walk found, with how many paths.
+  var softMastersWithLocalChanges: [(node: ClusterNode, paths: Int)] {
+    group.nodes.compactMap { n in walker.stats.nodeSoftLocal[n.index] > 0 ? (n, walker.stats.nodeSoftLocal[n.index]) : nil }
+  }
+
+  /// One line per soft master left alone (its own changes are not the cluster's).
+  var softMasterLines: [String] {
+    softMastersWithLocalChanges.map { n, k in
+      "soft master \(n.image) left alone: \(k) paths differ there (soft-local: its own changes; --overwrite-soft-masters writes them)"
+    }
   }
 
   func report(command: String, mode: WalkMode) -> ClusterReport {
@@ -168,7 +192,7 @@ struct ClusterAnalysis {
       nodes: nodes.map { n in
         .init(image: n.image, name: n.pfs.name, fsid: n.pfs.fsid.description, type: n.pfs.typeName,
               pfs_nmasters: Int(n.pfs.nmasters), root_modify_tid: n.pfs.rootModifyTid,
-              state: states[n.index] == .focus ? "in-sync" : states[n.index].rawValue)
+              state: states[n.index].rawValue)
       },
       focus: walker.focus?.image,
       differences: differences.map { d in
@@ -181,9 +205,11 @@ struct ClusterAnalysis {
         classes: Dictionary(uniqueKeysWithValues: walker.stats.counts.map { ($0.key.rawValue, $0.value) }),
         bytes_to_write: byImage(walker.stats.bytesToWrite), blocks_checked: byImage(walker.stats.blocksChecked),
         bytes_checked: byImage(walker.stats.bytesChecked), damaged_blocks: byImage(walker.stats.damagedBlocks),
-        exit_code: exit.rawValue),
+        exit_code: exit.rawValue,
+        soft_local: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, walker.stats.nodeSoftLocal[$0.index]) }),
+        tids_only: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, walker.stats.nodeTidsOnly[$0.index]) })),
       excluded: group.excluded.map { .init(image: $0.image, reason: $0.reason) },
-      notes: group.notes,
+      notes: group.notes + softMasterLines,
       findings: walker.findings.map(\.description))
   }
 
@@ -224,6 +250,10 @@ struct ClusterAnalysis {
     for n in nodes where walker.stats.bytesToWrite[n.index] > 0 || walker.stats.damagedBlocks[n.index] > 0 {
       print("  \(n.label): resync would write \(walker.stats.bytesToWrite[n.index]) bytes of file data; \(walker.stats.damagedBlocks[n.index]) damaged blocks")
     }
+    for n in nodes where walker.stats.nodeTidsOnly[n.index] > 0 {
+      print("  \(n.label): \(walker.stats.nodeTidsOnly[n.index]) paths differ in modify_tid only (resync stamps the focus's tids, no data)")
+    }
+    for line in softMasterLines { print("  " + line) }
     for f in walker.findings.prefix(50) { print("damage: \(f)") }
   }
 }
@@ -245,7 +275,7 @@ struct DiffCommand: ParsableCommand {
   func run() throws {
     let group = try cluster.discover()
     let mode: WalkMode = deep ? .deep : .fast
-    let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads)
+    let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     if json {
       printJSON(a.report(command: "diff", mode: mode))
     } else {

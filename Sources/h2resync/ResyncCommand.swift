@@ -31,9 +31,6 @@ struct ResyncCommand: ParsableCommand {
   @Flag(help: "Allow rolling back nodes that are ahead without a snapshot.")
   var allowRollback = false
 
-  @Flag(help: "Also overwrite soft masters (they never vote; left alone by default).")
-  var overwriteSoftMasters = false
-
   @Option(help: "Trust this image as the focus when no version has a quorum (a conflict).")
   var from: String?
 
@@ -46,7 +43,7 @@ struct ResyncCommand: ParsableCommand {
   func run() throws {
     let group = try cluster.discover()
     let mode: WalkMode = deep ? .deep : .fast
-    let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads)
+    let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     if dryRun {
       if json { printJSON(a.report(command: "resync --dry-run", mode: mode)) } else { a.printText() }
       try finish(a.exit)
@@ -75,7 +72,7 @@ struct ResyncCommand: ParsableCommand {
     // The operator's choice stands in for the quorum: resolve against that node alone.
     let forced = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid,
                                            cacheBudget: cluster.cacheMib << 20, trusting: focus.pfs.fsid)
-    let a = ClusterAnalysis(group: forced, mode: mode, threads: cluster.threads)
+    let a = ClusterAnalysis(group: forced, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     guard let f = a.walker.focus else { throw CouldNotRun("h2resync: --from could not be applied") }
     try apply(group: forced, analysis: a, focus: f, mode: mode)
   }
@@ -85,14 +82,17 @@ struct ResyncCommand: ParsableCommand {
     options.snapshot = !noSnapshot
     options.snapshotName = snapshotName
     options.allowRollback = allowRollback
-    options.overwriteSoftMasters = overwriteSoftMasters
+    options.overwriteSoftMasters = cluster.overwriteSoftMasters
     options.time = UInt64(Date().timeIntervalSince1970) * 1_000_000
     let resyncer = Resyncer(group: group, focus: focus, options: options)
     let states = a.walker.nodeStates
     let targets = resyncer.targets(states: states, differences: a.differences)
     if targets.isEmpty {
       if !json { a.printText() }
-      if !json { print("nothing to do: every node that may be written is in sync") }
+      if !json {
+        print("nothing to do: every node that may be written is in sync")
+        for line in a.softMasterLines { print(line) }
+      }
       try finish(a.exit == .findings ? .ok : a.exit)
       return
     }
@@ -122,17 +122,20 @@ struct ResyncCommand: ParsableCommand {
       throw CouldNotRun("h2resync: resync stopped, nothing committed on the image being written: \(e.description)")
     }
     for o in outcomes where !json {
-      print("resynced \(o.image): \(o.pathsChanged) paths, \(o.writes) writes, \(o.bytesWritten) bytes, volume header slot \(o.committedSlot.map(String.init) ?? "-")\(o.snapshot.map { ", old content kept as PFS \($0)" } ?? "")")
+      print("resynced \(o.image): \(o.pathsChanged) paths, \(o.writes) writes, \(o.bytesWritten) bytes, volume header slot \(o.committedSlot.map(String.init) ?? "-"), \(o.tidsStamped) tids-only\(o.snapshot.map { ", old content kept as PFS \($0)" } ?? "")")
+      print("  bytes written by block type: " + o.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
       for s in o.skipped { print("  left for a human: \(s)") }
     }
     // Walk again: in sync, or say what is left.
     let after = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheMib << 20)
-    let check = ClusterAnalysis(group: after, mode: mode, threads: cluster.threads)
+    let check = ClusterAnalysis(group: after, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     if json {
       printJSON(check.report(command: "resync", mode: mode))
     } else {
-      print(check.exit == .ok ? "after resync: all nodes in sync" : "after resync: differences remain:")
+      let left = check.softMasterLines
+      print(check.exit != .ok ? "after resync: differences remain:" : left.isEmpty ? "after resync: all nodes in sync" : "after resync: every node resync may write is in sync")
       if check.exit != .ok { check.printText(limit: 50) }
+      for line in left { print(line) }
     }
     try finish(check.exit)
   }

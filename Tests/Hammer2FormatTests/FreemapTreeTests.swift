@@ -166,6 +166,8 @@ enum FreemapFixture {
       #expect(bytes == F.noise(100_000, seed: UInt64(name.utf8.count) &* 31 &+ 100_000), "\(name)")
     }
     #expect(findings.isEmpty, "\(findings.prefix(4))")
+    // For checking with DragonFly's code by hand (makefs -o R=/, -o B): keep a copy.
+    if let keep = ProcessInfo.processInfo.environment["H2_FREEMAP_KEEP"] { try sparseCopy(img, keep) }
   }
 
   /// The allocator follows DragonFly's search: from the start hint of the type, forward
@@ -318,32 +320,28 @@ enum FreemapFixture {
   }
 }
 
-/// Images of any size: newfs's layout at 1 TiB and 16 TiB, and a write at 16 TiB (into
+/// Images of any size: newfs's layout at 1 TiB and 16 TiB, and writes at 16 TiB (into
 /// regions spread over the volume, so its freemap has L2 nodes far from 0) as fast as
-/// at 1 TiB.
+/// the same writes at 1 TiB.
 @Suite struct LargeVolumeTests {
   typealias F = FreemapFixture
-
-  @Test func newfsLayoutAtOneTiB() throws {
-    let dir = makeTempDir("h2fm1t")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let r = try run("h2mkimage", ["new", dir + "/a.img", "--size", "1T", "--uuid-seed", "1"])
-    #expect(r.status == 0, "\(r.stderr)")
-    let v = try Volume.open(path: dir + "/a.img")
-    let h = v.header
-    #expect(h.bootBeg == 4 << 20 && h.bootEnd == 68 << 20 && h.auxBeg == 68 << 20 && h.auxEnd == 324 << 20)
-    #expect(h.allocatorBeg == 0x1440_0800, "super-root and LOCAL after the aux area")
-    #expect(h.allocatorSize == (1 << 40) - 1024 * (4 << 20) - (64 << 20) - (256 << 20) && h.allocatorFree == h.allocatorSize)
-    #expect(v.headerCopies.filter(\.isValid).count == 4)
-    let emptyFreemap = h.freemapBlockset.allSatisfy { $0.isEmpty }
-    #expect(emptyFreemap)
-  }
 
   func timedWrites(_ dir: String, size: String, regions: [UInt64]) throws -> Double {
     let img = dir + "/\(size).img"
     let t0 = Date()
     let r = try run("h2mkimage", ["new", img, "--size", size, "--uuid-seed", "1"])
     #expect(r.status == 0, "\(r.stderr)")
+    // newfs's layout (§2.3, §9.8): boot [4 MiB, 68 MiB), aux [68 MiB, 324 MiB) from 1 TiB
+    // up, the super-root and LOCAL right after, four headers, no freemap yet.
+    let v0 = try Volume.open(path: img)
+    let h = v0.header
+    #expect(h.bootBeg == 4 << 20 && h.bootEnd == 68 << 20 && h.auxBeg == 68 << 20 && h.auxEnd == 324 << 20)
+    #expect(h.allocatorBeg == 0x1440_0800, "super-root and LOCAL after the aux area")
+    let regionCount = h.voluSize >> 30
+    #expect(h.allocatorSize == h.voluSize - regionCount * (4 << 20) - (64 << 20) - (256 << 20) && h.allocatorFree == h.allocatorSize)
+    #expect(v0.headerCopies.filter(\.isValid).count == 4)
+    let emptyFreemap = h.freemapBlockset.allSatisfy { $0.isEmpty }
+    #expect(emptyFreemap)
     let c = try run("h2mkimage", ["pfs-create", img, "DATA", "--uuid-seed", "2"])
     #expect(c.status == 0, "\(c.stderr)")
     for g in regions { try F.writeFile(img, "g\(g)", hint: g << 30) }
@@ -390,5 +388,47 @@ enum FreemapFixture {
     }()
     #expect(v16)
     #expect(sixteen < one * 2 + 1, "16 TiB took \(sixteen) s, 1 TiB \(one) s")
+  }
+}
+
+/// `populate` of more than 4 GiB into a 200 GiB image (issue 15's failing case: it
+/// stopped at about 4 GiB with "no free space"): the data spreads over more than four
+/// regions, the freemap grows an L2 node, and everything extracts exactly. Slow (writes
+/// 4.5 GiB twice): runs with H2_LARGE_TESTS=1.
+@Suite struct LargePopulateTests {
+  typealias F = FreemapFixture
+
+  @Test(.enabled(if: ProcessInfo.processInfo.environment["H2_LARGE_TESTS"] != nil))
+  func populateOfMoreThanFourGiBInto200GiB() throws {
+    let dir = makeTempDir("h2fm200g")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let src = dir + "/src"
+    try FileManager.default.createDirectory(atPath: src + "/sub", withIntermediateDirectories: true)
+    var chunk = F.noise(64 << 20, seed: 11)
+    for f in 0..<5 {
+      let path = src + (f % 2 == 0 ? "/big\(f).bin" : "/sub/big\(f).bin")
+      _ = FileManager.default.createFile(atPath: path, contents: nil)
+      let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+      for k in 0..<(f == 4 ? 14 : 16) {
+        // Every MiB differs from every other one.
+        for m in 0..<64 { chunk.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(f << 32 | k << 16 | m), toByteOffset: m << 20, as: UInt64.self) } }
+        h.write(Data(chunk))
+      }
+      try h.close()
+    }
+    for i in 0..<200 { _ = FileManager.default.createFile(atPath: src + "/sub/small\(i)", contents: Data(F.noise(3000 + i * 37, seed: UInt64(i)))) }
+    let img = dir + "/a.img"
+    try mkimage(["new", img, "--size", "200G", "--uuid-seed", "1"])
+    try mkimage(["pfs-create", img, "DATA", "--uuid-seed", "2"])
+    let p = try run("h2mkimage", ["populate", img, "--pfs", "DATA", src])
+    #expect(p.status == 0, "\(p.stderr)")
+    let v = try Volume.open(path: img)
+    #expect(auditFreemap(v).isEmpty)
+    let shape = auditFreemapTree(v)
+    #expect(shape.counts[2] == 1 && (shape.counts[1] ?? 0) >= 5, "\(shape.counts)")
+    let x = try run("h2resync", ["extract", img, "--pfs", "DATA", dir + "/out"])
+    #expect(x.status == 0, "\(x.stderr)")
+    let problems = compareTree(dir + "/out", listing: listing(of: src), checkMtime: false)
+    #expect(problems.isEmpty, "\(problems.prefix(8))")
   }
 }

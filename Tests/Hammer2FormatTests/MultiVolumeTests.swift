@@ -133,6 +133,23 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     try refused([a[0], a[1], a[1]], [a[1], "given twice"])
     try refused([a[0], b[1], a[2]], [b[1], "another file system"])
     try refused([a[0], a[1], a[2], b[0]], [b[0]])
+    // Headers that break §2.6's layout (CRCs made valid again): a clear error, no trap.
+    let original = try FileImage(path: a[1]).read(at: 0, count: 65536)
+    let patches: [(String, (inout VolumeHeader) -> Void, [String])] = [
+      ("unaligned", { $0.voluLoff[1] = 0x5000_0000 }, [a[1], "not 1 GiB aligned"]),
+      ("gap", { $0.voluLoff[1] = 2 << 30 }, [a[1], "does not follow volume 0"]),
+      ("overflow", { $0.voluLoff[1] = .max - 4096 }, [a[1], "overflows"]),
+      ("size", { $0.voluSize = (1 << 30) - (8 << 20) }, [a[0], "not the sum"]),
+    ]
+    for (_, patch, words) in patches {
+      var h = VolumeHeader(original)
+      patch(&h)
+      try pokeFile(a[1], at: 0, h.encode(recomputeCRCs: true))
+      try refused(a, words)
+    }
+    try pokeFile(a[1], at: 0, original)
+    let ok = try run("h2resync", ["pfs", a.joined(separator: ":")])
+    #expect(ok.status == 0, "\(ok.stderr)")
     // A device shorter than its volu_size: the last volume cut to 512 MiB.
     truncate(a[2], 512 << 20)
     try refused(a, [a[2], "0x20000000", "0x40000000", "volu_size"])
@@ -151,7 +168,8 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let paths = volumePaths(dir, "v", 2)
     let spec = paths.joined(separator: ":")
-    try mkv(["new", spec, "--volume-sizes", "3G,3G", "--uuid-seed", "1", "--time", "1000000000"])
+    let made = try run("h2mkimage", ["new", dir + "/v", "--volumes", "2", "--volume-sizes", "3G,3G", "--uuid-seed", "1", "--time", "1000000000"])
+    #expect(made.status == 0 && made.stdout == spec + "\n", "\(made.stdout) \(made.stderr)")
     let root0 = VolumeHeader(try FileImage(path: paths[0]).read(at: 0, count: 65536))
     let other = try FileImage(path: paths[1])
     let otherSlots = { () throws -> [[UInt8]] in [try other.read(at: 0, count: 65536), try other.read(at: 2 << 30, count: 65536)] }

@@ -106,24 +106,33 @@ struct New: ParsableCommand {
     abstract: "Format a new image: volume headers, super-root, LOCAL PFS.",
     discussion: """
       A multi-volume file system: its volume files joined by ':' (a0.img:a1.img:a2.img), \
+      or --volumes N for IMAGE.0 .. IMAGE.N-1 (the joined names are printed); \
       --size the total (split in whole GiB, the last volume takes the rest) or \
       --volume-sizes one size per volume (1G,1G,2G).
       """)
   @Argument(help: "The image, or the volume files joined by ':'.") var image: String
   @Option(help: "Image size, e.g. 2G, 200G, 1T or 16T (at least 1G; the file is sparse); with several volumes their total.") var size: String = "2G"
   @Option(help: "Sizes of the volumes, comma-separated (every one but the last a multiple of 1G).") var volumeSizes: String?
+  @Option(help: "Number of volumes (1-64): files IMAGE.0, IMAGE.1, ...") var volumes: Int?
   @Option(help: "Compression of the LOCAL PFS.") var comp: String = "lz4"
   @Option(help: "Check code of the LOCAL PFS.") var check: String = "xxhash64"
   @OptionGroup var common: Common
 
   func run() throws {
     var uuids = common.uuids
-    let paths = ImagePath.devices(image)
+    var paths = ImagePath.devices(image)
+    if let n = volumes {
+      guard paths.count == 1, (1...VolumeSet.maxVolumes).contains(n) else {
+        throw ValidationError("--volumes takes 1 to \(VolumeSet.maxVolumes) and one IMAGE (the volumes are IMAGE.0, IMAGE.1, ...)")
+      }
+      if n > 1 { paths = (0..<n).map { "\(image).\($0)" } }
+    }
     guard paths.count > 1 || volumeSizes == nil else { throw ValidationError("--volume-sizes needs several volumes joined by ':'") }
     let sizes = try volumeSizes.map { list in try list.split(separator: ",").map { try parseSize(String($0)) } }
       ?? NewfsVolumes.split(total: try parseSize(size), count: paths.count)
     try NewfsVolumes.format(paths: paths, sizes: sizes, labels: ["LOCAL"], compAlgo: try parseComp(comp),
                             checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
+    if volumes != nil, paths.count > 1 { print(paths.joined(separator: ":")) }
   }
 }
 

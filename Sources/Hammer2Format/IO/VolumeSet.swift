@@ -39,7 +39,7 @@ public struct VolumeExtent: Sendable, Equatable {
   public var size: UInt64
   /// The device's own size (at least `size`).
   public var deviceSize: UInt64
-  /// The device offset of the header copy chosen on it, and its slot.
+  /// The slot of the header copy chosen on it.
   public var headerSlot: Int
 
   /// End of its logical range.
@@ -88,8 +88,11 @@ public enum VolumeSet {
     for (i, (h, slot, loc)) in headers.enumerated() {
       let io = devices[i]
       // Same file system (`hammer2_init_volumes`: version, nvolumes, fsid, fstype).
-      guard h.fsid == root.fsid, h.fstype == root.fstype else {
+      guard h.fsid == root.fsid else {
         throw FormatError(.invalidArgument("not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"), at: loc)
+      }
+      guard h.fstype == root.fstype else {
+        throw FormatError(.invalidArgument("fstype \(h.fstype), but the root volume's is \(root.fstype)"), at: loc)
       }
       guard h.version == root.version else {
         throw FormatError(.invalidArgument("volume version \(h.version), but the root volume has version \(root.version)"), at: loc)
@@ -107,6 +110,9 @@ public enum VolumeSet {
         throw FormatError(.invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
       }
       let off = h.voluLoff[id]
+      guard !off.addingReportingOverflow(h.voluSize).overflow else {
+        throw FormatError(.invalidField("volu_loff 0x\(hex(off)) + volu_size 0x\(hex(h.voluSize)) overflows"), at: loc)
+      }
       extents.append(VolumeExtent(label: io.label, id: id, offset: off, size: h.voluSize, deviceSize: io.size, headerSlot: slot))
     }
     // `hammer2_verify_volumes_2`: the count, the sum, the offset table.

@@ -103,14 +103,6 @@ final class FreemapAllocator {
                 at: Location(image: volume.label, offset: 0, structure: "freemap"))
   }
 
-  /// The 2-bit state of the chunk holding `offset` (00 when no leaf covers it).
-  func state(at offset: UInt64) throws(FormatError) -> UInt8 {
-    guard let st = try leafState(region: offset >> 30, create: false) else { return 0 }
-    let seg = Int((offset >> 22) & 0xFF)
-    let chunk = Int((offset & (H2.zoneSeg - 1)) >> 14)
-    return st.leaf.entries[seg].state(ofChunk: chunk)
-  }
-
   /// The leaf for `region`: in memory, read from disk, or (with `create`) a new one
   /// inserted into the tree. Nil when there is none and `create` is false, or when its
   /// bigmask says a 2^`radix` block cannot fit (then it is not read at all).

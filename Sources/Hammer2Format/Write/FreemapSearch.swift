@@ -54,15 +54,20 @@ extension FreemapAllocator {
   private func tryAllocate(region: UInt64, start: Int, cls: UInt16, radix: UInt8, relaxed: Bool, key: UInt64) throws(FormatError) -> UInt64? {
     let ek = ExhaustedKey(region: region, cls: cls, radix: radix, relaxed: relaxed)
     if exhausted.contains(ek) { return nil }
-    guard var st = try leafState(region: region, create: true, radix: radix) else {
+    guard try leafState(region: region, create: true, radix: radix) != nil else {
       exhausted.insert(ek)
       return nil
     }
     let base = region << 30
+    // Safe: every `leaves[region]!` below: the leaf was loaded just above and stays
+    // until this function returns. It is edited in place: a copy would copy its 256
+    // entries on every allocation.
     for count in 0..<BmapData.perLeaf {
       if start + count >= BmapData.perLeaf && start - count < 0 { break }
-      for n in [start + count, start - count] where n >= 0 && n < BmapData.perLeaf {
-        let e = st.leaf.entries[n]
+      for direction in 0..<2 {
+        let n = direction == 0 ? start + count : start - count
+        guard n >= 0 && n < BmapData.perLeaf else { continue }
+        let e = leaves[region]!.leaf.entries[n]
         let availOK = e.avail > 0 || (radix < 14 && e.linear & Int32(H2.freemapBlockSize - 1) != 0)
         guard availOK, relaxed || e.allocClass == 0 || e.allocClass == cls else { continue }
         var entry = e
@@ -74,23 +79,25 @@ extension FreemapAllocator {
           throw FormatError(.invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
                             at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
         }
-        st.leaf.entries[n] = entry
-        st.dirty = true
-        leaves[region] = st
+        leaves[region]!.leaf.entries[n] = entry
+        if !leaves[region]!.dirty {
+          leaves[region]!.dirty = true
+          try markPathDirty(region: region)
+        }
         account(bgsize)
-        try markPathDirty(region: region)
         return off
       }
     }
     // Only a relaxed scan of the whole leaf proves no 2^radix block fits.
     if start == 0 && relaxed {
-      st.bigmask &= ~(1 << UInt32(radix))
-      st.dirty = true
-      leaves[region] = st
-      try markPathDirty(region: region)
+      leaves[region]!.bigmask &= ~(1 << UInt32(radix))
+      if !leaves[region]!.dirty {
+        leaves[region]!.dirty = true
+        try markPathDirty(region: region)
+      }
     }
     exhausted.insert(ek)
-    if !st.dirty { leaves[region] = nil }
+    if !leaves[region]!.dirty { leaves[region] = nil }
     return nil
   }
 

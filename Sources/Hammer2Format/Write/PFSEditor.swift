@@ -884,3 +884,47 @@ extension PFSEditor {
     inodes[inum] = nil
   }
 }
+
+extension PFSEditor {
+  /// Resync of a copy that differs from the focus's in modify_tids only: gives its
+  /// children (a file's DATA blockrefs, a directory's DIRENT blockrefs) the focus's
+  /// tids key by key (`tids`; a key the focus lacks is capped at `cap`), so that the
+  /// inode can carry the focus's tid: a flushed inode's tid is at least its children's
+  /// (`hammer2_flush_core`), so a lower tid would not hold otherwise. Only blockrefs
+  /// change: the inode's block table (its indirect blocks) is written again, never a
+  /// DATA block.
+  public func setChildTids(_ inum: UInt64, _ tids: [UInt64: UInt64], cap: UInt64) throws(FormatError) {
+    let d = try dirty(inum)
+    guard !d.data.meta.isDirectData else { return }
+    func tid(_ b: Blockref) -> UInt64 { tids[b.key] ?? min(b.modifyTid, cap) }
+    if d.data.meta.type == .directory {
+      try loadTable(d)
+      var entries: [DirEntry] = []
+      var findings: [Finding] = []
+      reader.forEachEntry(of: d.data, path: "", findings: &findings) { e in
+        entries.append(e)
+        return true
+      }
+      if let f = findings.first(where: { $0.severity == .damage }) {
+        throw FormatError(.invalidField("directory \(inum) is damaged: \(f.message)"), at: f.location)
+      }
+      // Each entry written back by key (a path copy), as an added entry is.
+      for e in entries where !d.changedKeys.contains(e.bref.key) && tid(e.bref) != e.bref.modifyTid {
+        var b = e.bref
+        b.modifyTid = tid(b)
+        d.table![b.key] = .existing(b)
+        d.names![e.name] = b.key
+        d.changedKeys.insert(b.key)
+        d.touched = true
+      }
+    } else {
+      try loadTable(d)
+      for (k, leaf) in d.table! {
+        guard case .existing(var b) = leaf, tid(b) != b.modifyTid else { continue }
+        b.modifyTid = tid(b)
+        d.table![k] = .existing(b)
+        d.touched = true
+      }
+    }
+  }
+}

@@ -11,7 +11,8 @@ enum PendingLeaf {
 }
 
 /// One copy-on-write transaction on one image (hammer2-format.md §12): new blocks go to
-/// space the freemap marks free, modified freemap leaves to their next rotation set,
+/// space the freemap marks free, modified freemap leaves and nodes (and every node on
+/// their path) to their next rotation set,
 /// and the volume header — written last, into the next slot, after an fsync — is the
 /// commit point. Until then the image reads exactly as before; a crash at any point
 /// leaves the previous state.
@@ -30,6 +31,10 @@ public final class Transaction {
   private var committed = false
   /// Test-only: fill the freemap to its last chunk once this commit's blocks are placed.
   var fillFreemapForTest = false
+  /// Bytes written by this transaction per kind of block (BlockrefType names, "FREEMAP"
+  /// and "VOLUME HEADER"): what a resync reports, e.g. that a tid-only resync wrote no
+  /// DATA block.
+  public internal(set) var bytesWrittenByType: [String: UInt64] = [:]
 
   /// Opens `path` for one transaction; `cacheBudget` bounds the block cache of its
   /// reader (the committed state it edits).
@@ -262,6 +267,7 @@ public final class Transaction {
     // blocks have fixed places (nothing is allocated), so it cannot run out of space.
     header.freemapBlockset = try allocator.commit(oldBlockset: header.freemapBlockset, mirrorTid: mirrorTid) { off, bytes, what throws(FormatError) in
       try image.write(at: off, bytes, structure: what)
+      bytesWrittenByType["FREEMAP", default: 0] += UInt64(bytes.count)
     }
     header.mirrorTid = mirrorTid
     header.freemapTid = mirrorTid
@@ -273,7 +279,9 @@ public final class Transaction {
     // there; the other volumes' headers are never rewritten.
     var slot = (volume.headerSlot + 1) % H2.numVolHeaders
     if UInt64(slot) * H2.zoneBytes64 + H2.zoneSeg > header.voluSize { slot = 0 }
-    try image.write(at: UInt64(slot) * H2.zoneBytes64, header.encode(recomputeCRCs: true), structure: "volume header #\(slot)")
+    let encodedHeader = header.encode(recomputeCRCs: true)
+    try image.write(at: UInt64(slot) * H2.zoneBytes64, encodedHeader, structure: "volume header #\(slot)")
+    bytesWrittenByType["VOLUME HEADER", default: 0] += UInt64(encodedHeader.count)
     try image.sync()
     image.unlock()
     return slot

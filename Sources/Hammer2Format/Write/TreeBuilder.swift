@@ -154,6 +154,7 @@ extension Transaction {
     let radix = UInt64(bytes.count.trailingZeroBitCount)
     let off = try allocator.allocate(size: bytes.count, type: type, key: b.key)
     try image.write(at: off, bytes, structure: type.blockName)
+    bytesWrittenByType[type.name, default: 0] += UInt64(bytes.count)
     b.dataOff = off | radix
     b.check = CheckCode.compute(b.checkMethod ?? .xxhash64, over: bytes)
     // An inline DIRENT name never reaches here: only blocks with media are placed.
@@ -168,6 +169,7 @@ extension Transaction {
     let radix = UInt64(size.trailingZeroBitCount)
     let off = try allocator.allocate(size: size, type: type, key: b.key)
     try image.write(at: off, count: size, structure: type.blockName, fill: fill)
+    bytesWrittenByType[type.name, default: 0] += UInt64(size)
     b.dataOff = off | radix
     b.check = check
   }

@@ -230,13 +230,20 @@ struct OracleLargeTests {
       for (i, n) in nodes.enumerated() {
         let differs = Set(diffs.filter { ($0["nodes"] as? [String: String])?[images[i]] != "in-sync" }.compactMap { $0["path"] as? String })
         let want = differing(try #require(n.record["listing"] as? [[String: Any]]), expected)
-        #expect(differs == want, "\(mode) node \(n.letter): extra \(differs.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(differs).sorted().prefix(5))")
+        // A directory whose entries changed carries another modify_tid with equal
+        // attributes (DragonFly's destroy set no new mtime): stale, "tids only", and only
+        // above paths that differ themselves.
+        let tidsOnly = Set(diffs.filter { ($0["details"] as? [String: [String]])?[images[i]] == ["tids only"] }.compactMap { $0["path"] as? String })
+        for p in tidsOnly.subtracting(want) {
+          #expect(want.contains { $0.hasPrefix(p + "/") }, "\(mode) node \(n.letter): \(p) differs in tids only, and nothing below it differs")
+        }
+        #expect(differs == want.union(tidsOnly), "\(mode) node \(n.letter): extra \(differs.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(differs).sorted().prefix(5))")
         if n.letter == "C" {
           // C is stale exactly on what A and B destroyed.
           let removed = Set(try #require(n.record["removed_from_base"] as? [String]).map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 })
           let destroyed = Set(try #require(nodes.first { $0.letter == "A" }?.record["removed_from_base"] as? [String]).map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 })
           #expect(removed.isEmpty)
-          #expect(destroyed.count == 4 && differs == destroyed, "\(mode): C differs on \(differs.sorted()), destroyed \(destroyed.sorted())")
+          #expect(destroyed.count == 4 && differs.subtracting(tidsOnly) == destroyed, "\(mode): C differs on \(differs.sorted()), destroyed \(destroyed.sorted())")
         } else {
           #expect(differs.isEmpty, "\(mode): focus node \(n.letter) differs on \(differs.sorted().prefix(5))")
         }

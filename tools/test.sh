@@ -3,11 +3,15 @@
 # Installs missing system libraries, then runs the whole suite. The real-image suites
 # need ../shared/oracle beside the repository; without it they are reported as skipped.
 # Larger stress runs: H2_MUTATIONS=20000 tools/test.sh
+# The large-image suite runs with H2_LARGE=1 (as in CI: .ci/run sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
 if [ ! -d ../shared/oracle ] && [ -z "${H2_ORACLE_DIR:-}" ]; then
   echo "NOTE: ../shared/oracle not found: the real-image suites will be SKIPPED" >&2
+fi
+if [ "${H2_LARGE:-}" != 1 ]; then
+  echo "NOTE: H2_LARGE=1 not set: the large-image suite (1 TiB oracle images) will be SKIPPED (.ci/run sets it)" >&2
 fi
 swift build --build-tests
 swift test "$@"

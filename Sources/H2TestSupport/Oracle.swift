@@ -180,3 +180,24 @@ public enum OracleError: Error {
   case decompress(String)
   case manifest(String)
 }
+
+extension Oracle {
+  /// Paths whose manifest listing entry differs between two listings (every field
+  /// compared as text; the root's ctime is node-local and left out).
+  public static func differingPaths(_ a: [[String: Any]], _ b: [[String: Any]]) -> Set<String> {
+    func byPath(_ l: [[String: Any]]) -> [String: [String: Any]] {
+      Dictionary(l.compactMap { e in (e["path"] as? String).map { ($0, e) } }, uniquingKeysWith: { x, _ in x })
+    }
+    let a = byPath(a), b = byPath(b)
+    var out = Set<String>()
+    for p in Set(a.keys).union(b.keys) {
+      guard let x = a[p], let y = b[p] else {
+        out.insert(p)
+        continue
+      }
+      let keys = Set(x.keys).union(y.keys).filter { !(p == "." && $0 == "ctime_us") }
+      if keys.contains(where: { "\(x[$0] ?? "nil")" != "\(y[$0] ?? "nil")" }) { out.insert(p) }
+    }
+    return out
+  }
+}

@@ -24,19 +24,7 @@ struct OracleClusterTests {
     }
   }
 
-  /// Paths whose listing entry differs between two listings (the root's ctime is
-  /// node-local).
-  func differing(_ a: [[String: Any]], _ b: [[String: Any]]) -> Set<String> {
-    let A = Dictionary(uniqueKeysWithValues: a.map { ($0["path"] as! String, $0) })
-    let B = Dictionary(uniqueKeysWithValues: b.map { ($0["path"] as! String, $0) })
-    var out = Set<String>()
-    for p in Set(A.keys).union(B.keys) {
-      guard let x = A[p], let y = B[p] else { out.insert(p); continue }
-      let keys = Set(x.keys).union(y.keys).filter { !(p == "." && $0 == "ctime_us") }
-      if keys.contains(where: { "\(x[$0] ?? "nil")" != "\(y[$0] ?? "nil")" }) { out.insert(p) }
-    }
-    return out
-  }
+  func differing(_ a: [[String: Any]], _ b: [[String: Any]]) -> Set<String> { Oracle.differingPaths(a, b) }
 
   @Test(arguments: sets)
   func diffFindsTheFocusAndExactlyTheDifferingPaths(set: String) throws {

@@ -439,7 +439,8 @@ final class DirectoryWalker {
     let rf = shared.rootResolution.focus
     sink(Difference(path: path, inum: inum, element: element, classes: classes,
                     details: views.indices.map { tidsOnly[$0] ? [Self.tidsOnlyDetail] : Self.whatDiffers(views[$0], ref) }, bytesToWrite: bytes,
-                    tidsOnly: tidsOnly, focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref }))
+                    tidsOnly: tidsOnly, focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref },
+                    nodeInodes: views.map(\.inodeBref)))
     return classes
   }
 

@@ -44,6 +44,10 @@ public struct Difference: Sendable {
   /// (resync uses them instead of resolving the path again).
   public var focusEntry: DirEntry? = nil
   public var focusInode: Blockref? = nil
+  /// Per node: the inode blockref the walk read for the path there (nil where the node
+  /// lacks the path or its inode was unreadable). Resync loads a target's inode from it
+  /// instead of descending its PFS index again, when its tree is still the one walked.
+  public var nodeInodes: [Blockref?] = []
 }
 
 /// The state of one node at the end of a walk: the one state text, JSON and metrics

@@ -154,6 +154,14 @@ public struct Resyncer {
     // Directories given the focus's tid: their entries take the focus's tids at the end
     // (an inode's tid is at least its children's, so a lower tid needs lower entries).
     var retidDirs: [String: UInt64] = [:]
+    // The focus's blockref and inode of each directory the loop below read (the focus is
+    // never written): the end stages use them instead of resolving each path again.
+    var focusDirs: [String: (Blockref, InodeData)] = [:]
+    func focusDir(_ p: String) -> (Blockref, InodeData)? {
+      if let known = focusDirs[p] { return known }
+      guard let (_, fb, fino) = try? focusElement(p) else { return nil }
+      return (fb, fino)
+    }
     // Inodes whose names were added or removed: their link count is set to the focus's
     // at the end, whatever order the names were processed in (a rename is an extra name
     // plus a missing one).
@@ -222,10 +230,13 @@ public struct Resyncer {
         touchedDirs.insert(parentPath(d.path))
       case .stale, .ahead, .splitBrain, .damaged:
         let (e, fb, fino) = try focusElement(d.path, d, prepared)
+        if fino.meta.type == .directory { focusDirs[d.path] = (fb, fino) }
         guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d, prepared); break }
         if cls == .stale, d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index], mine.inum == e.inum, mine.type == fino.meta.typeRaw {
           // Equal attributes and content under another tid: the focus's tid alone, on the
           // inode (its block and the index path above it); its data blocks stay as they are.
+          // Its inode is read where the walk found it (no second descent of the index).
+          try ed.loadInode(e.inum, from: d.nodeInodes.indices.contains(node.index) ? d.nodeInodes[node.index] : nil, walkedRoot: node.pfs.bref)
           if fino.meta.type == .directory {
             retidDirs[d.path] = e.inum
           } else if !fino.meta.isDirectData {
@@ -260,13 +271,13 @@ public struct Resyncer {
     // Directories whose entries changed take the focus's tid once their children are
     // in place; the root last, and only when nothing below it was left undone.
     for p in touchedDirs.sorted(by: { $0.count > $1.count }) where p != "." && !under(p) {
-      guard let (_, fb, fino) = try? focusElement(p) else { continue }
+      guard let (fb, fino) = focusDir(p) else { continue }
       let inum = try dirInums[p] ?? ed.resolve(p)
       try ed.copyMeta(inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
       retidDirs[p] = inum
     }
     for (p, inum) in retidDirs.sorted(by: { $0.key < $1.key }) where !under(p) {
-      guard let (_, fb, fino) = try? focusElement(p) else { continue }
+      guard let (fb, fino) = focusDir(p) else { continue }
       try ed.setChildTids(inum, focusEntryTids(fino), cap: fb.modifyTid)
     }
     if !blocked {

@@ -45,12 +45,16 @@ public final class PFSEditor {
   /// The modify_tid stamped on changed elements (`M`: the PFS root's + 1 by default).
   public var modifyTid: UInt64
   let isNew: Bool
+  /// The PFS root blockref the transaction started from: a tree read before it is this
+  /// tree (copy-on-write) exactly when its root blockref is this one.
+  public let startingRoot: Blockref
   private var nextInum: UInt64
   private let reader: PFSReader
 
   init(transaction: Transaction, bref: Blockref, root data: InodeData, isNew: Bool = false) throws(FormatError) {
     tx = transaction
     pfsBref = bref
+    startingRoot = bref
     self.isNew = isNew
     modifyTid = bref.modifyTid + 1
     root = DirtyInode(data: data, bref: isNew ? nil : bref, modifyTid: modifyTid)
@@ -183,7 +187,7 @@ public final class PFSEditor {
 
   // MARK: making inodes dirty
 
-  fileprivate func dirtyForResync(_ inum: UInt64) throws(FormatError) -> DirtyInode { try dirty(inum) }
+  fileprivate func dirtyForResync(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode { try dirty(inum, known: known) }
   fileprivate func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
   fileprivate func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
   fileprivate func writeInodeForResync(_ d: DirtyInode, key: UInt64) throws(FormatError) -> Blockref { try writeInode(d, key: key, isRoot: false) }
@@ -196,7 +200,7 @@ public final class PFSEditor {
     else if let key = dir.names?[name], case .nameBlock(var b, let n)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .nameBlock(b, name: n) }
   }
 
-  private func dirty(_ inum: UInt64) throws(FormatError) -> DirtyInode {
+  private func dirty(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode {
     if inum == 1 { return root }
     if let d = inodes[inum] { return d }
     if let b = written.removeValue(forKey: inum) {
@@ -206,6 +210,16 @@ public final class PFSEditor {
       return d
     }
     guard !deleted.contains(inum) else { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
+    if let k = known, k.key == inum, k.type == .inode {
+      // The index entry as read before (`loadInode(_:from:walkedRoot:)`): not changed
+      // since, as neither `inodes`, `written` nor `deleted` has it.
+      let data = try reader.volume.inode(k, cached: false)
+      if data.meta.inum == inum {
+        let d = DirtyInode(data: data, bref: k, modifyTid: modifyTid)
+        inodes[inum] = d
+        return d
+      }
+    }
     let (bref, data) = try reader.inodeWithBlockref(inum)
     let d = DirtyInode(data: data, bref: bref, modifyTid: modifyTid)
     inodes[inum] = d
@@ -870,6 +884,14 @@ extension PFSEditor {
     guard d.data.meta.nlinks != n else { return }
     d.data.meta.nlinks = n
     d.touched = true
+  }
+
+  /// Makes inode `inum` editable from `known`, its PFS-index entry as a walk of the tree
+  /// rooted at `walkedRoot` read it, instead of descending the index again. Used only
+  /// when that tree is the one this transaction started from (copy-on-write: the same
+  /// root blockref is the same tree); otherwise, or when already loaded, as `dirty`.
+  public func loadInode(_ inum: UInt64, from known: Blockref?, walkedRoot: Blockref) throws(FormatError) {
+    _ = try dirtyForResync(inum, known: walkedRoot == startingRoot ? known : nil)
   }
 
   /// True when this node (in this transaction) has inode `inum`.

@@ -5,7 +5,7 @@ import Testing
 /// tools/install.sh into a temp prefix, as an administrator would run it (with the
 /// debug binaries of this build: a release build takes minutes), and what it installs:
 /// a man page that renders, completions that know the subcommands, units that verify.
-@Suite struct InstallTests {
+@Suite(.serialized) struct InstallTests {
   static let subcommands = ["pfs", "ls", "cat", "extract", "show", "diff", "check", "resync"]
 
   @Test func installsManPageCompletionsAndUnits() throws {
@@ -73,6 +73,21 @@ import Testing
     } else {
       #expect(verify.status == 0, "\(verify.stdout)\(verify.stderr)")
     }
+  }
+
+  @Test func honoursDESTDIR() throws {
+    let stage = makeTempDir("h2stage")
+    defer { try? FileManager.default.removeItem(atPath: stage) }
+    let root = Oracle.packageRoot.path
+    let install = try shell(["bash", root + "/tools/install.sh", "--bin-dir", productsDirectory.path, "/usr/local"], environment: ["DESTDIR": stage])
+    try #require(install.status == 0, "install.sh failed: \(install.stderr)")
+    // Files land under DESTDIR; what they say names the final PREFIX.
+    #expect(FileManager.default.isExecutableFile(atPath: stage + "/usr/local/bin/h2resync"))
+    #expect(FileManager.default.fileExists(atPath: stage + "/usr/local/share/man/man1/h2resync.1"))
+    let service = try String(contentsOfFile: stage + "/usr/local/lib/systemd/system/h2resync-check@.service", encoding: .utf8)
+    #expect(service.contains("ExecStart=/usr/local/bin/h2resync check "))
+    let cron = try String(contentsOfFile: stage + "/usr/local/share/doc/h2resync/cron.d-h2resync-check", encoding: .utf8)
+    #expect(cron.contains("PATH=/usr/local/bin:"))
   }
 
   @Test func versionNamesTheRevision() throws {

@@ -29,6 +29,8 @@ let package = Package(
         .linkedLibrary("xxhash"),
       ]
     ),
+    // The git revision for `h2resync --version` (tools/install.sh passes it as a C macro).
+    .target(name: "CH2Version"),
     .target(
       name: "Hammer2Format",
       dependencies: [
@@ -48,7 +50,7 @@ let package = Package(
     .executableTarget(
       name: "h2resync",
       dependencies: [
-        "Hammer2Format", "Hammer2Cluster",
+        "Hammer2Format", "Hammer2Cluster", "CH2Version",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CH2Version
 import Foundation
 import Hammer2Format
 
@@ -47,12 +48,19 @@ struct Entry {
   }
 }
 
+/// The release version; bump it with each tagged release.
+let h2resyncVersion = "0.1.0"
+
+/// `h2resync --version`: the version and the git revision it was built from (set by
+/// tools/install.sh; "unknown" for a plain `swift build`).
+let versionLine = "h2resync \(h2resyncVersion) (git \(String(cString: h2_git_revision())))"
+
 struct H2Resync: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "h2resync",
     abstract: "Inspect, compare and resynchronize the device images of a HAMMER2 PFS cluster, offline.",
     discussion: exitCodeHelp,
-    version: "0.1.0",
+    version: versionLine,
     subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self, CheckCommand.self, ResyncCommand.self]
   )
 }

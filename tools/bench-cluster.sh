@@ -134,10 +134,11 @@ if has R; then
       seed=$((seed + 1))
     done
     if [ "$DROPSRC" = 1 ]; then rm -rf "$SRC"; fi
+    # The freemap's shape: FREEMAP_NODEs and leaves (1-GiB regions in use).
+    "$H2R" show "$DIR/A.img" > "$DIR/A.show"
+    echo "A.img freemap: $(grep -c FREEMAP_NODE "$DIR/A.show") FREEMAP_NODE, $(grep -c FREEMAP_LEAF "$DIR/A.show") FREEMAP_LEAF" >&2
+    rm -f "$DIR/A.show"
   fi
-  for n in A B C; do  # the freemap's shape: FREEMAP_NODEs and leaves (1-GiB regions in use)
-    echo "$n.img freemap: $("$H2R" show "$DIR/$n.img" | grep -c 'FREEMAP_NODE') FREEMAP_NODE, $("$H2R" show "$DIR/$n.img" | grep -c 'FREEMAP_LEAF') FREEMAP_LEAF" >&2
-  done
   "$H2B" cluster realsize "$DIR/A.img" "$DIR/B.img" "$DIR/C.img" --focus "$DIR/A.img" --stale "$DIR/C.img" \
     --h2resync "$H2R" --workdir "$DIR/work" --runs "$RUNS" --cache "$CACHE" --lock-file "$DIR/check.lock" \
     --json-out "$DIR/realsize.json"

@@ -18,8 +18,9 @@
 //  - `dd if=/dev/zero of=FILE bs=1M count=CEIL(resync's bytes / 1 MiB) oflag=direct
 //    conv=fsync`: writing what resync wrote, the second half of its floor;
 //  - `cp --sparse=always FOCUS FILE` and `sync FILE` (its fsync): what a copy of the focus costs.
-// warm: nothing dropped (the images as the previous commands left them in the page cache;
-// the focus's extents are read, untimed, before cp); cold: the page cache is dropped
+// warm: nothing dropped (the images as the previous commands left them in the page cache,
+// read once before when they fit in half the RAM; the focus's extents are read, untimed,
+// before cp); cold: the page cache is dropped
 // (root) before every timed command.
 
 import ArgumentParser
@@ -79,6 +80,7 @@ struct RealSizeBench: ParsableCommand {
   @Option(help: "warm, cold (page cache dropped before each timed command; needs root) or both.") var cache = "both"
   @Option var lockFile = "/tmp/h2bench-realsize-check.lock"
   @Option var jsonOut: String?
+  @Flag(help: "Leave out the extent read, check and diff (time only resync, its dd and cp).") var resyncOnly = false
 
   func validate() throws {
     guard ["warm", "cold", "both"].contains(cache) else { throw ValidationError("--cache: warm, cold or both") }
@@ -115,7 +117,9 @@ struct RealSizeBench: ParsableCommand {
     for mode in wanted {
       let cold = mode == "cold"
       func prepare() { if cold { _ = dropCaches() } else { sync() } }
-      if !cold {
+      // A warm-up read only when the images fit in half the RAM: otherwise it evicts
+      // what it read itself and only costs a full read of the set.
+      if !cold, Double(total) < Double(ProcessInfo.processInfo.physicalMemory) / 2 {
         note("warm-up: reading the allocated extents of \(images.count) images (\(fmtBytes(total)))")
         for i in images { _ = try readExtents(i) }
       }
@@ -124,8 +128,9 @@ struct RealSizeBench: ParsableCommand {
       var cps: [Spawned] = [], fsyncs: [Spawned] = []
       var written: [UInt64] = [], inSync: [Bool] = []
       for run in 1...runs {
-        prepare()
         var s = 0.0
+        if !resyncOnly {
+        prepare()
         for i in images {
           let r = try runChild(.extents, image: i, pfs: nil, tmpdir: workdir)
           s += r.seconds
@@ -140,6 +145,7 @@ struct RealSizeBench: ParsableCommand {
         diffs.append(d)
         note(String(format: "%@ run %d: extents %.2f s, check %.2f s (exit %d, %@), diff %.3f s (exit %d, %@)",
                     mode, run, s, c.seconds, c.status, fmtMiB(c.peakRSSKiB), d.seconds, d.status, fmtMiB(d.peakRSSKiB)))
+        }
 
         _ = try timed("setup-copy", ["cp", "--sparse=always", stale, copy])
         sync()
@@ -175,6 +181,10 @@ struct RealSizeBench: ParsableCommand {
         note(String(format: "%@ run %d: resync %.2f s (exit %d, %@, %llu bytes written, in sync after: %@), dd %.2f s, cp %.2f s + fsync %.2f s",
                     mode, run, r.seconds, r.status, fmtMiB(r.peakRSSKiB), bytes, v.status == 0 ? "yes" : "NO",
                     dd.seconds, cp.seconds, fs.seconds))
+      }
+      if resyncOnly {  // the floor still needs diff's time
+        prepare()
+        diffs.append(try timed("diff", diffArgv, okStatus: 0...1))
       }
       let em = median(ext)
       let ck = Runs(checks), df = Runs(diffs), rs = Runs(resyncs), dd = Runs(dds), cp = Runs(cps), fs = Runs(fsyncs)

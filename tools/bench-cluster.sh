@@ -20,7 +20,7 @@
 #
 # (R) the real-size set (issue 15 item 5), steps 1, 2 and 4 below with --extra-percent 1:
 #     A and B get SRC/extra, C (the stale node) does not: C is 1% of the files behind.
-#     Every image is --size nominal (sparse) with ~8.3 GiB allocated over 9 1-GiB
+#     Every image is --size nominal (sparse) with ~9 GiB allocated over 10 1-GiB
 #     regions (so its freemap has a level-2 FREEMAP_NODE). `h2bench cluster realsize A B C
 #     --focus A --stale C`: per cache mode (warm, then cold: page cache dropped before
 #     every timed command, root) and run: the extent read of the 3 images, `check`,

@@ -3,12 +3,34 @@
 # 3-master cluster, every ratio measured in the same run (no timed unit tests).
 #
 #   tools/bench-cluster.sh [DIR] [--files N] [--dirs N] [--bytes SIZE] [--size SIZE]
-#                          [--runs N] [--cache warm|cold|both] [--src DIR] [--keep]
-#                          [--modes ABC]
-#   defaults: DIR /tmp/h2bench-cluster, --files 200000 --dirs 2000 --bytes 2200M
-#             --size 8G --runs 3 --cache both --src /tmp/benchsrc --modes ABC
-#   (--modes: which of the parts (A) (B) (C) below to run, e.g. --modes C)
-#   e.g. tools/bench-cluster.sh /tmp/h2bc --files 50000 --bytes 1100M   # smaller scale
+#                          [--extra-percent P] [--runs N] [--cache warm|cold|both]
+#                          [--src DIR] [--drop-src] [--keep] [--reuse] [--modes RABC]
+#   defaults (the real-size set, part (R)): DIR /tmp/h2bench-cluster, --size 1T
+#             --files 200000 --dirs 2000 --bytes 8400M --extra-percent 1 --runs 3
+#             --cache both --src /tmp/benchsrc --modes R
+#   the old 2 GB set (parts (A) (B) (C) below):
+#     tools/bench-cluster.sh DIR --size 8G --bytes 2200M --extra-percent 10 --modes ABC
+#   16 TiB nominal: --size 17592177655808 (16 TiB - 8 MiB). ext4 holds files up to
+#     16 TiB - 4 KiB only, so `h2mkimage new --size 16T` fails with EFBIG there; 16 TiB
+#     - 8 MiB is the largest size below it that h2mkimage new accepts.
+#   (--modes: which of the parts (R) (A) (B) (C) below to run, e.g. --modes C;
+#    --drop-src: remove the source tree once the images are built (disk: the real-size
+#    tree is as big as one image); --reuse: with --modes R, keep DIR/{A,B,C}.img of an
+#    earlier --keep run instead of building them again.)
+#
+# (R) the real-size set (issue 15 item 5), steps 1, 2 and 4 below with --extra-percent 1:
+#     A and B get SRC/extra, C (the stale node) does not: C is 1% of the files behind.
+#     Every image is --size nominal (sparse) with ~9 GiB allocated over 10 1-GiB
+#     regions (so its freemap has a level-2 FREEMAP_NODE). `h2bench cluster realsize A B C
+#     --focus A --stale C`: per cache mode (warm, then cold: page cache dropped before
+#     every timed command, root) and run: the extent read of the 3 images, `check`,
+#     `diff`, `resync` of a fresh copy of C (A and B are used in place: resync never
+#     writes the focus or a node in sync), `dd oflag=direct conv=fsync` of the bytes
+#     resync wrote (floor = diff + dd), `cp --sparse=always A` + `sync` of the copy.
+#     Goals: resync >= 10x faster than cp + fsync; resync <= 2x its floor; check >= 0.7x
+#     the extent read (cold); peak RSS < 200 MB; 16 TiB within 10% of 1 TiB (compare two
+#     runs' DIR/realsize.json with `h2bench cluster realcompare --base X --other Y`).
+#     Disk: SRC + 3 images + 2 more image-sized files (the copy of C, then the cp target).
 #
 # Procedure (everything under DIR; the source tree under --src is kept and reused when
 # its parameters match, the images are removed at the end unless --keep):
@@ -56,7 +78,8 @@
 # (A) runs warm.
 set -euo pipefail
 
-DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=2200M SIZE=8G RUNS=3 CACHE=both KEEP=0 MODES=ABC
+DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=8400M SIZE=1T RUNS=3 CACHE=both KEEP=0 MODES=R
+EXTRA=1 DROPSRC=0 REUSE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
@@ -67,6 +90,9 @@ while [ $# -gt 0 ]; do
     --cache) CACHE=$2; shift 2 ;;
     --src) SRC=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
+    --reuse) REUSE=1; shift ;;
+    --drop-src) DROPSRC=1; shift ;;
+    --extra-percent) EXTRA=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-cluster.sh: unknown option $1" >&2; exit 2 ;;
@@ -85,13 +111,46 @@ echo "h2resync $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff -
 CLID=6a1e0b8c-2f55-4e1c-9d7e-3c2b1a0f9e88
 T=1700000000
 mkdir -p "$DIR"
-rm -rf "$DIR"/*.img "$DIR/work" "$DIR/setup.jsonl" "$DIR/diffcheck.json" "$DIR/resync.json" "$DIR/separate.json"
 has() { case "$MODES" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 LOG="$DIR/setup.jsonl"
 step() { local label=$1; shift; "$H2B" cluster exec --label "$label" --log "$LOG" -- "$@"; }
 
+# (R) the real-size set
+if has R; then
+  if [ "$REUSE" = 1 ] && [ -f "$DIR/A.img" ] && [ -f "$DIR/B.img" ] && [ -f "$DIR/C.img" ]; then
+    echo "reusing $DIR/{A,B,C}.img" >&2
+  else
+    rm -rf "$DIR"/*.img "$DIR/work" "$LOG" "$DIR/realsize.json"
+    step gensrc "$H2B" cluster gensrc "$SRC" --files "$FILES" --dirs "$DIRS" --bytes "$BYTES" --extra-percent "$EXTRA" --mtime "$T" >/dev/null
+    cp "$SRC/manifest.json" "$DIR/manifest.json"
+    seed=11
+    for n in A B C; do
+      step "new-$n" "$MK" new "$DIR/$n.img" --size "$SIZE" --uuid-seed $seed --time $T
+      step "pfs-create-$n" "$MK" pfs-create "$DIR/$n.img" DATA --type MASTER --nmasters 3 --clid $CLID --uuid-seed $seed --time $T
+      for part in "$SRC"/base.*; do
+        step "populate-$n.${part##*.}" "$MK" populate "$DIR/$n.img" --pfs DATA "$part" --time $T
+      done
+      if [ "$n" != C ]; then step "overlay-$n" "$H2B" cluster overlay "$DIR/$n.img" --pfs DATA "$SRC/extra" --time $((T + 100)); fi
+      seed=$((seed + 1))
+    done
+    if [ "$DROPSRC" = 1 ]; then rm -rf "$SRC"; fi
+    # The freemap's shape: FREEMAP_NODEs and leaves (1-GiB regions in use).
+    "$H2R" show "$DIR/A.img" > "$DIR/A.show"
+    echo "A.img freemap: $(grep -c FREEMAP_NODE "$DIR/A.show") FREEMAP_NODE, $(grep -c FREEMAP_LEAF "$DIR/A.show") FREEMAP_LEAF" >&2
+    rm -f "$DIR/A.show"
+  fi
+  "$H2B" cluster realsize "$DIR/A.img" "$DIR/B.img" "$DIR/C.img" --focus "$DIR/A.img" --stale "$DIR/C.img" \
+    --h2resync "$H2R" --workdir "$DIR/work" --runs "$RUNS" --cache "$CACHE" --lock-file "$DIR/check.lock" \
+    --json-out "$DIR/realsize.json"
+  echo "JSON: $DIR/realsize.json"
+  if [ "$KEEP" = 0 ]; then rm -rf "$DIR"/*.img "$DIR/work"; fi
+  case "$MODES" in R) exit 0 ;; esac
+fi
+
+rm -rf "$DIR"/*.img "$DIR/work" "$DIR/setup.jsonl" "$DIR/diffcheck.json" "$DIR/resync.json" "$DIR/separate.json"
+
 # 1. source tree
-step gensrc "$H2B" cluster gensrc "$SRC" --files "$FILES" --dirs "$DIRS" --bytes "$BYTES" --mtime "$T" >/dev/null
+step gensrc "$H2B" cluster gensrc "$SRC" --files "$FILES" --dirs "$DIRS" --bytes "$BYTES" --extra-percent "$EXTRA" --mtime "$T" >/dev/null
 
 # 2. three masters from SRC/base
 seed=11

@@ -49,7 +49,7 @@ public final class PFSEditor {
   /// tree (copy-on-write) exactly when its root blockref is this one.
   public let startingRoot: Blockref
   private var nextInum: UInt64
-  private let reader: PFSReader
+  let reader: PFSReader
 
   init(transaction: Transaction, bref: Blockref, root data: InodeData, isNew: Bool = false) throws(FormatError) {
     tx = transaction
@@ -70,7 +70,7 @@ public final class PFSEditor {
   /// The PFS root inode as it stands.
   public var rootInode: InodeData { root.data }
 
-  private func loc(_ what: String) -> Location { Location(image: tx.image.label, offset: 0, structure: "PFS \(name): \(what)") }
+  func loc(_ what: String) -> Location { Location(image: tx.image.label, offset: 0, structure: "PFS \(name): \(what)") }
 
   // MARK: reading the pending state
 
@@ -83,7 +83,7 @@ public final class PFSEditor {
     return try reader.inode(inum)
   }
 
-  private func exists(_ inum: UInt64) -> Bool {
+  func exists(_ inum: UInt64) -> Bool {
     if inum == 1 || inodes[inum] != nil || written[inum] != nil { return true }
     if deleted.contains(inum) { return false }
     if let indexed = reader.isIndexed(inum) { return indexed }
@@ -116,9 +116,9 @@ public final class PFSEditor {
     return out
   }
 
-  private func dirtyIfLoaded(_ inum: UInt64) -> DirtyInode? { inum == 1 ? root : inodes[inum] }
+  func dirtyIfLoaded(_ inum: UInt64) -> DirtyInode? { inum == 1 ? root : inodes[inum] }
 
-  private func leafBref(_ leaf: PendingLeaf) -> Blockref? {
+  func leafBref(_ leaf: PendingLeaf) -> Blockref? {
     switch leaf {
     case .existing(let b), .nameBlock(let b, _): return b
     default: return nil
@@ -137,7 +137,7 @@ public final class PFSEditor {
 
   /// `name` in directory `d` as it stands: added in this transaction, or on disk and
   /// not removed since. Returns its key and blockref.
-  private func findEntry(_ d: DirtyInode, _ name: [UInt8]) throws(FormatError) -> (UInt64, Blockref)? {
+  func findEntry(_ d: DirtyInode, _ name: [UInt8]) throws(FormatError) -> (UInt64, Blockref)? {
     if let key = d.names?[name], let leaf = d.table?[key], let b = leafBref(leaf) { return (key, b) }
     guard let e = try reader.lookup(name, in: d.data), !d.changedKeys.contains(e.bref.key) else { return nil }
     return (e.bref.key, e.bref)
@@ -146,7 +146,7 @@ public final class PFSEditor {
   /// The on-disk entries of directory `d` in the hash bucket of `hash` (the keys
   /// `hash...hash|lomask`): the entry named `name` unless removed since, and every key
   /// the disk holds there (`findEntry`'s disk part and a key probe, in one pass).
-  private func diskBucket(_ d: DirtyInode, _ name: [UInt8], hash h: UInt64) throws(FormatError) -> (match: (UInt64, Blockref)?, used: [UInt64]) {
+  func diskBucket(_ d: DirtyInode, _ name: [UInt8], hash h: UInt64) throws(FormatError) -> (match: (UInt64, Blockref)?, used: [UInt64]) {
     guard !d.data.meta.isDirectData else { return (nil, []) }
     var match: (UInt64, Blockref)?
     var named = false
@@ -187,20 +187,20 @@ public final class PFSEditor {
 
   // MARK: making inodes dirty
 
-  fileprivate func dirtyForResync(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode { try dirty(inum, known: known) }
-  fileprivate func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
-  fileprivate func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
-  fileprivate func writeInodeForResync(_ d: DirtyInode, key: UInt64) throws(FormatError) -> Blockref { try writeInode(d, key: key, isRoot: false) }
-  fileprivate func leaveDirectDataForResync(_ d: DirtyInode) { leaveDirectData(d) }
-  fileprivate func finalizeDataForResync(_ d: DirtyInode, _ key: UInt64) throws(FormatError) { try finalizeData(d, key) }
-  fileprivate func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
+  func dirtyForResync(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode { try dirty(inum, known: known) }
+  func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
+  func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
+  func writeInodeForResync(_ d: DirtyInode, key: UInt64) throws(FormatError) -> Blockref { try writeInode(d, key: key, isRoot: false) }
+  func leaveDirectDataForResync(_ d: DirtyInode) { leaveDirectData(d) }
+  func finalizeDataForResync(_ d: DirtyInode, _ key: UInt64) throws(FormatError) { try finalizeData(d, key) }
+  func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
     try addEntry(dir, name: name, inum: inum, type: type)
     // The entry carries the focus's modify_tid.
     if let key = dir.names?[name], case .existing(var b)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .existing(b) }
     else if let key = dir.names?[name], case .nameBlock(var b, let n)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .nameBlock(b, name: n) }
   }
 
-  private func dirty(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode {
+  func dirty(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode {
     if inum == 1 { return root }
     if let d = inodes[inum] { return d }
     if let b = written.removeValue(forKey: inum) {
@@ -230,7 +230,7 @@ public final class PFSEditor {
   /// directory starts an empty overlay of added entries (its on-disk entries, and for
   /// the PFS root the inode index beside them, are never loaded: memory and time follow
   /// the changes, not the directory's size).
-  private func loadTable(_ d: DirtyInode) throws(FormatError) {
+  func loadTable(_ d: DirtyInode) throws(FormatError) {
     guard d.table == nil else { return }
     if d.data.meta.type == .directory {
       d.table = [:]
@@ -255,7 +255,7 @@ public final class PFSEditor {
 
   // MARK: directory entries
 
-  private func addEntry(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType) throws(FormatError) {
+  func addEntry(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType) throws(FormatError) {
     guard dir.data.meta.type == .directory else { throw FormatError(.invalidArgument("inode \(dir.data.meta.inum) is not a directory"), at: loc("directory")) }
     guard !name.isEmpty, name.count <= 255, name != [0x2E], name != [0x2E, 0x2E], !name.contains(0x2F), !name.contains(0) else {
       throw FormatError(.invalidArgument("invalid file name"), at: loc("directory"))
@@ -300,7 +300,7 @@ public final class PFSEditor {
     dir.touched = true
   }
 
-  private func removeEntry(_ dir: DirtyInode, name: [UInt8]) throws(FormatError) -> UInt64 {
+  func removeEntry(_ dir: DirtyInode, name: [UInt8]) throws(FormatError) -> UInt64 {
     try loadTable(dir)
     guard let (key, b) = try findEntry(dir, name) else {
       throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("directory \(dir.data.meta.inum)"))
@@ -427,173 +427,6 @@ public final class PFSEditor {
     d.touched = true
   }
 
-  // MARK: file data
-
-  private func requireData(_ d: DirtyInode) throws(FormatError) {
-    guard d.data.meta.type == .regularFile || d.data.meta.type == .symlink else {
-      throw FormatError(.invalidArgument("inode \(d.data.meta.inum) has no data"), at: loc("inode \(d.data.meta.inum)"))
-    }
-  }
-
-  /// Leaves DIRECTDATA: the embedded bytes become the data block at key 0
-  /// (`hammer2_inode_chain_sync`). The flag is never set again.
-  private func leaveDirectData(_ d: DirtyInode) {
-    guard d.data.meta.isDirectData else { return }
-    let old = d.data.directData
-    d.data.meta.opFlags &= ~OpFlags.directData
-    d.data.u = [UInt8](repeating: 0, count: H2.embeddedBytes)
-    d.table = [:]
-    if !old.isEmpty, !old.isAllZero { d.table![0] = .data(logical: old) }
-  }
-
-  private func logicalBlock(_ d: DirtyInode, _ key: UInt64) throws(FormatError) -> [UInt8] {
-    var out: [UInt8]
-    switch d.table?[key] {
-    case .data(let l)?: out = l
-    case .existing(let b)? where b.radix != 0:
-      let lsize = b.keybits >= 10 && b.keybits <= 16 ? 1 << Int(b.keybits) : H2.pbufSize
-      out = try tx.volume.logicalData(b, logicalSize: lsize)
-    default: out = []
-    }
-    if out.count < H2.pbufSize { out += [UInt8](repeating: 0, count: H2.pbufSize - out.count) }
-    return out
-  }
-
-  /// The old EOF block may be short: when the file grows past it, rewrite it full size
-  /// (`hammer2_extend_file`).
-  private func growFrom(_ d: DirtyInode, oldSize: UInt64, newSize: UInt64) throws(FormatError) {
-    // A full old EOF block is already full size: nothing to rewrite.
-    guard newSize > oldSize, oldSize > 0, oldSize & 0xFFFF != 0 else { return }
-    let key = (oldSize - 1) & ~0xFFFF
-    if key < (newSize - 1) & ~0xFFFF, case .existing(let b)? = d.table?[key], b.radix != 0 {
-      d.table![key] = .data(logical: try logicalBlock(d, key))
-    }
-  }
-
-  /// Writes `bytes` at `offset` of file (or symlink) `inum`, growing it as needed.
-  public func write(_ inum: UInt64, at offset: UInt64, _ bytes: [UInt8]) throws(FormatError) {
-    let d = try dirty(inum)
-    try requireData(d)
-    let oldSize = d.data.meta.size
-    let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
-    guard !overflow, end < 1 << 62 else { throw FormatError(.invalidArgument("write beyond the largest file size"), at: loc("inode \(inum)")) }
-    let newSize = max(oldSize, end)
-    d.modifyTid = modifyTid
-    d.touched = true
-    if d.data.meta.isDirectData {
-      if newSize <= UInt64(H2.embeddedBytes) {
-        d.data.u.replaceSubrange(Int(offset)..<Int(end), with: bytes)
-        d.data.meta.size = newSize
-        return
-      }
-      leaveDirectData(d)
-    }
-    try loadTable(d)
-    try growFrom(d, oldSize: oldSize, newSize: newSize)
-    d.data.meta.size = newSize
-    var pos = offset
-    var i = 0
-    while i < bytes.count {
-      let key = pos & ~0xFFFF
-      let inBlock = Int(pos - key)
-      let n = min(bytes.count - i, H2.pbufSize - inBlock)
-      var logical = inBlock == 0 && n == H2.pbufSize ? [] : try logicalBlock(d, key)
-      if logical.isEmpty { logical = Array(bytes[i..<i + n]) } else { logical.replaceSubrange(inBlock..<inBlock + n, with: bytes[i..<i + n]) }
-      // Blocks before the EOF block, and a full EOF block, are final: write them now
-      // so memory stays bounded. A partial EOF block waits (an append may extend it),
-      // kept trimmed to the bytes the file has.
-      if key < (newSize - 1) & ~0xFFFF || newSize - key >= UInt64(H2.pbufSize) {
-        d.table![key] = .data(logical: logical)
-        try finalizeData(d, key)
-      } else {
-        d.table![key] = .data(logical: Array(logical.prefix(Int(newSize - key))))
-      }
-      pos += UInt64(n)
-      i += n
-    }
-  }
-
-  /// Sets the size of file `inum` (holes when growing).
-  public func truncate(_ inum: UInt64, to newSize: UInt64) throws(FormatError) {
-    let d = try dirty(inum)
-    try requireData(d)
-    let oldSize = d.data.meta.size
-    d.modifyTid = modifyTid
-    d.touched = true
-    if d.data.meta.isDirectData {
-      if newSize <= UInt64(H2.embeddedBytes) {
-        for k in Int(min(newSize, oldSize))..<H2.embeddedBytes { d.data.u[k] = 0 }
-        d.data.meta.size = newSize
-        return
-      }
-      leaveDirectData(d)
-    }
-    try loadTable(d)
-    if newSize > oldSize {
-      try growFrom(d, oldSize: oldSize, newSize: newSize)
-    } else if newSize < oldSize {
-      let keep = (newSize + 0xFFFF) & ~0xFFFF
-      for key in d.table!.keys where key >= keep { d.table![key] = nil }
-      if newSize % 0x10000 != 0 {
-        let key = newSize & ~0xFFFF
-        if d.table![key] != nil {
-          var l = try logicalBlock(d, key)
-          for k in Int(newSize - key)..<l.count { l[k] = 0 }
-          d.table![key] = .data(logical: l)
-        }
-      }
-    }
-    d.data.meta.size = newSize
-  }
-
-  /// Compresses and writes one pending data block (hammer2_write_file_core rules).
-  private func finalizeData(_ d: DirtyInode, _ key: UInt64) throws(FormatError) {
-    guard case .data(let logical)? = d.table?[key] else { return }
-    let size = d.data.meta.size
-    guard key < size else { d.table![key] = nil; return }
-    let comp = CompressionMethod(rawValue: d.data.meta.compAlgo & 0x0F) ?? .lz4
-    let check = CheckMethod(rawValue: d.data.meta.checkAlgo & 0x0F) ?? .xxhash64
-    let isEOF = key == (size - 1) & ~0xFFFF
-    var psize = H2.pbufSize
-    if isEOF {
-      let need = Int(min(size - key, UInt64(H2.pbufSize)))
-      psize = 1024
-      while psize < need { psize *= 2 }
-    }
-    var input = Array(logical.prefix(psize))
-    if input.count < psize { input += [UInt8](repeating: 0, count: psize - input.count) }
-    if isEOF, size - key < UInt64(psize) {
-      for k in Int(size - key)..<psize { input[k] = 0 }
-    }
-    // Zero blocks become holes unless compression or the check is off (§7.3).
-    if comp != .none, check != .none, input.isAllZero {
-      d.table![key] = nil
-      return
-    }
-    var stored = input
-    var method = CompressionMethod.none
-    if comp == .lz4 || comp == .zlib || comp == .zstd {
-      var level = Int(d.data.meta.compAlgo >> 4)
-      if comp == .zlib { level = level == 0 ? 6 : min(max(level, 6), 9) } else if comp == .zstd, level == 0 { level = 3 }
-      if let packed = Codecs.compress(comp, input, level: level) {
-        var p = 1024
-        while p < packed.count { p *= 2 }
-        stored = packed + [UInt8](repeating: 0, count: p - packed.count)
-        method = comp
-      }
-    }
-    var b = Blockref()
-    b.typeRaw = BlockrefType.data.rawValue
-    b.methods = check.rawValue << 4 | method.rawValue
-    b.key = key
-    b.keybits = H2.pbufRadix
-    b.mirrorTid = tx.mirrorTid
-    b.modifyTid = d.modifyTid
-    try tx.placeBlock(&b, bytes: stored, type: .data)
-    if check == .none || check == .disabled { b.check = CheckArea() }
-    d.table![key] = .existing(b)
-  }
-
   // MARK: commit
 
   /// Writes every changed inode (children first) and the PFS root; returns the new PFS
@@ -615,7 +448,7 @@ public final class PFSEditor {
     return b
   }
 
-  private func writeInode(_ d: DirtyInode, key: UInt64, isRoot: Bool, indexChanges: [UInt64: Blockref?] = [:]) throws(FormatError) -> Blockref {
+  func writeInode(_ d: DirtyInode, key: UInt64, isRoot: Bool, indexChanges: [UInt64: Blockref?] = [:]) throws(FormatError) -> Blockref {
     var b: Blockref
     if let old = d.bref {
       b = old
@@ -693,260 +526,5 @@ public final class PFSEditor {
     }
     try tx.placeBlock(&b, bytes: d.data.encode(), type: .inode)
     return b
-  }
-}
-
-// MARK: - Resync support (copying the focus's elements onto a node)
-
-extension PFSEditor {
-  /// The stored data blocks of a file on this node (loading its table).
-  public func dataBlocks(_ inum: UInt64) throws(FormatError) -> [UInt64: Blockref] {
-    let d = try dirtyForResync(inum)
-    if d.data.meta.isDirectData { return [:] }
-    try loadTableForResync(d)
-    var out: [UInt64: Blockref] = [:]
-    for (k, leaf) in d.table! {
-      if case .existing(let b) = leaf, b.type == .data { out[k] = b }
-    }
-    return out
-  }
-
-  /// Sets one logical block of a file (nil makes it a hole), stamped with `tid`. The
-  /// block is compressed per the inode's own comp_algo at commit.
-  /// `sizeIsFinal`: the caller already set the file's final size, so the EOF block is
-  /// final too and is written at once (memory stays bounded however many files one
-  /// commit creates).
-  public func putBlock(_ inum: UInt64, key: UInt64, logical: [UInt8]?, tid: UInt64, sizeIsFinal: Bool = false) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
-    try loadTableForResync(d)
-    d.table![key] = logical.map { .data(logical: $0) }
-    d.modifyTid = max(d.modifyTid, tid)
-    d.touched = true
-    // Not the EOF block under the current size: final, write it now (bounded memory).
-    if logical != nil, sizeIsFinal || key + UInt64(H2.pbufSize) <= d.data.meta.size { try finalizeDataForResync(d, key) }
-  }
-
-  /// The compression and check algorithms (`comp_algo`, `check_algo`) of an inode.
-  public func methods(_ inum: UInt64) throws(FormatError) -> (comp: UInt8, check: UInt8) {
-    let d = try dirtyForResync(inum)
-    return (d.data.meta.compAlgo, d.data.meta.checkAlgo)
-  }
-
-  /// Stores a copy of another node's DATA block as it is on media (same methods, size
-  /// and check code, new location): the raw copy for inodes whose methods match the
-  /// source's. `physical` fills the block's bytes in place and verifies them against
-  /// `source` (its check code is `source.check`, so it is not computed again); it runs
-  /// later on the write path's own thread, and an error it returns stops the transaction
-  /// (`WritableImage.write(at:count:structure:fill:)`).
-  public func putRawBlock(_ inum: UInt64, source: Blockref, tid: UInt64,
-                          physical fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
-    try loadTableForResync(d)
-    guard let size = source.mediaSize, size > 0 else {
-      throw FormatError(.invalidArgument("raw copy of a block without media"))
-    }
-    var b = Blockref()
-    b.typeRaw = BlockrefType.data.rawValue
-    b.methods = source.methods
-    b.key = source.key
-    b.keybits = source.keybits
-    b.mirrorTid = tx.mirrorTid
-    b.modifyTid = tid
-    try tx.placeBlock(&b, size: size, type: .data, check: source.check, fill: fill)
-    d.table![source.key] = .existing(b)
-    d.modifyTid = max(d.modifyTid, tid)
-    d.touched = true
-  }
-
-  /// Makes a file DIRECTDATA with exactly `bytes` (at most 512), dropping every block
-  /// first (resync-semantics.md S9).
-  public func setDirectData(_ inum: UInt64, _ bytes: [UInt8]) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    guard bytes.count <= H2.embeddedBytes else { throw FormatError(.invalidArgument("direct data larger than 512 bytes")) }
-    d.table = nil
-    d.names = nil
-    d.data.meta.opFlags |= OpFlags.directData
-    d.data.u = bytes + [UInt8](repeating: 0, count: H2.embeddedBytes - bytes.count)
-    d.data.meta.size = UInt64(bytes.count)
-    d.touched = true
-  }
-
-  /// Sets a non-DIRECTDATA file's size without touching blocks below it (blocks at or
-  /// beyond it are dropped).
-  public func setSize(_ inum: UInt64, _ size: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    if !d.data.meta.isDirectData {
-      try loadTableForResync(d)
-      let keep = (size + 0xFFFF) & ~0xFFFF
-      for key in d.table!.keys where key >= keep { d.table![key] = nil }
-    }
-    d.data.meta.size = size
-    d.touched = true
-  }
-
-  /// Copies the cluster-wide inode fields of `meta` (modsync: meta and filename, never
-  /// the block table), and stamps `tid`. Identity, links and size are left alone.
-  public func copyMeta(_ inum: UInt64, from m: InodeMeta, filename: [UInt8], tid: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    var x = d.data.meta
-    x.version = m.version
-    x.uflags = m.uflags
-    x.rmajor = m.rmajor
-    x.rminor = m.rminor
-    x.ctime = m.ctime
-    x.mtime = m.mtime
-    x.atime = m.atime
-    x.btime = m.btime
-    x.uid = m.uid
-    x.gid = m.gid
-    x.mode = m.mode
-    x.capFlags = m.capFlags
-    x.iparent = m.iparent
-    x.compAlgo = m.compAlgo
-    x.checkAlgo = m.checkAlgo
-    x.dataQuota = m.dataQuota
-    x.inodeQuota = m.inodeQuota
-    if m.type != .directory { x.nlinks = m.nlinks }
-    if inum != 1 {
-      x.nameKey = m.nameKey
-      x.nameLen = UInt16(min(filename.count, 255))
-      d.data.filenameArea = Array(filename.prefix(255)) + [UInt8](repeating: 0, count: 256 - min(filename.count, 255))
-    } else {
-      // A PFS root keeps its identity; allocator and snapshot tids take the max (S10).
-      x.pfsInum = max(x.pfsInum, m.pfsInum)
-      x.pfsLsnapTid = max(x.pfsLsnapTid, m.pfsLsnapTid)
-    }
-    d.data.meta = x
-    d.modifyTid = tid
-    d.touched = true
-  }
-
-  /// Stamps an inode with the focus's modify_tid once its children are in place.
-  public func stamp(_ inum: UInt64, tid: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    d.modifyTid = tid
-    d.touched = true
-  }
-
-  /// Creates `name` in `dir` for inode `inum` copied from the focus: a new inode with
-  /// that number when the node lacks it, else one more link to it. Returns true when a
-  /// new inode was made (its link count is then the focus's already).
-  @discardableResult
-  public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64) throws(FormatError) -> Bool {
-    let type = meta.type ?? .regularFile
-    var oldBref: Blockref?
-    if existsForResync(inum) {
-      let t = try dirtyForResync(inum)
-      if t.data.meta.typeRaw == meta.typeRaw, type != .directory {
-        // Another name of the same file (a hardlink), or an orphan left by an unlink
-        // that kept the inode: link it; the focus's link count is the truth.
-        try addEntryForResync(try dirtyForResync(dir), name: name, inum: inum, type: type, tid: direntTid)
-        t.data.meta.nlinks = max(meta.nlinks, 1)
-        t.touched = true
-        return false
-      }
-      // A different object (or an orphaned directory) under this number: replace it.
-      oldBref = t.bref
-      inodes[inum] = nil
-    }
-    var ino = InodeData([UInt8](repeating: 0, count: InodeData.byteCount))
-    ino.meta = meta
-    ino.meta.inum = inum
-    ino.meta.nlinks = 1
-    ino.meta.size = 0
-    ino.meta.opFlags = type == .regularFile || type == .symlink ? OpFlags.directData : 0
-    ino.filenameArea = Array(filename.prefix(255)) + [UInt8](repeating: 0, count: 256 - min(filename.count, 255))
-    let parent = try dirtyForResync(dir)
-    ino.meta.nlinks = type == .directory ? 1 : max(meta.nlinks, 1)
-    let d = DirtyInode(data: ino, bref: oldBref, modifyTid: tid)
-    d.newMethods = forcedMetadataCheck(parent.data.meta.checkAlgo).rawValue << 4 | (parent.data.meta.compAlgo & 0x0F)
-    d.touched = true
-    d.table = [:]
-    if type == .directory { d.names = [:] }
-    try addEntryForResync(parent, name: name, inum: inum, type: type, tid: direntTid)
-    inodes[inum] = d
-    deleted.remove(inum)
-    if root.data.meta.pfsInum < inum {
-      root.data.meta.pfsInum = inum
-      root.touched = true
-    }
-    return true
-  }
-}
-
-extension PFSEditor {
-  /// Sets an inode's link count without touching its modify_tid (resync: the focus's
-  /// count is the truth once every name has been created or removed).
-  public func setLinkCount(_ inum: UInt64, _ n: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    guard d.data.meta.nlinks != n else { return }
-    d.data.meta.nlinks = n
-    d.touched = true
-  }
-
-  /// Makes inode `inum` editable from `known`, its PFS-index entry as a walk of the tree
-  /// rooted at `walkedRoot` read it, instead of descending the index again. Used only
-  /// when that tree is the one this transaction started from (copy-on-write: the same
-  /// root blockref is the same tree); otherwise, or when already loaded, as `dirty`.
-  public func loadInode(_ inum: UInt64, from known: Blockref?, walkedRoot: Blockref) throws(FormatError) {
-    _ = try dirtyForResync(inum, known: walkedRoot == startingRoot ? known : nil)
-  }
-
-  /// True when this node (in this transaction) has inode `inum`.
-  public func hasInode(_ inum: UInt64) -> Bool { existsForResync(inum) }
-
-  /// Writes a file's (or symlink's) inode now, with its data, and drops it from memory:
-  /// resync calls this once a copied file is complete. Directories stay in memory
-  /// (their entries change until the end).
-  public func finishInode(_ inum: UInt64) throws(FormatError) {
-    guard inum != 1, let d = inodes[inum], d.data.meta.type != .directory else { return }
-    written[inum] = try writeInodeForResync(d, key: inum)
-    inodes[inum] = nil
-  }
-}
-
-extension PFSEditor {
-  /// Resync of a copy that differs from the focus's in modify_tids only: gives its
-  /// children (a file's DATA blockrefs, a directory's DIRENT blockrefs) the focus's
-  /// tids key by key (`tids`; a key the focus lacks is capped at `cap`), so that the
-  /// inode can carry the focus's tid: a flushed inode's tid is at least its children's
-  /// (`hammer2_flush_core`), so a lower tid would not hold otherwise. Only blockrefs
-  /// change: the inode's block table (its indirect blocks) is written again, never a
-  /// DATA block.
-  public func setChildTids(_ inum: UInt64, _ tids: [UInt64: UInt64], cap: UInt64) throws(FormatError) {
-    let d = try dirty(inum)
-    guard !d.data.meta.isDirectData else { return }
-    func tid(_ b: Blockref) -> UInt64 { tids[b.key] ?? min(b.modifyTid, cap) }
-    if d.data.meta.type == .directory {
-      try loadTable(d)
-      var entries: [DirEntry] = []
-      var findings: [Finding] = []
-      reader.forEachEntry(of: d.data, path: "", findings: &findings) { e in
-        entries.append(e)
-        return true
-      }
-      if let f = findings.first(where: { $0.severity == .damage }) {
-        throw FormatError(.invalidField("directory \(inum) is damaged: \(f.message)"), at: f.location)
-      }
-      // Each entry written back by key (a path copy), as an added entry is.
-      for e in entries where !d.changedKeys.contains(e.bref.key) && tid(e.bref) != e.bref.modifyTid {
-        var b = e.bref
-        b.modifyTid = tid(b)
-        d.table![b.key] = .existing(b)
-        d.names![e.name] = b.key
-        d.changedKeys.insert(b.key)
-        d.touched = true
-      }
-    } else {
-      try loadTable(d)
-      for (k, leaf) in d.table! {
-        guard case .existing(var b) = leaf, tid(b) != b.modifyTid else { continue }
-        b.modifyTid = tid(b)
-        d.table![k] = .existing(b)
-        d.touched = true
-      }
-    }
   }
 }

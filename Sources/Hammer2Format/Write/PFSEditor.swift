@@ -187,12 +187,6 @@ public final class PFSEditor {
 
   // MARK: making inodes dirty
 
-  func dirtyForResync(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode { try dirty(inum, known: known) }
-  func loadTableForResync(_ d: DirtyInode) throws(FormatError) { try loadTable(d) }
-  func existsForResync(_ inum: UInt64) -> Bool { exists(inum) }
-  func writeInodeForResync(_ d: DirtyInode, key: UInt64) throws(FormatError) -> Blockref { try writeInode(d, key: key, isRoot: false) }
-  func leaveDirectDataForResync(_ d: DirtyInode) { leaveDirectData(d) }
-  func finalizeDataForResync(_ d: DirtyInode, _ key: UInt64) throws(FormatError) { try finalizeData(d, key) }
   func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
     try addEntry(dir, name: name, inum: inum, type: type)
     // The entry carries the focus's modify_tid.

@@ -3,9 +3,9 @@
 extension PFSEditor {
   /// The stored data blocks of a file on this node (loading its table).
   public func dataBlocks(_ inum: UInt64) throws(FormatError) -> [UInt64: Blockref] {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     if d.data.meta.isDirectData { return [:] }
-    try loadTableForResync(d)
+    try loadTable(d)
     var out: [UInt64: Blockref] = [:]
     for (k, leaf) in d.table! {
       if case .existing(let b) = leaf, b.type == .data { out[k] = b }
@@ -19,19 +19,19 @@ extension PFSEditor {
   /// final too and is written at once (memory stays bounded however many files one
   /// commit creates).
   public func putBlock(_ inum: UInt64, key: UInt64, logical: [UInt8]?, tid: UInt64, sizeIsFinal: Bool = false) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
-    try loadTableForResync(d)
+    let d = try dirty(inum)
+    if d.data.meta.isDirectData { leaveDirectData(d) }
+    try loadTable(d)
     d.table![key] = logical.map { .data(logical: $0) }
     d.modifyTid = max(d.modifyTid, tid)
     d.touched = true
     // Not the EOF block under the current size: final, write it now (bounded memory).
-    if logical != nil, sizeIsFinal || key + UInt64(H2.pbufSize) <= d.data.meta.size { try finalizeDataForResync(d, key) }
+    if logical != nil, sizeIsFinal || key + UInt64(H2.pbufSize) <= d.data.meta.size { try finalizeData(d, key) }
   }
 
   /// The compression and check algorithms (`comp_algo`, `check_algo`) of an inode.
   public func methods(_ inum: UInt64) throws(FormatError) -> (comp: UInt8, check: UInt8) {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     return (d.data.meta.compAlgo, d.data.meta.checkAlgo)
   }
 
@@ -43,9 +43,9 @@ extension PFSEditor {
   /// (`WritableImage.write(at:count:structure:fill:)`).
   public func putRawBlock(_ inum: UInt64, source: Blockref, tid: UInt64,
                           physical fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
-    let d = try dirtyForResync(inum)
-    if d.data.meta.isDirectData { leaveDirectDataForResync(d) }
-    try loadTableForResync(d)
+    let d = try dirty(inum)
+    if d.data.meta.isDirectData { leaveDirectData(d) }
+    try loadTable(d)
     guard let size = source.mediaSize, size > 0 else {
       throw FormatError(.invalidArgument("raw copy of a block without media"))
     }
@@ -65,7 +65,7 @@ extension PFSEditor {
   /// Makes a file DIRECTDATA with exactly `bytes` (at most 512), dropping every block
   /// first (resync-semantics.md S9).
   public func setDirectData(_ inum: UInt64, _ bytes: [UInt8]) throws(FormatError) {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     guard bytes.count <= H2.embeddedBytes else { throw FormatError(.invalidArgument("direct data larger than 512 bytes")) }
     d.table = nil
     d.names = nil
@@ -78,9 +78,9 @@ extension PFSEditor {
   /// Sets a non-DIRECTDATA file's size without touching blocks below it (blocks at or
   /// beyond it are dropped).
   public func setSize(_ inum: UInt64, _ size: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     if !d.data.meta.isDirectData {
-      try loadTableForResync(d)
+      try loadTable(d)
       let keep = (size + 0xFFFF) & ~0xFFFF
       for key in d.table!.keys where key >= keep { d.table![key] = nil }
     }
@@ -91,7 +91,7 @@ extension PFSEditor {
   /// Copies the cluster-wide inode fields of `meta` (modsync: meta and filename, never
   /// the block table), and stamps `tid`. Identity, links and size are left alone.
   public func copyMeta(_ inum: UInt64, from m: InodeMeta, filename: [UInt8], tid: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     var x = d.data.meta
     x.version = m.version
     x.uflags = m.uflags
@@ -127,7 +127,7 @@ extension PFSEditor {
 
   /// Stamps an inode with the focus's modify_tid once its children are in place.
   public func stamp(_ inum: UInt64, tid: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     d.modifyTid = tid
     d.touched = true
   }
@@ -139,12 +139,12 @@ extension PFSEditor {
   public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64) throws(FormatError) -> Bool {
     let type = meta.type ?? .regularFile
     var oldBref: Blockref?
-    if existsForResync(inum) {
-      let t = try dirtyForResync(inum)
+    if exists(inum) {
+      let t = try dirty(inum)
       if t.data.meta.typeRaw == meta.typeRaw, type != .directory {
         // Another name of the same file (a hardlink), or an orphan left by an unlink
         // that kept the inode: link it; the focus's link count is the truth.
-        try addEntryForResync(try dirtyForResync(dir), name: name, inum: inum, type: type, tid: direntTid)
+        try addEntryForResync(try dirty(dir), name: name, inum: inum, type: type, tid: direntTid)
         t.data.meta.nlinks = max(meta.nlinks, 1)
         t.touched = true
         return false
@@ -160,7 +160,7 @@ extension PFSEditor {
     ino.meta.size = 0
     ino.meta.opFlags = type == .regularFile || type == .symlink ? OpFlags.directData : 0
     ino.filenameArea = Array(filename.prefix(255)) + [UInt8](repeating: 0, count: 256 - min(filename.count, 255))
-    let parent = try dirtyForResync(dir)
+    let parent = try dirty(dir)
     ino.meta.nlinks = type == .directory ? 1 : max(meta.nlinks, 1)
     let d = DirtyInode(data: ino, bref: oldBref, modifyTid: tid)
     d.newMethods = forcedMetadataCheck(parent.data.meta.checkAlgo).rawValue << 4 | (parent.data.meta.compAlgo & 0x0F)
@@ -182,7 +182,7 @@ extension PFSEditor {
   /// Sets an inode's link count without touching its modify_tid (resync: the focus's
   /// count is the truth once every name has been created or removed).
   public func setLinkCount(_ inum: UInt64, _ n: UInt64) throws(FormatError) {
-    let d = try dirtyForResync(inum)
+    let d = try dirty(inum)
     guard d.data.meta.nlinks != n else { return }
     d.data.meta.nlinks = n
     d.touched = true
@@ -193,18 +193,18 @@ extension PFSEditor {
   /// when that tree is the one this transaction started from (copy-on-write: the same
   /// root blockref is the same tree); otherwise, or when already loaded, as `dirty`.
   public func loadInode(_ inum: UInt64, from known: Blockref?, walkedRoot: Blockref) throws(FormatError) {
-    _ = try dirtyForResync(inum, known: walkedRoot == startingRoot ? known : nil)
+    _ = try dirty(inum, known: walkedRoot == startingRoot ? known : nil)
   }
 
   /// True when this node (in this transaction) has inode `inum`.
-  public func hasInode(_ inum: UInt64) -> Bool { existsForResync(inum) }
+  public func hasInode(_ inum: UInt64) -> Bool { exists(inum) }
 
   /// Writes a file's (or symlink's) inode now, with its data, and drops it from memory:
   /// resync calls this once a copied file is complete. Directories stay in memory
   /// (their entries change until the end).
   public func finishInode(_ inum: UInt64) throws(FormatError) {
     guard inum != 1, let d = inodes[inum], d.data.meta.type != .directory else { return }
-    written[inum] = try writeInodeForResync(d, key: inum)
+    written[inum] = try writeInode(d, key: inum, isRoot: false)
     inodes[inum] = nil
   }
 }

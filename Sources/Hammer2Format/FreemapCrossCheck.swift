@@ -83,44 +83,51 @@ public struct FreemapCrossCheck {
     return result
   }
 
-  /// Adds a path (`/` + names through `iparent`, as `hammer2 show` cannot) to the first
-  /// `pathLimit` findings that name an inode of a PFS.
+  /// Adds the path to the first `pathLimit` findings that name an inode of a PFS: the
+  /// directories of that PFS are listed breadth-first until every inode asked for is
+  /// found (an inode's own `filename` is not its name: DragonFly keeps the index key
+  /// there), at most `pathLimit` x 64 directories, each at most once.
   private func resolvePaths(_ result: inout FreemapCrossCheckResult) {
-    var findings: [FreemapCrossCheckResult.Item] = []
-    var pfsList: [String: PFSReader] = [:]
-    if result.findings.contains(where: { $0.inode != nil }) {
-      var ignored: [Finding] = []
-      for p in (try? volume.pfsList(findings: &ignored)) ?? [] where pfsList[p.name] == nil {
-        pfsList[p.name] = PFSReader(volume: volume, pfs: p)
-      }
+    var wanted: [String: Set<UInt64>] = [:]
+    for f in result.findings.prefix(pathLimit) {
+      if let ino = f.inode { wanted[ino.pfs, default: []].insert(ino.inum) }
     }
-    var resolved = 0
-    for var f in result.findings {
-      if let ino = f.inode, let reader = pfsList[ino.pfs], resolved < pathLimit {
-        resolved += 1
-        f.finding.path = Self.path(of: ino.inum, name: ino.name, parent: ino.iparent, in: reader)
-      }
-      findings.append(f)
+    guard !wanted.isEmpty else { return }
+    var ignored: [Finding] = []
+    var paths: [String: [UInt64: String]] = [:]
+    for p in (try? volume.pfsList(findings: &ignored)) ?? [] {
+      guard let inums = wanted[p.name], paths[p.name] == nil else { continue }
+      paths[p.name] = Self.paths(of: inums, in: PFSReader(volume: volume, pfs: p), directoryLimit: pathLimit * 64)
     }
-    result.findings = findings
+    for i in result.findings.indices {
+      guard let ino = result.findings[i].inode, let p = paths[ino.pfs]?[ino.inum] else { continue }
+      result.findings[i].finding.path = p
+    }
   }
 
-  /// The path of an inode from its name and its parents' (at most 256 levels; "?" for
-  /// a parent that cannot be read).
-  static func path(of inum: UInt64, name: String, parent: UInt64, in reader: PFSReader) -> String {
-    if inum == 1 { return "/" }
-    var parts = [name]
-    var p = parent
-    var seen: Set<UInt64> = [inum]
-    while p > 1, parts.count < 256, seen.insert(p).inserted {
-      guard let ino = try? reader.inode(p) else {
-        parts.append("?")
-        break
+  /// Paths of `inums` in the PFS of `reader` ("/" for its root), by a breadth-first
+  /// listing of its directories.
+  static func paths(of inums: Set<UInt64>, in reader: PFSReader, directoryLimit: Int) -> [UInt64: String] {
+    var out: [UInt64: String] = [:]
+    if inums.contains(1) { out[1] = "/" }
+    var queue: [(InodeData, String)] = [(reader.pfs.inode, "")]
+    var seen: Set<UInt64> = [1]
+    var head = 0
+    var findings: [Finding] = []
+    while head < queue.count, out.count < inums.count, head < directoryLimit {
+      let (dir, path) = queue[head]
+      head += 1
+      reader.forEachEntry(of: dir, path: path, findings: &findings) { e in
+        let p = path + "/" + e.nameString
+        if inums.contains(e.inum), out[e.inum] == nil { out[e.inum] = p }
+        if e.typeRaw == ObjectType.directory.rawValue, queue.count < directoryLimit, seen.insert(e.inum).inserted, let ino = try? reader.inode(e.inum) {
+          queue.append((ino, p))
+        }
+        return true
       }
-      parts.append(ino.filenameString)
-      p = ino.meta.iparent
+      findings.removeAll()
     }
-    return "/" + parts.reversed().joined(separator: "/")
+    return out
   }
 }
 

@@ -193,11 +193,10 @@ struct FreemapPass {
       }
       c += Self.chunk
     }
-    guard let (c0, st) = bad.first, reported.count < 4 * limit, reported.insert(off).inserted else { return }
+    guard let c0 = bad.first?.0, reported.count < 4 * limit, reported.insert(off).inserted else { return }
     unallocatedBlocks += 1
     let states = Set(bad.map(\.1)).sorted().map { Self.stateName($0) }.joined(separator: "/")
     let leaf = leafRefs[c0 >> 30] == nil ? " (no freemap leaf for GiB \(c0 >> 30))" : ""
-    _ = st
     let msg = "\(bref.type?.name ?? "type \(bref.typeRaw)") block 0x\(hex(off))/\(size) of \(owner.description) is referenced but the freemap marks \(bad.count == 1 ? "its chunk" : "\(bad.count) of its chunks") 0x\(hex(c0)) \(states)\(leaf), not allocated (11): the allocator can hand it out again"
     add(Finding(.damage, at: volume.location(of: bref), msg), unallocated: true, inode: owner.inode)
   }

@@ -21,7 +21,7 @@ public struct ClusterFreemapCheck {
 
   /// Cross-checks every image of `walker`'s group (after its walk), with
   /// `memoryBudget` bytes of bitmaps per image (passes over the volume beyond it).
-  public init(walker: ClusterWalker, memoryBudget: Int = 64 << 20, clock: () -> Double) {
+  public init(walker: ClusterWalker, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget, clock: () -> Double) {
     var seen = Set<String>()
     var out: [ImageResult] = []
     let targets = Set(walker.group.nodes.filter { Self.resyncWrites($0, walker) }.map(\.image))

@@ -21,13 +21,15 @@
 /// covers as many 1 GiB regions as two bitmaps of 1 bit per 16 KiB chunk fit in
 /// `memoryBudget` (8 KiB per GiB each: "allocated" from the leaves, "referenced" from the
 /// walk; 16 KiB per GiB in all, half of bulkfree's 32 KiB per GiB), walks the whole tree
-/// and compares. With the default 64 MiB a pass covers 4 TiB: a 16 TiB node takes 4
-/// passes and at most 64 MiB of bitmaps beyond the volume's block cache (its own
-/// `cacheBudget`). Beyond that the walk holds one stack frame per level (at most 64, each
-/// at most 512 blockrefs), the offsets of the indirect blocks of the inode trees being
-/// walked (cycle detection, as `TopologyWalker`), the findings kept (at most
-/// `findingLimit`; the counters stay exact beyond it) and the chunk runs to repair
-/// (coalesced, at most `findingLimit` runs kept).
+/// and compares. With the default 56 MiB a pass covers 3.5 TiB: a 1 TiB node takes one
+/// pass and 16 MiB, a 16 TiB node 5 passes and 56 MiB of bitmaps beyond the volume's
+/// block cache (its own `cacheBudget`). Beyond that the walk holds one stack frame per
+/// level (at most 64, each at most 512 blockrefs: 4 MiB), the offsets of the indirect
+/// blocks of the inode trees being walked (cycle detection, as `TopologyWalker`: 16
+/// bytes per indirect block, about one per 32 MiB of a file's data), the findings kept
+/// (at most `findingLimit`; the counters stay exact beyond it), the offsets reported
+/// (at most 4 x `findingLimit`) and the chunk runs to repair (coalesced, at most
+/// `findingLimit` runs kept).
 ///
 /// Damage met on the way is a finding and the walk continues: a block that fails its
 /// check code is still counted as referenced (bulkfree does the same) but not entered;
@@ -44,11 +46,15 @@ public struct FreemapCrossCheck {
   public var pathLimit = 1000
 
   /// A cross-check of `volume` with `memoryBudget` bytes of bitmaps.
-  public init(volume: Volume, memoryBudget: Int = 64 << 20, findingLimit: Int = 10_000) {
+  public init(volume: Volume, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget, findingLimit: Int = 10_000) {
     self.volume = volume
     self.memoryBudget = memoryBudget
     self.findingLimit = findingLimit
   }
+
+  /// The default bitmap budget, 56 MiB: 3,584 GiB per pass, and room left within 64 MiB
+  /// for the walk's stack (at most 64 levels of 512 blockrefs, 4 MiB) and findings.
+  public static let defaultMemoryBudget = 56 << 20
 
   /// Bitmap bytes per 1 GiB region and pass (two planes of 65536 bits).
   public static let bytesPerGiB = 2 * 8192

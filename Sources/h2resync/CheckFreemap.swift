@@ -13,7 +13,7 @@ import Hammer2Format
 struct FreemapReport {
   let check: ClusterFreemapCheck
 
-  init(_ a: ClusterAnalysis, memoryBudget: Int = 64 << 20) {
+  init(_ a: ClusterAnalysis, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) {
     let clock = ContinuousClock()
     let t0 = clock.now
     check = ClusterFreemapCheck(walker: a.walker, memoryBudget: memoryBudget) { (clock.now - t0).seconds }

@@ -72,7 +72,7 @@ extension Transaction {
   /// first in a transaction, before anything is allocated. Throws when the check found
   /// more chunk runs than it keeps (`runsTruncated`): a partial repair would leave the
   /// allocator free to overwrite the rest.
-  public func repairFreemap(memoryBudget: Int = 64 << 20) throws(FormatError) -> (check: FreemapCrossCheckResult, chunksMarked: Int) {
+  public func repairFreemap(memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) throws(FormatError) -> (check: FreemapCrossCheckResult, chunksMarked: Int) {
     let check = FreemapCrossCheck(volume: volume, memoryBudget: memoryBudget).run()
     guard !check.runsTruncated else {
       throw FormatError(.unsupported("the freemap marks more than \(check.unallocatedRuns.count) separate runs of referenced chunks free; repair it with DragonFly's bulkfree"),

@@ -12,6 +12,9 @@ public struct ResyncOptions: Sendable {
   public var overwriteSoftMasters = false
   /// Timestamp (µs) for the snapshot.
   public var time: UInt64 = 0
+  /// Cross-check each written image's freemap first and mark referenced chunks it has
+  /// free allocated in the same commit (`Transaction.repairFreemap`, FreemapRepair.swift).
+  public var repairFreemap = true
   public init() {}
 }
 
@@ -29,6 +32,8 @@ public struct NodeOutcome: Sendable {
   /// Paths whose copy differed from the focus's in modify_tid alone (stamped, no data).
   public var tidsStamped = 0
   public var committedSlot: Int?
+  /// Freemap chunks marked allocated because the tree references them (`repairFreemap`).
+  public var freemapChunksRepaired = 0
 }
 
 /// Why resync refused to write.
@@ -88,10 +93,13 @@ public struct Resyncer {
       // The run's cache budget, as each node's reader had it: the edits follow the
       // walk's order, so the blocks they reread are recent ones.
       let tx = try Transaction(path: image, opener: group.opener, cacheBudget: focus.volume.cacheBudget)
+      // Before anything is allocated: the allocator must not hand out referenced chunks.
+      let repaired = options.repairFreemap ? try tx.repairFreemap().chunksMarked : 0
       var uuids = UUIDSource.random
       var results: [NodeOutcome] = []
       for node in nodes {
         var out = NodeOutcome(image: image)
+        out.freemapChunksRepaired = repaired
         if options.snapshot {
           let name = options.snapshotName ?? "\(node.pfs.name).resync-\(options.time / 1_000_000)"
           try tx.snapshot(source: node.pfs.name, name: name, clid: uuids.next(), fsid: uuids.next(), time: options.time)

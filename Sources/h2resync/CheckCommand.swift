@@ -23,6 +23,9 @@ struct CheckCommand: ParsableCommand {
   @Option(help: "Throttle reads to this many bytes per second (e.g. 50M).")
   var maxRate: String?
 
+  @Flag(help: "Also cross-check each image's freemap against its tree (referenced blocks marked free are damage; unreferenced allocated chunks are reported as reclaimable).")
+  var freemap = false
+
   @Option(help: "Lock file that keeps overlapping runs apart.")
   var lockFile: String = "/tmp/h2resync-check.lock"
 
@@ -45,7 +48,7 @@ struct CheckCommand: ParsableCommand {
     }
     var done: UInt64 = 0
     let progress = Progress(total: total)
-    let a = ClusterAnalysis(group: group, mode: .deep, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters,
+    var a = ClusterAnalysis(group: group, mode: .deep, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters,
                             keepDifferences: json) { bytes in
       done += bytes
       if let rate, rate > 0 {
@@ -56,10 +59,12 @@ struct CheckCommand: ParsableCommand {
       progress.update(done)
     }
     progress.finish()
+    let fm = freemap ? FreemapReport(a) : nil
+    if let fm { a.exit = fm.exit(combining: a.exit) }
     let elapsed = (clock.now - t0).seconds
-    if let metrics { try writeMetrics(metrics, a, started: started, duration: elapsed) }
+    if let metrics { try writeMetrics(metrics, a, started: started, duration: elapsed, extra: fm?.metrics(clid: group.clid.description) ?? "") }
     if json {
-      printJSON(a.report(command: "check", mode: .deep))
+      if let fm { printJSON(FreemapReport.WithFreemap(report: a.report(command: "check", mode: .deep), freemap: fm.json)) } else { printJSON(a.report(command: "check", mode: .deep)) }
     } else if !(quiet && a.exit == .ok) {
       let w = a.walker
       let damaged = w.stats.damagedBlocks.reduce(0, +)
@@ -75,7 +80,8 @@ struct CheckCommand: ParsableCommand {
       let states = group.nodes.map { "\($0.label)=\(nodeStates[$0.index].rawValue)" }.joined(separator: " ")
       let softLocal = w.stats.nodeSoftLocal.reduce(0, +)
       let local = softLocal > 0 ? ", \(softLocal) soft-local paths (soft masters' own changes)" : ""
-      print("H2RESYNC \(label): cluster \(group.clid) \(states); \(w.stats.countedDifferences) differing paths\(local), \(damaged) damaged blocks, \(checked) blocks checked in \(String(format: "%.1f", elapsed)) s | differences=\(w.stats.countedDifferences) soft_local=\(softLocal) damaged=\(damaged) blocks=\(checked)")
+      print("H2RESYNC \(label): cluster \(group.clid) \(states); \(w.stats.countedDifferences) differing paths\(local), \(damaged) damaged blocks, \(checked) blocks checked in \(String(format: "%.1f", elapsed)) s\(fm?.summary ?? "") | differences=\(w.stats.countedDifferences) soft_local=\(softLocal) damaged=\(damaged) blocks=\(checked)\(fm?.perfdata ?? "")")
+      fm?.printLines()
     }
     try finish(a.exit)
   }
@@ -86,7 +92,7 @@ struct CheckCommand: ParsableCommand {
   }
 
   /// node_exporter textfile format, written to a temp file and renamed into place.
-  func writeMetrics(_ path: String, _ a: ClusterAnalysis, started: Date, duration: Double) throws {
+  func writeMetrics(_ path: String, _ a: ClusterAnalysis, started: Date, duration: Double, extra: String = "") throws {
     let w = a.walker
     var s = ""
     func metric(_ name: String, _ help: String, _ type: String = "gauge", _ rows: [(String, String)]) {
@@ -118,6 +124,7 @@ struct CheckCommand: ParsableCommand {
                (String(node(n).dropLast()) + ",state=\"\(st.rawValue)\"}", states[n.index] == st ? "1" : "0")
              }
            })
+    s += extra
     let tmp = path + ".\(getpid()).tmp"
     guard FileManager.default.createFile(atPath: tmp, contents: Data(s.utf8)) else { throw CouldNotRun("h2resync: cannot write \(tmp)") }
     guard rename(tmp, path) == 0 else { unlink(tmp); throw CouldNotRun("h2resync: cannot rename \(tmp) to \(path)") }

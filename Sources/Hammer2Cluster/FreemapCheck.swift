@@ -19,13 +19,14 @@ public struct ClusterFreemapCheck {
 
   public let images: [ImageResult]
 
-  /// Cross-checks every image of `walker`'s group (after its walk), with
+  /// Cross-checks every image of `report`'s group (after its walk), with
   /// `memoryBudget` bytes of bitmaps per image (passes over the volume beyond it).
-  public init(walker: ClusterWalker, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget, clock: () -> Double) {
+  public init(report: ClusterReport, overwriteSoftMasters: Bool, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget,
+              clock: () -> Double) {
     var seen = Set<String>()
     var out: [ImageResult] = []
-    let targets = Set(walker.group.nodes.filter { Self.resyncWrites($0, walker) }.map(\.image))
-    for n in walker.group.nodes where seen.insert(n.image).inserted {
+    let targets = Set(report.group.nodes.filter { Self.resyncWrites($0, report, overwriteSoftMasters) }.map(\.image))
+    for n in report.group.nodes where seen.insert(n.image).inserted {
       let t0 = clock()
       let r = FreemapCrossCheck(volume: n.volume, memoryBudget: memoryBudget).run()
       out.append(ImageResult(node: n, result: r, resyncWrites: targets.contains(n.image), seconds: clock() - t0))
@@ -35,11 +36,11 @@ public struct ClusterFreemapCheck {
 
   /// Whether resync writes `n` (`Resyncer.targets`: not the focus, differing paths that
   /// count, a master, slave or soft slave, a soft master only when overwritten).
-  static func resyncWrites(_ n: ClusterNode, _ w: ClusterWalker) -> Bool {
-    guard let f = w.focus, f.index != n.index, w.stats.nodeDifferences[n.index] > 0 else { return false }
+  static func resyncWrites(_ n: ClusterNode, _ r: ClusterReport, _ overwriteSoftMasters: Bool) -> Bool {
+    guard let f = r.focus, f.index != n.index, r.stats.nodeDifferences[n.index] > 0 else { return false }
     switch n.role {
     case .master, .slave, .softSlave: return true
-    case .softMaster: return w.overwriteSoftMasters
+    case .softMaster: return overwriteSoftMasters
     default: return false
     }
   }

@@ -61,6 +61,9 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case notFound(String)
     /// Invalid usage of the library (e.g. a path through a non-directory).
     case invalidArgument(String)
+    /// No PFS was named and the image holds several besides LOCAL (their names): the
+    /// caller must choose one.
+    case ambiguousPFS(names: [String])
     // space
     /// The volume cannot hold what a change needs (found before anything is written).
     case noSpace(needed: UInt64, what: String, free: UInt64)
@@ -98,6 +101,7 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case .tooDeep(let limit): return "indirect blocks nested deeper than \(limit) levels"
     case .notFound(let what): return "not found: \(what)"
     case .invalidArgument(let what): return what
+    case .ambiguousPFS(let names): return "the image holds \(names.count) PFSs besides LOCAL (\(names.joined(separator: ", ")))"
     case .noSpace(let needed, let what, let free): return "no space: \(needed) bytes needed for \(what), \(free) bytes free"
     }
   }
@@ -160,3 +164,11 @@ public struct Finding: Equatable, Hashable, Sendable, CustomStringConvertible {
 #elseif canImport(Darwin)
   import Darwin
 #endif
+
+extension FormatError.Kind {
+  /// Whether it is `ambiguousPFS` (a caller's cue to say how to choose).
+  public var isAmbiguousPFS: Bool {
+    if case .ambiguousPFS = self { return true }
+    return false
+  }
+}

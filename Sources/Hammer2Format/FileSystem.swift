@@ -38,7 +38,7 @@ public final class PFSReader {
     }
     let candidates = list.filter { $0.name != "LOCAL" }
     guard candidates.count == 1 else {
-      throw FormatError(.invalidArgument("the image holds \(candidates.count) PFSs besides LOCAL (\(candidates.map(\.name).joined(separator: ", "))); choose one with --pfs"), at: loc)
+      throw FormatError(.ambiguousPFS(names: candidates.map(\.name)), at: loc)
     }
     return candidates[0]
   }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CH2Version
 import Foundation
+import Hammer2Cluster
 import Hammer2Format
 
 /// Exit codes, one table for every command (Nagios-compatible; see README "Exit codes").
@@ -31,17 +32,20 @@ struct Entry {
     } catch let code as ExitCode {
       exit(code.rawValue)
     } catch let error as CouldNotRun {
-      FileHandle.standardError.write(Data("\(error.description)\n".utf8))
+      Diagnostics.emit(error.description)
+      exit(ExitStatus.couldNotRun.rawValue)
+    } catch let error as ClusterError {
+      Diagnostics.emit(Wording.cluster(error))
       exit(ExitStatus.couldNotRun.rawValue)
     } catch let error as FormatError {
-      FileHandle.standardError.write(Data("h2resync: \(error.description)\n".utf8))
+      Diagnostics.emit(Wording.format(error))
       exit(ExitStatus.couldNotRun.rawValue)
     } catch {
       let code = H2Resync.exitCode(for: error)
       if code == .success {
         H2Resync.exit(withError: error)  // --help, --version: prints, exits 0
       }
-      FileHandle.standardError.write(Data((H2Resync.fullMessage(for: error) + "\n").utf8))
+      Diagnostics.emitUsage(H2Resync.fullMessage(for: error))
       // Usage errors are "could not run", not ArgumentParser's EX_USAGE (64).
       exit(ExitStatus.couldNotRun.rawValue)
     }
@@ -63,43 +67,4 @@ struct H2Resync: ParsableCommand {
     version: versionLine,
     subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self, CheckCommand.self, ResyncCommand.self]
   )
-}
-
-/// Writes a line to stderr.
-func warn(_ s: String) {
-  FileHandle.standardError.write(Data((s + "\n").utf8))
-}
-
-/// Prints findings to stderr (one line each, capped) and returns the exit status they imply.
-func report(_ findings: [Finding], limit: Int = 200) -> ExitStatus {
-  var seen = Set<Finding>()
-  var printed = 0
-  for f in findings where seen.insert(f).inserted {
-    if printed < limit { warn("h2resync: \(f.severity.rawValue): \(f)") }
-    printed += 1
-  }
-  if printed > limit { warn("h2resync: ... and \(printed - limit) more findings") }
-  return findings.contains { $0.severity == .damage } ? .findings : .ok
-}
-
-/// Ends the command with `status` (returns normally for ok).
-func finish(_ status: ExitStatus) throws {
-  if status != .ok { throw ExitCode(status.rawValue) }
-}
-
-/// Options shared by commands that read one PFS of one image.
-struct PFSOptions: ParsableArguments {
-  @Argument(help: "The device image (opened read-only).")
-  var image: String
-
-  @Option(name: .long, help: "The PFS label; may be omitted when the image holds one PFS besides LOCAL.")
-  var pfs: String?
-
-  func open() throws(FormatError) -> (PFSReader, [Finding]) {
-    let volume = try Volume.open(path: image, opener: deviceOpener)
-    var findings: [Finding] = []
-    let list = try volume.pfsList(findings: &findings)
-    let info = try PFSReader.choose(list, name: pfs, image: image)
-    return (PFSReader(volume: volume, pfs: info), findings)
-  }
 }

@@ -19,7 +19,7 @@ struct H2MkImage: ParsableCommand {
       var command = try parseAsRoot()
       try command.run()
     } catch let e as FormatError {
-      FileHandle.standardError.write(Data("h2mkimage: \(e.description)\n".utf8))
+      FileHandle.standardError.write(Data("h2mkimage: \(e.description)\(e.kind.isAmbiguousPFS ? "; choose one with --pfs" : "")\n".utf8))
       Foundation.exit(3)
     } catch {
       if exitCode(for: error) == .success { exit(withError: error) }

@@ -69,30 +69,19 @@ enum SpaceEstimate {
   }
 }
 
-extension ClusterWalker {
-  /// Per node, after `run`: what a resync of this plan would allocate there and what the
-  /// node can hold. The focus, and every node when there is no focus (nothing can be
-  /// planned), need 0.
-  public func spaceNeeds(snapshot: Bool) -> [SpaceNeed] {
-    group.nodes.map { n in
-      let i = n.index
-      let planned = focus != nil && focus?.index != i
-      let needed = !planned ? 0 : SpaceEstimate.commitBytes(paths: stats.nodeDifferences[i], fileMedia: stats.mediaBytesToWrite[i],
-                                             indexEntries: scannedIndexEntries, snapshot: snapshot)
-      return SpaceNeed(image: n.image, needed: needed, free: n.volume.header.allocatableBytes)
-    }
-  }
-}
-
 extension Resyncer {
   /// Refuses, before any node is written, a plan that some target cannot hold: throws
   /// the no-space error (`IMAGE: no space: N bytes needed for ..., M bytes free`) for
-  /// the first such target. `needs` comes from `ClusterWalker.spaceNeeds`.
+  /// the first such target. `needs` comes from `ClusterReport.spaceNeeds`.
   public func checkSpace(targets: [ClusterNode], needs: [SpaceNeed]) throws(FormatError) {
-    for t in targets where t.index < needs.count && !needs[t.index].fits {
-      let need = needs[t.index]
-      throw FormatError(.noSpace(needed: need.needed, what: "the resync plan (an estimate: file data as raw 64 KiB blocks, inodes, copied index paths)", free: need.free),
-                        at: Location(image: t.image, offset: 0, structure: "freemap"))
-    }
+    for t in targets where t.index < needs.count && !needs[t.index].fits { throw SpaceEstimate.noSpace(needs[t.index]) }
+  }
+}
+
+extension SpaceEstimate {
+  /// The no-space error of a plan that does not fit on `need`'s node.
+  static func noSpace(_ need: SpaceNeed) -> FormatError {
+    FormatError(.noSpace(needed: need.needed, what: "the resync plan (an estimate: file data as raw 64 KiB blocks, inodes, copied index paths)", free: need.free),
+                at: Location(image: need.image, offset: 0, structure: "freemap"))
   }
 }

@@ -119,7 +119,7 @@ final class FocusReadAhead: @unchecked Sendable {
       cond.broadcast()
       cond.unlock()
     }
-    guard let volume = try? Volume.open(path: image, opener: opener, cacheBudget: 1 << 20) else { return }
+    guard let volume = try? Volume.open(path: image, opener: opener, cacheBudget: CacheBudget.streamingShare) else { return }
     volume.cachesArrays = false
     // Items before `consumed` are the copy's (done or in progress); `bytes[k]` is what
     // item k asked for, summed over the items still ahead in `pending`.

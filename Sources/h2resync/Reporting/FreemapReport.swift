@@ -13,16 +13,18 @@ import Hammer2Format
 struct FreemapReport {
   let check: ClusterFreemapCheck
 
-  init(_ a: ClusterAnalysis, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) {
+  init(_ report: ClusterReport, overwriteSoftMasters: Bool, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) {
     let clock = ContinuousClock()
     let t0 = clock.now
-    check = ClusterFreemapCheck(walker: a.walker, memoryBudget: memoryBudget) { (clock.now - t0).seconds }
+    check = ClusterFreemapCheck(report: report, overwriteSoftMasters: overwriteSoftMasters, memoryBudget: memoryBudget) {
+      (clock.now - t0).seconds
+    }
   }
 
-  /// The walk's exit status raised by the freemap's.
-  func exit(combining e: ExitStatus) -> ExitStatus {
-    let mine: ExitStatus = check.needsHuman ? .needsHuman : check.damaged ? .findings : .ok
-    return e == .couldNotRun ? e : ExitStatus(rawValue: max(e.rawValue, mine.rawValue)) ?? e
+  /// The walk's verdict raised by the freemap's.
+  func exit(combining e: ExitClass) -> ExitClass {
+    let mine: ExitClass = check.needsHuman ? .needsHuman : check.damaged ? .findings : .ok
+    return max(e, mine)
   }
 
   private var unallocated: UInt64 { check.images.reduce(0) { $0 + $1.result.unallocatedBlocks } }
@@ -84,7 +86,7 @@ struct FreemapReport {
 
   /// The check report with a `freemap` member added.
   struct WithFreemap: Encodable {
-    let report: ClusterReport
+    let report: JSONReport
     let freemap: [String: JSONImage]
     enum Key: String, CodingKey { case freemap }
     func encode(to encoder: Encoder) throws {

@@ -111,15 +111,20 @@ public final class ClusterWalker {
   /// default their differences are their own local changes (`PathClass.softLocal`).
   public var overwriteSoftMasters = false
 
-  public init(group: ClusterGroup, mode: WalkMode) {
+  /// Who votes (the group's own quorum, or one trusted node).
+  public let voting: Voting
+
+  public init(group: ClusterGroup, mode: WalkMode, voting: Voting? = nil) {
     self.group = group
     self.mode = mode
+    let voting = voting ?? Voting(group: group)
+    self.voting = voting
     stats = WalkStats(n: group.nodes.count)
     nodeClasses = .init(repeating: [], count: group.nodes.count)
     let inputs = group.nodes.map { n in
-      ResolveInput(role: n.role, version: Version(tid: n.pfs.rootModifyTid, identity: Self.rootIdentity(n.pfs.inode.meta)))
+      ResolveInput(role: voting.roles[n.index], version: Version(tid: n.pfs.rootModifyTid, identity: Self.rootIdentity(n.pfs.inode.meta)))
     }
-    let r = resolve(inputs, nquorum: group.nquorum)
+    let r = resolve(inputs, nquorum: voting.nquorum)
     var byVersion: [Version: [Int]] = [:]
     for (i, inp) in inputs.enumerated() { byVersion[inp.version!, default: []].append(i) }  // Safe: every root has a version.
     root = RootDecision(resolution: r, versions: byVersion.map { ($0.key, $0.value) }.sorted { $0.version > $1.version })
@@ -189,7 +194,7 @@ public final class ClusterWalker {
     let readAhead = BlockReadAhead(images: group.nodes.map(\.image), opener: group.opener, blocks: inodeBlocks)
     defer { readAhead.wait() }
     enter = directoriesToEnter()
-    let shared = WalkShared(images: group.nodes.map(\.image), roles: group.nodes.map(\.role), nquorum: group.nquorum,
+    let shared = WalkShared(images: group.nodes.map(\.image), roles: voting.roles, nquorum: voting.nquorum,
                             mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter,
                             overwriteSoftMasters: overwriteSoftMasters)
     let primary = DirectoryWalker(shared: shared, readers: group.nodes.map(\.reader))

@@ -15,13 +15,6 @@ public struct ClusterNode {
   public var label: String { ImagePath.shortName(image) }
 }
 
-/// Why discovery could not form a cluster (exit code 3 territory).
-public struct ClusterError: Error, CustomStringConvertible {
-  public var message: String
-  public init(_ message: String) { self.message = message }
-  public var description: String { message }
-}
-
 /// The nodes of one PFS cluster across images, with the quorum parameters
 /// (resync-semantics.md §5.3–5.4).
 public struct ClusterGroup {
@@ -33,23 +26,26 @@ public struct ClusterGroup {
   public let configured: Int
   /// configured / 2 + 1.
   public let nquorum: Int
-  /// Notes for the report (disagreeing pfs_nmasters, pending transitions, ...).
-  public let notes: [String]
+  /// Notes for the report about single nodes (pending type transitions), in image order.
+  public let nodeNotes: [String]
   /// How the nodes' devices are opened (every later open of a node uses it).
   public let opener: DeviceOpener
 
   /// Opens every image read-only and groups the PFSs by `pfs_clid`. Chooses the cluster
   /// by `clid`, else by PFS `name`, else the cluster found on the most images (all of
   /// them, normally). Refuses duplicated fsids.
-  public static func discover(images: [String], name: String?, clid wanted: H2UUID?, cacheBudget: Int = 64 << 20,
-                              trusting trusted: H2UUID? = nil, opener: DeviceOpener = LocalDeviceOpener()) throws -> ClusterGroup {
+  /// Each node's volume gets its share of `cacheBudget` (`CacheBudget.nodeShare`).
+  public static func discover(images: [String], name: String?, clid wanted: H2UUID?,
+                              cacheBudget: CacheBudget = .standard,
+                              opener: DeviceOpener = LocalDeviceOpener()) throws -> ClusterGroup {
+    let share = cacheBudget.nodeShare(nodes: images.count)
     var all: [(image: String, volume: Volume, pfs: [PFSInfo])] = []
     for image in images {
-      let v = try Volume.open(path: image, opener: opener, cacheBudget: cacheBudget / max(1, images.count))
+      let v = try Volume.open(path: image, opener: opener, cacheBudget: share)
       var findings: [Finding] = []
       let list = try v.pfsList(findings: &findings)
       if let f = findings.first(where: { $0.severity == .damage }) {
-        throw ClusterError("\(f): the super-root of \(image) is damaged")
+        throw ClusterError(.damagedSuperRoot(finding: f.description), image: image)
       }
       all.append((image, v, list))
     }
@@ -64,10 +60,10 @@ public struct ClusterGroup {
         }
       }
       guard let best = count.max(by: { $0.value.count < $1.value.count }) else {
-        throw ClusterError(name.map { "no PFS named \($0) on these images" } ?? "no PFS besides LOCAL on these images")
+        throw ClusterError(.noPFS(name: name), image: nil)
       }
       if count.filter({ $0.value.count == best.value.count }).count > 1 {
-        throw ClusterError("several clusters are present on these images (\(count.keys.map(\.description).sorted().joined(separator: ", "))); choose one with --pfs or --clid")
+        throw ClusterError(.severalClusters(clids: count.keys.map(\.description).sorted()), image: nil)
       }
       clid = best.key
     }
@@ -87,27 +83,20 @@ public struct ClusterGroup {
           continue
         }
         if let other = fsids[p.fsid] {
-          throw ClusterError("pfs_fsid \(p.fsid) appears on both \(other) and \(image): a duplicated or cloned image; refusing")
+          throw ClusterError(.duplicatedFsid(fsid: p.fsid.description, otherImage: other), image: image)
         }
         fsids[p.fsid] = image
         if p.inode.meta.pfsTypeRaw >> 4 != 0 {
           notes.append("\(image): PFS \(p.name) has a pending type transition (pfs_type 0x\(hex(UInt64(p.inode.meta.pfsTypeRaw), width: 2))); its active type is used")
         }
-        // An operator's --from: that node is the only voter (a quorum of one).
-        var role = Role(pfsType: p.inode.meta.pfsTypeRaw)
-        if let trusted { role = p.fsid == trusted ? .master : (role == .master ? .slave : role) }
+        let role = Role(pfsType: p.inode.meta.pfsTypeRaw)
         nodes.append(ClusterNode(index: nodes.count, image: image, volume: volume, pfs: p,
                                  role: role, reader: PFSReader(volume: volume, pfs: p)))
       }
     }
-    guard !nodes.isEmpty else { throw ClusterError("no node of cluster \(clid) on these images") }
+    guard !nodes.isEmpty else { throw ClusterError(.noNode(clid: clid.description), image: nil) }
     let masters = nodes.filter { $0.role == .master }.count
-    let q = trusted != nil ? (configured: 1, nquorum: 1) : quorumSize(storedNmasters: nodes.map(\.pfs.nmasters), mastersPresent: masters)
-    if let trusted { notes.append("--from: trusting the node with fsid \(trusted); the other masters are treated as targets") }
-    if Set(nodes.map(\.pfs.nmasters)).count > 1 {
-      notes.append("pfs_nmasters disagree between nodes (\(nodes.map { "\($0.label)=\($0.pfs.nmasters)" }.joined(separator: ", "))); using \(q.configured)")
-    }
-    if nodes.count > H2.maxCluster { notes.append("\(nodes.count) nodes share the cluster id; the kernel would use only \(H2.maxCluster)") }
-    return ClusterGroup(clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, notes: notes, opener: opener)
+    let q = quorumSize(storedNmasters: nodes.map(\.pfs.nmasters), mastersPresent: masters)
+    return ClusterGroup(clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, nodeNotes: notes, opener: opener)
   }
 }

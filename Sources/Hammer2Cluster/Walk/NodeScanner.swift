@@ -94,7 +94,7 @@ final class NodeScanner: @unchecked Sendable {
   private func run() {
     let volume: Volume
     do {
-      volume = try Volume.open(path: image, opener: opener, cacheBudget: 1 << 20)
+      volume = try Volume.open(path: image, opener: opener, cacheBudget: CacheBudget.streamingShare)
       volume.cachesArrays = false
     } catch {
       note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))

@@ -36,12 +36,6 @@ public struct NodeOutcome: Sendable {
   public var freemapChunksRepaired = 0
 }
 
-/// Why resync refused to write.
-public struct ResyncRefusal: Error, CustomStringConvertible {
-  public var description: String
-  public var needsHuman: Bool
-}
-
 /// Copies the focus's data onto stale, ahead, split-brain and damaged masters and slaves
 /// (the seed's modsync, done offline): creates what they lack, removes what the quorum
 /// says is gone, replaces differing inodes (meta and filename, never the node's own block
@@ -73,19 +67,22 @@ public struct Resyncer {
     }
   }
 
-  /// Refuses what needs a human: rolling back without a snapshot unless allowed.
-  public func check(targets: [ClusterNode], states: [NodeState]) throws {
-    for t in targets where states[t.index] == .ahead || states[t.index] == .splitBrain {
-      if !options.snapshot && !options.allowRollback {
-        throw ResyncRefusal(description: "\(t.image) is \(states[t.index].rawValue): rolling it back without a snapshot needs --allow-rollback", needsHuman: true)
-      }
-    }
+  /// Applies `differences` to `targets` (the plan's actions for each, built from them),
+  /// one commit per image.
+  public func apply(targets: [ClusterNode], differences: [Difference]) throws -> [NodeOutcome] {
+    try apply(targets.map { ($0, ResyncPlan.actions(for: $0.index, differences)) })
   }
 
-  /// Applies `differences` to every target, one commit per image.
-  public func apply(targets: [ClusterNode], differences: [Difference]) throws -> [NodeOutcome] {
-    var byImage: [String: [ClusterNode]] = [:]
-    for t in targets { byImage[t.image, default: []].append(t) }
+  /// Applies exactly `plan`, one commit per image: nothing is walked again; each action
+  /// reads what it copies from the blockrefs the walk recorded.
+  public static func apply(_ plan: ResyncPlan) throws -> [NodeOutcome] {
+    guard let focus = plan.focus else { return [] }
+    return try Resyncer(group: plan.group, focus: focus, options: plan.options).apply(plan.targets.map { ($0.node, $0.actions) })
+  }
+
+  private func apply(_ targets: [(node: ClusterNode, actions: [PlanAction])]) throws -> [NodeOutcome] {
+    var byImage: [String: [(node: ClusterNode, actions: [PlanAction])]] = [:]
+    for t in targets { byImage[t.node.image, default: []].append(t) }
     var outcomes: [NodeOutcome] = []
     for image in byImage.keys.sorted() {
       // Safe: iterating the dictionary's own keys.
@@ -97,7 +94,7 @@ public struct Resyncer {
       let repaired = options.repairFreemap ? try tx.repairFreemap().chunksMarked : 0
       var uuids = UUIDSource.random
       var results: [NodeOutcome] = []
-      for node in nodes {
+      for (node, actions) in nodes {
         var out = NodeOutcome(image: image)
         out.freemapChunksRepaired = repaired
         if options.snapshot {
@@ -106,7 +103,7 @@ public struct Resyncer {
           out.snapshot = name
         }
         let ed = try tx.editor(clid: group.clid, fsid: node.pfs.fsid)
-        try sync(node: node, editor: ed, differences: differences, outcome: &out)
+        try sync(node: node, editor: ed, actions: actions, outcome: &out)
         results.append(out)
       }
       let slot = try tx.commit()
@@ -134,7 +131,7 @@ public struct Resyncer {
 
   /// The focus's element for `path`: its entry, inode and inode blockref (the inode the
   /// read-ahead read for that blockref, when it did).
-  private func focusElement(_ path: String, _ known: Difference? = nil,
+  private func focusElement(_ path: String, _ known: PlanAction? = nil,
                             _ prepared: FocusReadAhead.PreparedInode? = nil) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
     if let d = known, let e = d.focusEntry, let b = d.focusInode, b.key == e.inum {
       let ino: InodeData
@@ -155,7 +152,9 @@ public struct Resyncer {
     return (e, b, ino)
   }
 
-  private func sync(node: ClusterNode, editor ed: PFSEditor, differences: [Difference], outcome: inout NodeOutcome) throws {
+  private func sync(node: ClusterNode, editor ed: PFSEditor, actions: [PlanAction], outcome: inout NodeOutcome) throws {
+    // Names removed so far (the plan left out the paths below them; the end stages
+    // below must skip them too).
     var removed: [String] = []
     var blocked = false
     var touchedDirs = Set<String>()
@@ -175,7 +174,7 @@ public struct Resyncer {
     // plus a missing one).
     var relinked = Set<UInt64>()
     func under(_ p: String) -> Bool { removed.contains { p == $0 || p.hasPrefix($0 + "/") } }
-    // Directory path -> inode number on this node, so each difference does not walk its
+    // Directory path -> inode number on this node, so each action does not walk its
     // path from the root again. Cleared whenever a name is removed or replaced.
     var dirInums: [String: UInt64] = [".": 1]
     func parentAndName(_ path: String) throws -> (UInt64, [UInt8]) {
@@ -186,65 +185,55 @@ public struct Resyncer {
       dirInums[parent] = e.inum
       return (e.inum, name)
     }
-    // Every path below whose copy reads the focus's element, in this loop's order.
-    let readAhead = FocusReadAhead(image: focus.image, opener: group.opener, items: differences.indices.compactMap { k in
-      let d = differences[k]
-      switch d.classes[node.index] {
-      case .missing, .shapeMismatch, .stale, .ahead, .splitBrain, .damaged:
-        return d.path == "." || d.path == "/" ? nil : d.focusInode.map { FocusReadAhead.Item(position: k, inode: $0) }
-      default: return nil
-      }
+    // Every action below that reads the focus's element, in this loop's order.
+    let readAhead = FocusReadAhead(image: focus.image, opener: group.opener, items: actions.indices.compactMap { k in
+      actions[k].readsFocus ? actions[k].focusInode.map { FocusReadAhead.Item(position: k, inode: $0) } : nil
     })
     readAhead.start()
     defer { readAhead.stop() }
-    for (k, d) in differences.enumerated() {
+    for (k, d) in actions.enumerated() {
       let prepared = readAhead.arrive(at: k)
-      let cls = d.classes[node.index]
-      guard cls != .inSync, !under(d.path) else { continue }
-      switch cls {
-      case .conflict, .undecidable, .inHole:
+      switch d.kind {
+      case .leave(let cls):
         // Needs a human: the parents keep their old tids so the divergence stays visible.
         blocked = true
         outcome.skipped.append("\(d.path): \(cls.rawValue)")
         continue
-      case .softLocal:
-        continue  // a soft master's own change: never written unless it is a target by choice
-      default: break
-      }
-      if d.path == "." || d.path == "/" {
-        if d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index] {
+      case .root(let tidsOnly):
+        if tidsOnly {
           outcome.tidsStamped += 1
           outcome.pathsChanged += 1
         }
         continue  // the root's own fields are copied last
+      default: break
       }
       let (dir, name) = try parentAndName(d.path)
-      switch cls {
-      case .extra:
+      switch d.kind {
+      case .remove:
         dirInums = [".": 1]
         if let e = try ed.lookup(name, in: dir) { relinked.insert(e.inum) }
         try ed.unlink(name, in: dir, recursive: true)
         removed.append(d.path)
         touchedDirs.insert(parentPath(d.path))
-      case .missing:
+      case .create:
         // A new inode takes the focus's link count; another name of an existing one
         // is counted at the end.
         if try !create(d.path, in: dir, name: name, ed, d, prepared) { relinked.insert(d.inum) }
         touchedDirs.insert(parentPath(d.path))
-      case .shapeMismatch:
+      case .replace:
         dirInums = [".": 1]
         try ed.unlink(name, in: dir, recursive: true)
         try create(d.path, in: dir, name: name, ed, d, prepared)
         touchedDirs.insert(parentPath(d.path))
-      case .stale, .ahead, .splitBrain, .damaged:
+      case .stampTids, .copyContent:
         let (e, fb, fino) = try focusElement(d.path, d, prepared)
         if fino.meta.type == .directory { focusDirs[d.path] = (fb, fino) }
         guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d, prepared); break }
-        if cls == .stale, d.tidsOnly.indices.contains(node.index), d.tidsOnly[node.index], mine.inum == e.inum, mine.type == fino.meta.typeRaw {
+        if d.kind == .stampTids, mine.inum == e.inum, mine.type == fino.meta.typeRaw {
           // Equal attributes and content under another tid: the focus's tid alone, on the
           // inode (its block and the index path above it); its data blocks stay as they are.
           // Its inode is read where the walk found it (no second descent of the index).
-          try ed.loadInode(e.inum, from: d.nodeInodes.indices.contains(node.index) ? d.nodeInodes[node.index] : nil, walkedRoot: node.pfs.bref)
+          try ed.loadInode(e.inum, from: d.nodeInode, walkedRoot: node.pfs.bref)
           if fino.meta.type == .directory {
             retidDirs[d.path] = e.inum
           } else if !fino.meta.isDirectData {
@@ -261,11 +250,11 @@ public struct Resyncer {
         } else {
           try ed.copyMeta(e.inum, from: fino.meta, filename: fino.filename, tid: fb.modifyTid)
           if fino.meta.type == .directory { retidDirs[d.path] = e.inum }
-          try copyContent(e.inum, fino, ed, rewriteAll: cls == .damaged)
+          try copyContent(e.inum, fino, ed, rewriteAll: d.kind == .copyContent(rewriteAll: true))
           try ed.stamp(e.inum, tid: fb.modifyTid)
           try ed.finishInode(e.inum)
         }
-      default: break
+      case .leave, .root: break
       }
       outcome.pathsChanged += 1
     }
@@ -334,7 +323,7 @@ public struct Resyncer {
   /// Creates `path` on the node as a copy of the focus's element (same inode number);
   /// true when that made a new inode (not one more name of an existing one).
   @discardableResult
-  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: Difference? = nil,
+  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: PlanAction? = nil,
                       _ prepared: FocusReadAhead.PreparedInode? = nil) throws -> Bool {
     let (e, fb, fino) = try focusElement(path, known, prepared)
     let created = try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)

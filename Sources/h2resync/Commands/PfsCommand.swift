@@ -65,17 +65,3 @@ struct PfsCommand: ParsableCommand {
     try finish(report(findings))
   }
 }
-
-/// Prints rows as left-aligned columns separated by two spaces.
-func printTable(_ rows: [[String]]) {
-  guard let first = rows.first else { return }
-  var widths = [Int](repeating: 0, count: first.count)
-  for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-  for r in rows {
-    var line = ""
-    for (i, c) in r.enumerated() {
-      line += i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count + 2)
-    }
-    print(line)
-  }
-}

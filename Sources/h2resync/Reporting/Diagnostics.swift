@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Hammer2Cluster
+import Hammer2Format
+
+/// The one sink for what goes to stderr: warnings, notes, findings and errors, each a
+/// line prefixed with the program's name. Nothing else in the CLI writes to stderr
+/// (but the progress bar, which redraws one line on a terminal).
+enum Diagnostics {
+  /// Writes "h2resync: MESSAGE" to stderr.
+  static func emit(_ message: String) {
+    FileHandle.standardError.write(Data("h2resync: \(message)\n".utf8))
+  }
+
+  /// Writes ArgumentParser's own message (usage errors) as it is.
+  static func emitUsage(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+  }
+
+  /// Prints findings (one line each, each once, capped) and returns the exit status they
+  /// imply.
+  static func findings(_ findings: [Finding], limit: Int = 200) -> ExitStatus {
+    var seen = Set<Finding>()
+    var printed = 0
+    for f in findings where seen.insert(f).inserted {
+      if printed < limit { emit("\(f.severity.rawValue): \(f)") }
+      printed += 1
+    }
+    if printed > limit { emit("... and \(printed - limit) more findings") }
+    return findings.contains { $0.severity == .damage } ? .findings : .ok
+  }
+}
+
+/// Prints findings to stderr and returns the exit status they imply (`Diagnostics.findings`).
+func report(_ findings: [Finding], limit: Int = 200) -> ExitStatus { Diagnostics.findings(findings, limit: limit) }
+
+/// A failure that maps to exit 3, with its message (without the program's name).
+struct CouldNotRun: Error, CustomStringConvertible {
+  var description: String
+  init(_ d: String) { description = d }
+}
+
+/// Ends the command with `status` (returns normally for ok).
+func finish(_ status: ExitStatus) throws {
+  if status != .ok { throw ExitCode(status.rawValue) }
+}
+
+/// Ends the command with the engine's verdict.
+func finish(_ verdict: ExitClass) throws { try finish(ExitStatus(verdict)) }
+
+extension ExitStatus {
+  init(_ verdict: ExitClass) {
+    switch verdict {
+    case .ok: self = .ok
+    case .findings: self = .findings
+    case .needsHuman: self = .needsHuman
+    }
+  }
+}
+
+/// The engine's errors and notes in the CLI's words: the engine says what is wrong; the CLI adds
+/// the option that fixes it (the engine never names a flag).
+enum Wording {
+  static func cluster(_ e: ClusterError) -> String {
+    switch e.kind {
+    case .severalClusters: return e.message + "; choose one with --pfs or --clid"
+    case .cacheBudgetOutOfRange(_, let range): return "--cache-mib must be \(range.lowerBound) to \(range.upperBound)"
+    default: return e.message
+    }
+  }
+
+  static func format(_ e: FormatError) -> String {
+    e.kind.isAmbiguousPFS ? e.description + "; choose one with --pfs" : e.description
+  }
+
+  static func refusal(_ r: ResyncRefusal) -> String {
+    switch r.kind {
+    case .noQuorum(let q):
+      return "no version has a quorum of \(q) masters: nothing written. Decide which node to trust and run again with --from IMAGE."
+    case .rollbackWithoutSnapshot(let s):
+      return "\(r.image ?? "?") is \(s.rawValue): rolling it back without a snapshot needs --allow-rollback"
+    }
+  }
+
+  static func note(_ n: ClusterNote) -> String {
+    switch n {
+    case .trusting: return "--from: " + n.description
+    case .text: return n.description
+    }
+  }
+}

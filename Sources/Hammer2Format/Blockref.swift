@@ -258,10 +258,15 @@ func decodeLiveBlockrefs(_ raw: UnsafeRawBufferPointer) -> [Blockref] {
   let n = raw.count / Blockref.byteCount
   var live = 0
   for i in 0..<n where raw[i * Blockref.byteCount] != 0 { live += 1 }
-  var out = [Blockref]()
-  out.reserveCapacity(live)
-  for i in 0..<n where raw[i * Blockref.byteCount] != 0 { out.append(Blockref(raw: raw, at: i * Blockref.byteCount)) }
-  return out
+  // Each live slot decoded straight into the array's storage (no append bookkeeping).
+  return [Blockref](unsafeUninitializedCapacity: live) { out, count in
+    var k = 0
+    for i in 0..<n where raw[i * Blockref.byteCount] != 0 {
+      (out.baseAddress! + k).initialize(to: Blockref(raw: raw, at: i * Blockref.byteCount))  // Safe: live > 0 here.
+      k += 1
+    }
+    count = k
+  }
 }
 
 /// Encodes blockrefs back into a block of `count * 128` bytes.

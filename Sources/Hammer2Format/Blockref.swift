@@ -63,6 +63,18 @@ public struct CheckArea: Equatable, Hashable, Sendable {
     return b
   }
 
+  /// The first `n` bytes (0...64) as an array: one allocation, no 64-byte detour (an
+  /// inline DIRENT name is decoded for every directory entry a walk meets).
+  public func prefix(_ n: Int) -> [UInt8] {
+    precondition((0...64).contains(n), "check area prefix of \(n) bytes")
+    #if _endian(little)
+      // The words' in-memory bytes are their little-endian encoding here.
+      return withUnsafeBytes(of: w) { raw in Array(UnsafeRawBufferPointer(rebasing: raw[0..<n])) }
+    #else
+      return (0..<n).map { self[$0] }
+    #endif
+  }
+
   /// Writes the 64 bytes at `offset`.
   public func encode(into bytes: inout [UInt8], at offset: Int) {
     for i in 0..<8 { bytes.put(u64(i), at: offset + 8 * i) }
@@ -237,12 +249,23 @@ public func decodeBlockrefs(_ bytes: [UInt8]) -> [Blockref] {
 /// The live (non-EMPTY) blockrefs of a block, in slot order: EMPTY slots are skipped
 /// without being decoded (a sparse 64 KiB indirect block is mostly EMPTY).
 public func decodeLiveBlockrefs(_ bytes: [UInt8]) -> [Blockref] {
-  let n = bytes.count / Blockref.byteCount
-  return bytes.withUnsafeBytes { raw in
-    var out = [Blockref]()
-    out.reserveCapacity((0..<n).reduce(0) { $0 + (raw[$1 * Blockref.byteCount] != 0 ? 1 : 0) })
-    for i in 0..<n where raw[i * Blockref.byteCount] != 0 { out.append(Blockref(raw: raw, at: i * Blockref.byteCount)) }
-    return out
+  bytes.withUnsafeBytes { decodeLiveBlockrefs($0) }
+}
+
+/// `decodeLiveBlockrefs` of a block read into a buffer (the verified read's own buffer:
+/// no array of the block's bytes is made).
+func decodeLiveBlockrefs(_ raw: UnsafeRawBufferPointer) -> [Blockref] {
+  let n = raw.count / Blockref.byteCount
+  var live = 0
+  for i in 0..<n where raw[i * Blockref.byteCount] != 0 { live += 1 }
+  // Each live slot decoded straight into the array's storage (no append bookkeeping).
+  return [Blockref](unsafeUninitializedCapacity: live) { out, count in
+    var k = 0
+    for i in 0..<n where raw[i * Blockref.byteCount] != 0 {
+      (out.baseAddress! + k).initialize(to: Blockref(raw: raw, at: i * Blockref.byteCount))  // Safe: live > 0 here.
+      k += 1
+    }
+    count = k
   }
 }
 

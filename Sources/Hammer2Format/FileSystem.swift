@@ -193,7 +193,7 @@ public final class PFSReader {
       }
       let name: [UInt8]
       if n <= 64 {
-        name = Array(bref.check.bytes[0..<n])
+        name = bref.check.prefix(n)
       } else {
         guard bref.radix != 0 else {
           throw FormatError(.invalidField("a \(n)-byte name needs a name block, but data_off is empty"), at: volume.location(of: bref))

@@ -10,9 +10,17 @@ public struct H2UUID: Equatable, Hashable, Sendable, CustomStringConvertible, Co
 
   /// Decodes the on-disk form at `offset`.
   public init(_ disk: [UInt8], at offset: Int) {
-    let d = Array(disk[offset..<offset + 16])
-    bytes = [d[3], d[2], d[1], d[0], d[5], d[4], d[7], d[6]] + Array(d[8..<16])
+    precondition(offset >= 0 && offset + 16 <= disk.count, "uuid at \(offset) of \(disk.count) bytes")
+    // One array, filled in place (every inode decode meets two uuids).
+    bytes = [UInt8](unsafeUninitializedCapacity: 16) { out, n in
+      for i in 0..<16 { out[i] = disk[offset + Self.diskIndex[i]] }
+      n = 16
+    }
   }
+
+  /// For printed byte `i`, its position in the on-disk form (the first three fields
+  /// are little-endian there).
+  private static let diskIndex = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15]
 
   /// Parses "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx".
   public init?(string: String) {
@@ -29,9 +37,8 @@ public struct H2UUID: Equatable, Hashable, Sendable, CustomStringConvertible, Co
 
   /// Writes the on-disk form at `offset`.
   public func encode(into disk: inout [UInt8], at offset: Int) {
-    let b = bytes
-    let d = [b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6]] + Array(b[8..<16])
-    disk.put(d, at: offset)
+    precondition(bytes.count == 16, "uuid of \(bytes.count) bytes")
+    for i in 0..<16 { disk[offset + Self.diskIndex[i]] = bytes[i] }
   }
 
   /// Printed form.

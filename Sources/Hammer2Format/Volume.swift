@@ -187,7 +187,13 @@ public final class Volume {
 
   /// One reusable block buffer for `verifyMedia` (a scan reads millions of blocks).
   private lazy var scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: H2.pbufSize, alignment: 64)
-  deinit { scratch.deallocate() }
+  /// The buffer `checkedBlockrefArray` reads an indirect block into (its own: a
+  /// `verifyMedia` body may look up arrays while `scratch` holds its block).
+  private lazy var arrayScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: H2.pbufSize, alignment: 64)
+  deinit {
+    scratch.deallocate()
+    arrayScratch.deallocate()
+  }
 
   /// Reads `bref`'s media block into a reused buffer and verifies its check code, for
   /// scans that need only the verdict. XXHASH64 is verified in place; the other methods
@@ -271,17 +277,24 @@ public final class Volume {
   /// block read is not kept (it would only push out blocks that are read again).
   public func checkedBlockrefArray(_ bref: Blockref, cache: Bool = true) throws(FormatError) -> (refs: [Blockref], clean: Bool) {
     if cachesArrays, let a = arrayCache.get(bref.dataOff) { return a }
-    let bytes = try readMedia(bref)
-    var refs = decodeLiveBlockrefs(bytes)
-    if zip(refs, refs.dropFirst()).contains(where: { $0.key > $1.key }) { refs.sort { $0.key < $1.key } }
+    // Read and verified in a reused buffer, decoded from there: no array of the block's
+    // bytes (up to 64 KiB) is allocated per indirect block.
+    let (_, size) = try mediaRange(bref)
+    let buf = UnsafeMutableRawBufferPointer(rebasing: arrayScratch[0..<size])
+    try readVerified(bref, into: buf)
+    var refs = decodeLiveBlockrefs(UnsafeRawBufferPointer(buf))
+    var sorted = true
+    for i in refs.indices.dropFirst() where refs[i - 1].key > refs[i].key {
+      sorted = false
+      break
+    }
+    if !sorted { refs.sort { $0.key < $1.key } }
     var clean = true
-    var prevEnd: UInt64? = nil
-    for e in refs {
-      if e.keybits > 64 || prevEnd.map({ e.key <= $0 }) == true {
+    for i in refs.indices {
+      if refs[i].keybits > 64 || (i > 0 && refs[i].key <= refs[i - 1].keyEnd) {
         clean = false
         break
       }
-      prevEnd = e.keyEnd
     }
     if cachesArrays && cache { arrayCache.put(bref.dataOff, (refs, clean), cost: refs.count * 160 + 64) }
     return (refs, clean)

@@ -42,4 +42,11 @@ int h2_open_direct(const char *path);
 /// only a program's entry point calls it. A no-op elsewhere.
 void h2_keep_freed_memory(size_t keep_bytes);
 
+/// CRC-32C (Castagnoli) of `len` bytes with the CPU's CRC32 instruction (x86-64
+/// SSE4.2), continuing from `*crc` (the running value, no initial or final XOR here).
+/// Returns 1 when it ran; 0, leaving `*crc` alone, where the instruction is missing
+/// (the caller then uses its tables). The volume header alone is 64 KiB of CRC-32C,
+/// read four times on every open.
+int h2_crc32c_hw(uint32_t *crc, const uint8_t *p, size_t len);
+
 #endif

@@ -1,6 +1,9 @@
+import CHammer2Codecs
+
 /// iSCSI CRC-32C (Castagnoli), as `hammer2_icrc32` / `iscsi_crc32` computes it:
 /// reflected polynomial 0x82F63B78, initial value and final XOR 0xFFFFFFFF.
-/// Slice-by-8 tables: the freemap and ISCSI32-checked data go through here.
+/// The CPU's CRC32 instruction where there is one (`h2_crc32c_hw`), else slice-by-8
+/// tables: volume headers, the freemap and ISCSI32-checked data go through here.
 public enum CRC32C {
   static let tables: [[UInt32]] = {
     var t = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
@@ -28,6 +31,16 @@ public enum CRC32C {
 
   /// CRC-32C of raw memory.
   public static func checksum(_ raw: UnsafeRawBufferPointer) -> UInt32 {
+    var hw: UInt32 = 0xFFFF_FFFF
+    if let base = raw.baseAddress, h2_crc32c_hw(&hw, base.assumingMemoryBound(to: UInt8.self), raw.count) != 0 {
+      return hw ^ 0xFFFF_FFFF
+    }
+    return tableChecksum(raw)
+  }
+
+  /// `checksum` with the slice-by-8 tables (and the reference the instruction is
+  /// tested against).
+  static func tableChecksum(_ raw: UnsafeRawBufferPointer) -> UInt32 {
     flat.withUnsafeBufferPointer { t in
       var crc: UInt32 = 0xFFFF_FFFF
       var i = 0

@@ -21,7 +21,16 @@ extension Array where Element == UInt8 {
   }
 
   /// Copies `count` bytes starting at `offset`.
-  @inlinable func bytes(_ offset: Int, _ count: Int) -> [UInt8] { Array(self[offset..<offset + count]) }
+  @inlinable func bytes(_ offset: Int, _ count: Int) -> [UInt8] {
+    precondition(offset >= 0 && count >= 0 && offset + count <= self.count, "bytes \(offset)+\(count) of \(self.count)")
+    // A plain copy into a new array (the generic slice-to-array path costs more).
+    return withUnsafeBytes { src in
+      [UInt8](unsafeUninitializedCapacity: count) { out, n in
+        if count > 0 { UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: src[offset..<offset + count])) }
+        n = count
+      }
+    }
+  }
 
   /// Writes a u8 at `offset`.
   @inlinable mutating func put(_ v: UInt8, at offset: Int) { self[offset] = v }

@@ -38,8 +38,9 @@ final class FreemapAllocator {
   /// Regions whose leaf has no room for a request of (class, radix, relaxed): nothing is
   /// freed inside a transaction, so a failed scan stays failed.
   var exhausted: Set<ExhaustedKey> = []
-  /// Per-type start of the search (`heur_freemap[]`, 0 at mount).
-  var heuristic: [UInt8: UInt64] = [:]
+  /// Per-type start of the search (`heur_freemap[]`, 0 at mount), indexed by the
+  /// blockref type (an array: it is read on every allocation).
+  var heuristic = [UInt64](repeating: 0, count: 256)
   /// `freemap_relaxed`: set once a search had to ignore classes.
   var relaxed = false
   /// Bytes newly marked allocated.
@@ -70,7 +71,7 @@ final class FreemapAllocator {
   /// mounted DragonFly file system would have after earlier allocations). Lets a test
   /// reach regions far into a sparse volume without filling the ones before.
   func setStartHint(_ offset: UInt64) {
-    for t: UInt8 in 0...255 { heuristic[t] = offset }
+    for t in heuristic.indices { heuristic[t] = offset }
   }
 
   /// Bytes that allocations can still take: `allocator_free` (16 KiB granular, already

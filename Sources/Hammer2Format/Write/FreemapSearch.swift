@@ -25,7 +25,7 @@ extension FreemapAllocator {
     if size >= Int(H2.freemapBlockSize) { try requireSpace(UInt64(size), for: what) }
     let cls = UInt16(type.rawValue) << 8 | UInt16(H2.pbufRadix)
     let regionSize: UInt64 = 1 << 30
-    var bnext = min(heuristic[type.rawValue] ?? 0, totalSize - 1)
+    var bnext = min(heuristic[Int(type.rawValue)], totalSize - 1)
     var loops = 0
     var relaxedNow = relaxed
     while true {
@@ -33,7 +33,7 @@ extension FreemapAllocator {
       if let off = try tryAllocate(region: region, start: Int((bnext & (regionSize - 1)) >> 22), cls: cls,
                                    radix: radix, relaxed: relaxedNow, key: key) {
         relaxed = relaxed || relaxedNow
-        heuristic[type.rawValue] = bnext
+        heuristic[Int(type.rawValue)] = bnext
         return off
       }
       // hammer2_freemap_iterate
@@ -60,33 +60,24 @@ extension FreemapAllocator {
     }
     let base = region << 30
     // Safe: every `leaves[region]!` below: the leaf was loaded just above and stays
-    // until this function returns. It is edited in place: a copy would copy its 256
-    // entries on every allocation.
-    for count in 0..<BmapData.perLeaf {
-      if start + count >= BmapData.perLeaf && start - count < 0 { break }
-      for direction in 0..<2 {
-        let n = direction == 0 ? start + count : start - count
-        guard n >= 0 && n < BmapData.perLeaf else { continue }
-        let e = leaves[region]!.leaf.entries[n]
-        let availOK = e.avail > 0 || (radix < 14 && e.linear & Int32(H2.freemapBlockSize - 1) != 0)
-        guard availOK, relaxed || e.allocClass == 0 || e.allocClass == cls else { continue }
-        var entry = e
-        guard let (offset, bgsize) = Self.bmapAllocate(&entry, cls: cls, radix: radix, key: key) else { continue }
-        let off = base + UInt64(n) * H2.zoneSeg + UInt64(offset)
-        // hammer2_freemap_init pre-marks everything no allocation may take; a free chunk
-        // there means the freemap on disk is damaged: refuse rather than overwrite.
-        guard off >= allocatorBeg, off + (1 << UInt64(radix)) <= totalSize, off & (regionSize - 1) >= H2.zoneSeg else {
-          throw FormatError(.invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
-                            at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
-        }
-        leaves[region]!.leaf.entries[n] = entry
-        if !leaves[region]!.dirty {
-          leaves[region]!.dirty = true
-          try markPathDirty(region: region)
-        }
-        account(bgsize)
-        return off
+    // until this function returns. The scan borrows the entries (no dictionary lookup
+    // per entry, no copy); the one entry changed is stored back in place.
+    if let (n, entry, offset, bgsize) = Self.scanLeaf(leaves[region]!.leaf.entries, start: start, cls: cls, radix: radix,
+                                                      relaxed: relaxed, key: key) {
+      let off = base + UInt64(n) * H2.zoneSeg + UInt64(offset)
+      // hammer2_freemap_init pre-marks everything no allocation may take; a free chunk
+      // there means the freemap on disk is damaged: refuse rather than overwrite.
+      guard off >= allocatorBeg, off + (1 << UInt64(radix)) <= totalSize, off & (regionSize - 1) >= H2.zoneSeg else {
+        throw FormatError(.invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
+                          at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
       }
+      leaves[region]!.leaf.entries[n] = entry
+      if !leaves[region]!.dirty {
+        leaves[region]!.dirty = true
+        try markPathDirty(region: region)
+      }
+      account(bgsize)
+      return off
     }
     // Only a relaxed scan of the whole leaf proves no 2^radix block fits.
     if start == 0 && relaxed {
@@ -102,6 +93,27 @@ extension FreemapAllocator {
   }
 
   private var regionSize: UInt64 { 1 << 30 }
+
+  /// The entries of one leaf from `start` alternately forward and backward
+  /// (`hammer2_freemap_try_alloc`'s loop): the first that takes a 2^radix block, with
+  /// the entry as changed, the offset inside its segment and the bytes newly taken.
+  static func scanLeaf(_ entries: [BmapData], start: Int, cls: UInt16, radix: UInt8, relaxed: Bool,
+                       key: UInt64) -> (index: Int, entry: BmapData, offset: Int, bgsize: UInt64)? {
+    let count = min(entries.count, BmapData.perLeaf)
+    for step in 0..<count {
+      if start + step >= count && start - step < 0 { break }
+      for direction in 0..<2 {
+        let n = direction == 0 ? start + step : start - step
+        guard n >= 0 && n < count else { continue }
+        let availOK = entries[n].avail > 0 || (radix < 14 && entries[n].linear & Int32(H2.freemapBlockSize - 1) != 0)
+        guard availOK, relaxed || entries[n].allocClass == 0 || entries[n].allocClass == cls else { continue }
+        var entry = entries[n]
+        guard let (offset, bgsize) = bmapAllocate(&entry, cls: cls, radix: radix, key: key) else { continue }
+        return (n, entry, offset, bgsize)
+      }
+    }
+    return nil
+  }
 
   /// `hammer2_bmap_alloc`: the offset inside the 4 MiB segment of `entry` for a 2^radix
   /// block, and the bytes of chunks newly taken; nil when the entry has no room. Small

@@ -223,17 +223,18 @@ extension PFSEditor {
     func tid(_ b: Blockref) -> UInt64 { tids[b.key] ?? min(b.modifyTid, cap) }
     if d.data.meta.type == .directory {
       try loadTable(d)
+      // Only the entries whose tid changes are kept (the rest are only checked).
       var entries: [DirEntry] = []
       var findings: [Finding] = []
       reader.forEachEntry(of: d.data, path: "", findings: &findings) { e in
-        entries.append(e)
+        if !d.changedKeys.contains(e.bref.key) && tid(e.bref) != e.bref.modifyTid { entries.append(e) }
         return true
       }
       if let f = findings.first(where: { $0.severity == .damage }) {
         throw FormatError(.invalidField("directory \(inum) is damaged: \(f.message)"), at: f.location)
       }
       // Each entry written back by key (a path copy), as an added entry is.
-      for e in entries where !d.changedKeys.contains(e.bref.key) && tid(e.bref) != e.bref.modifyTid {
+      for e in entries {
         var b = e.bref
         b.modifyTid = tid(b)
         d.table![b.key] = .existing(b)

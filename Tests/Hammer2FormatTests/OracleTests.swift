@@ -1,5 +1,6 @@
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Hammer2Format
 import Testing
 

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Hammer2Format
 import Testing
 

@@ -22,7 +22,7 @@ import Testing
   func build(_ name: String) throws -> Built {
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
     let dir = makeTempDir("h2scen-\(name)")
-    let built = try spec.build(into: dir, audit: false)
+    let built = try spec.copyOfSharedBuild(into: dir)
     let images = spec.nodes.map { (built.images[$0.name]! as NSString).lastPathComponent }
     return Built(spec: spec, dir: dir, built: built, images: images)
   }

@@ -174,19 +174,11 @@ func linuxMakedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
   return dev_t((ma & 0xFFFF_F000) << 32 | (ma & 0xFFF) << 8 | (mi & 0xFFFF_FF00) << 12 | (mi & 0xFF))
 }
 
-/// True when every byte is zero (eight at a time).
+/// True when every byte is zero: whole 64-bit words first, then the tail bytes.
 func isAllZero(_ bytes: [UInt8]) -> Bool {
   bytes.withUnsafeBytes { raw in
-    var i = 0
-    let n = raw.count
-    while i + 8 <= n {
-      if raw.loadUnaligned(fromByteOffset: i, as: UInt64.self) != 0 { return false }
-      i += 8
-    }
-    while i < n {
-      if raw[i] != 0 { return false }
-      i += 1
-    }
-    return true
+    let words = raw.count / 8
+    for w in 0..<words where raw.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self) != 0 { return false }
+    return raw[(words * 8)...].allSatisfy { $0 == 0 }
   }
 }

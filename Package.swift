@@ -2,8 +2,11 @@
 // h2resync: offline resynchronization and repair of HAMMER2 cluster device images.
 //
 // Layers, imports one way: CHammer2Codecs (C shim over system liblz4, libzstd, zlib,
-// libxxhash) -> Hammer2Format (on-disk format, read/write) -> Hammer2Cluster (later) ->
-// h2resync (CLI).
+// libxxhash) -> Hammer2Format (on-disk format, read/write) -> Hammer2Cluster (the cluster
+// engine) -> h2resync (CLI). Beside the engine, Hammer2Builder (on Hammer2Format) holds
+// what builds and changes images and host files: the edit interpreter, deliberate damage,
+// the sparse copy, option spellings and the extractor. The tools (h2mkimage, h2scenario,
+// h2bench) and the tests use it; H2TestSupport keeps the test-only helpers.
 import PackageDescription
 
 let package = Package(
@@ -15,6 +18,7 @@ let package = Package(
     .executable(name: "h2mkimage", targets: ["h2mkimage"]),
     .executable(name: "h2scenario", targets: ["h2scenario"]),
     .library(name: "Hammer2Format", targets: ["Hammer2Format"]),
+    .library(name: "Hammer2Builder", targets: ["Hammer2Builder"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -40,24 +44,28 @@ let package = Package(
       ]
     ),
     .target(
+      name: "Hammer2Builder",
+      dependencies: ["Hammer2Format"]
+    ),
+    .target(
       name: "Hammer2Cluster",
       dependencies: ["Hammer2Format", "CHammer2Codecs"]
     ),
     .target(
       name: "H2TestSupport",
-      dependencies: ["Hammer2Format", .product(name: "Crypto", package: "swift-crypto")]
+      dependencies: ["Hammer2Format", "Hammer2Builder", .product(name: "Crypto", package: "swift-crypto")]
     ),
     .executableTarget(
       name: "h2resync",
       dependencies: [
-        "Hammer2Format", "Hammer2Cluster", "CH2Version",
+        "Hammer2Format", "Hammer2Builder", "Hammer2Cluster", "CH2Version",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
     .executableTarget(
       name: "h2bench",
       dependencies: [
-        "Hammer2Format",
+        "Hammer2Format", "Hammer2Builder",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "tools/h2bench"
@@ -65,7 +73,7 @@ let package = Package(
     .executableTarget(
       name: "h2mkimage",
       dependencies: [
-        "Hammer2Format",
+        "Hammer2Format", "Hammer2Builder",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "tools/h2mkimage"
@@ -73,22 +81,22 @@ let package = Package(
     .executableTarget(
       name: "h2scenario",
       dependencies: [
-        "Hammer2Format", "H2TestSupport",
+        "Hammer2Format", "Hammer2Builder", "H2TestSupport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ],
       path: "tools/h2scenario"
     ),
     .testTarget(
       name: "Hammer2FormatTests",
-      dependencies: ["Hammer2Format", "H2TestSupport", "CHammer2Codecs"]
+      dependencies: ["Hammer2Format", "Hammer2Builder", "H2TestSupport", "CHammer2Codecs"]
     ),
     .testTarget(
       name: "Hammer2ClusterTests",
-      dependencies: ["Hammer2Format", "Hammer2Cluster", "H2TestSupport"]
+      dependencies: ["Hammer2Format", "Hammer2Builder", "Hammer2Cluster", "H2TestSupport"]
     ),
     .testTarget(
       name: "h2resyncTests",
-      dependencies: ["Hammer2Format", "H2TestSupport"]
+      dependencies: ["Hammer2Format", "Hammer2Builder", "H2TestSupport"]
     ),
   ]
 )

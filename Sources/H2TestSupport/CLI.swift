@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Hammer2Builder
 
 /// Runs a built executable of this package (found beside the test bundle) and captures
 /// its exit status and output.
@@ -43,65 +44,24 @@ public func run(_ tool: String, _ arguments: [String], stdin: Data? = nil, cwd: 
   return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
 
-/// Copies a sparse image quickly: only its data extents (SEEK_DATA/SEEK_HOLE), the
-/// holes stay holes.
-public func sparseCopy(_ from: String, _ to: String) throws {
-  let src = open(from, O_RDONLY)
-  guard src >= 0 else { throw OracleError.decompress(from) }
-  defer { close(src) }
-  let dst = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-  guard dst >= 0 else { throw OracleError.decompress(to) }
-  defer { close(dst) }
-  var st = stat()
-  fstat(src, &st)
-  ftruncate(dst, st.st_size)
-  var pos: off_t = 0
-  var buf = [UInt8](repeating: 0, count: 1 << 20)
-  while pos < st.st_size {
-    let data = lseek(src, pos, 3 /* SEEK_DATA */)
-    if data < 0 { break }
-    let hole = lseek(src, data, 4 /* SEEK_HOLE */)
-    var p = data
-    while p < hole {
-      let n = buf.withUnsafeMutableBytes { pread(src, $0.baseAddress, Int(min(off_t(1 << 20), hole - p)), p) }
-      if n <= 0 { break }
-      _ = buf.withUnsafeBytes { pwrite(dst, $0.baseAddress, n, p) }
-      p += off_t(n)
-    }
-    pos = hole
-  }
-}
+/// Copies a sparse image quickly: only its data extents, the holes stay holes.
+public func sparseCopy(_ from: String, _ to: String) throws { try SparseFile.copy(from: from, to: to) }
 
 /// A digest of a sparse image: size, then every data extent (offset and bytes). Two
 /// images with the same digest hold the same bytes; reading it skips the holes.
 public func imageDigest(_ path: String) -> String {
-  let fd = open(path, O_RDONLY)
-  guard fd >= 0 else { return "unreadable" }
-  defer { close(fd) }
-  var st = stat()
-  fstat(fd, &st)
   var hasher = SHA256()
-  withUnsafeBytes(of: st.st_size) { hasher.update(bufferPointer: $0) }
-  var pos: off_t = 0
-  var buf = [UInt8](repeating: 0, count: 1 << 20)
-  while pos < st.st_size {
-    let data = lseek(fd, pos, 3)
-    if data < 0 { break }
-    let hole = lseek(fd, data, 4)
-    var p = data
-    while p < hole {
-      let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(min(off_t(1 << 20), hole - p)), p) }
-      if n <= 0 { break }
+  let ok: Void? = try? SparseFile.withOpenFile(path) { fd, size in
+    withUnsafeBytes(of: off_t(size)) { hasher.update(bufferPointer: $0) }
+    try SparseFile.forEachChunk(fd: fd, size: size) { off, chunk in
       // Zero runs hash the same whether stored or a hole: compare contents, not layout.
-      let chunk = buf[0..<n]
       if !chunk.allSatisfy({ $0 == 0 }) {
-        withUnsafeBytes(of: p) { hasher.update(bufferPointer: $0) }
-        chunk.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        withUnsafeBytes(of: off_t(off)) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: chunk)
       }
-      p += off_t(n)
     }
-    pos = hole
   }
+  guard ok != nil else { return "unreadable" }
   return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
 

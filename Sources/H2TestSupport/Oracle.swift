@@ -2,7 +2,8 @@ import Foundation
 import Hammer2Format
 
 /// Access to the real HAMMER2 images of `../shared/oracle` (written by DragonFly's own
-/// code). Tests that need them are skipped, by name, when the directory is absent.
+/// code). Each test that needs them is skipped, by name, when the directory is absent;
+/// the other tests of its suite still run.
 public enum Oracle {
   /// The package root (two levels above this file's directory).
   public static let packageRoot: URL = URL(fileURLWithPath: #filePath)
@@ -19,8 +20,8 @@ public enum Oracle {
     FileManager.default.fileExists(atPath: directory.appendingPathComponent("single").path)
   }
 
-  /// The message printed when the real-image suites are skipped.
-  public static let skipMessage = "SKIPPED real-image suite: \(directory.path) not found (it ships beside the repository in CI)"
+  /// Why a test that needs the corpus is skipped: names the directory that is missing.
+  public static let skipMessage = "SKIPPED: needs the oracle corpus, \(directory.appendingPathComponent("single").path) not found (../shared/oracle beside the repository, as in CI, or H2_ORACLE_DIR)"
 
   /// Names of the single-image sets (e.g. "v1-default").
   public static var singleNames: [String] {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Hammer2Builder
 import Hammer2Format
 
 /// A cluster scenario (fixtures/NAME.json): the nodes of one PFS cluster, a common base
@@ -210,7 +211,7 @@ extension ScenarioSpec {
       if let c = n.clid, H2UUID(string: c) == nil { throw ScenarioError("\(name): node \(n.name): bad clid") }
     }
     for (i, op) in ops.enumerated() {
-      guard let cmd = op.op.first, ScenarioBuilder.commands.contains(cmd) else {
+      guard let cmd = op.op.first, EditWords.commands.contains(cmd) else {
         throw ScenarioError("\(name): op \(i): unknown command \(op.op.first ?? "(empty)")")
       }
       for n in op.nodes {
@@ -261,11 +262,11 @@ public func scenarioSize(_ s: String) throws -> UInt64 {
 }
 
 func scenarioComp(_ s: String) throws -> UInt8 {
-  guard let c = Spellings.compAlgo(s) else { throw ScenarioError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]") }
+  guard let c = Spellings.compAlgo(s) else { throw ScenarioError(Spellings.compAlgoHelp) }
   return c
 }
 
 func scenarioCheck(_ s: String) throws -> UInt8 {
-  guard let c = Spellings.checkAlgo(s) else { throw ScenarioError("check must be none, disabled, iscsi32, xxhash64 or sha192") }
+  guard let c = Spellings.checkAlgo(s) else { throw ScenarioError(Spellings.checkAlgoHelp) }
   return c
 }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Hammer2Builder
 import Hammer2Format
 
 // MARK: - builder
@@ -17,8 +18,6 @@ struct TreeItem {
 /// Builds a scenario's images with the Hammer2Format writer, the way h2mkimage's
 /// commands do.
 final class ScenarioBuilder {
-  static let commands: Set<String> = ["write", "rm", "mkdir", "mv", "chmod", "truncate", "setcomp", "snapshot", "corrupt", "symlink", "link"]
-
   let spec: ScenarioSpec
   let audit: Bool
   private var dataCache: [String: [UInt8]] = [:]
@@ -222,7 +221,7 @@ final class ScenarioBuilder {
         let inum = try ed.create(name, in: dir, type: .regularFile, mode: item.mode, time: time)
         if let d = item.data {
           let bytes = try data(d)
-          if !bytes.isEmpty { try writeChunked(ed, inum, at: 0, bytes) }
+          if !bytes.isEmpty { try Edit.writeChunked(ed, inum, at: 0, bytes) }
         }
       case .symlink:
         let inum = try ed.create(name, in: dir, type: .symlink, mode: item.mode, time: time)
@@ -233,17 +232,6 @@ final class ScenarioBuilder {
         try ed.create(name, in: dir, type: .fifo, mode: item.mode, time: time)
       }
     }
-  }
-
-  func writeChunked(_ ed: PFSEditor, _ inum: UInt64, at offset: UInt64, _ bytes: [UInt8]) throws {
-    var off = offset
-    var i = 0
-    repeat {
-      let n = min(bytes.count - i, 4 << 20)
-      try ed.write(inum, at: off, Array(bytes[i..<i + n]))
-      off += UInt64(n)
-      i += n
-    } while i < bytes.count
   }
 
   /// Sets comp_algo of the PFS root and every inode below it.
@@ -265,165 +253,23 @@ final class ScenarioBuilder {
 
   // MARK: operations
 
-  struct Args {
-    var positional: [String] = []
-    var options: [String: String] = [:]
-    var flags: Set<String> = []
-
-    init(_ words: [String], flags known: Set<String>) throws {
-      var i = 0
-      while i < words.count {
-        let w = words[i]
-        if known.contains(w) {
-          flags.insert(w)
-        } else if w.hasPrefix("--") {
-          guard i + 1 < words.count else { throw ScenarioError("option \(w) needs a value") }
-          options[String(w.dropFirst(2))] = words[i + 1]
-          i += 1
-        } else {
-          positional.append(w)
-        }
-        i += 1
-      }
-    }
-
-    func arg(_ i: Int, _ cmd: String) throws -> String {
-      guard i < positional.count else { throw ScenarioError("\(cmd): missing argument \(i + 1)") }
-      return positional[i]
-    }
-  }
-
-  /// Substitutes {i} / {i:05} in `words`.
-  static func substitute(_ words: [String], _ i: Int) -> [String] {
-    words.map { w in
-      var out = ""
-      var rest = Substring(w)
-      while let open = rest.range(of: "{i") {
-        guard let close = rest[open.upperBound...].firstIndex(of: "}") else { break }
-        out += rest[..<open.lowerBound]
-        let fmt = rest[open.upperBound..<close]
-        var num = String(i)
-        if fmt.hasPrefix(":"), let width = Int(fmt.dropFirst()), num.count < width {
-          num = String(repeating: "0", count: width - num.count) + num
-        }
-        out += num
-        rest = rest[rest.index(after: close)...]
-      }
-      return out + rest
-    }
-  }
-
   func apply(_ words: [String], repeat rep: ScenarioSpec.Repeat?, image: String, node: ScenarioSpec.Node, opIndex: Int, time t: UInt64) throws {
-    guard let cmd = words.first, Self.commands.contains(cmd) else { throw ScenarioError("unknown operation \(words.first ?? "")") }
+    guard let cmd = words.first, EditWords.commands.contains(cmd) else { throw ScenarioError("unknown operation \(words.first ?? "")") }
     let rest = Array(words.dropFirst())
+    let edits = ImageEdits(image: image, pfs: spec.pfsName, openTransaction: self.openTransaction)
     switch cmd {
     case "snapshot":
-      let a = try Args(rest, flags: [])
+      let a = try EditWords.Arguments(rest)
       var uuids = UUIDSource.seeded(fnv64("\(spec.name)/\(node.name)/snapshot/\(opIndex)"))
-      let tx = try openTransaction(image)
-      try tx.snapshot(source: spec.pfsName, name: try a.arg(0, cmd), clid: uuids.next(), fsid: uuids.next(), time: t)
-      try tx.commit()
+      try edits.snapshot(name: try a.arg(0, cmd), uuids: &uuids, time: t)
     case "corrupt":
-      let a = try Args(rest, flags: [])
-      let off = try corrupt(image, path: try a.arg(0, cmd), block: Int(a.options["block"] ?? "0") ?? 0)
+      let a = try EditWords.Arguments(rest)
+      let off = try DeliberateDamage.corrupt(image: image, pfs: spec.pfsName, path: try a.arg(0, cmd), block: Int(a.options["block"] ?? "0") ?? 0,
+                                             openImage: { path in try self.retryLocked { try WritableImage(path: path) } })
       damaged[image, default: []].append(off)
     default:
-      let tx = try openTransaction(image)
-      let ed = try tx.editor(pfs: spec.pfsName)
-      if let rep {
-        for i in (rep.start ?? 0)..<(rep.start ?? 0) + rep.count {
-          try edit(cmd, Self.substitute(rest, i), ed, t)
-        }
-      } else {
-        try edit(cmd, rest, ed, t)
-      }
-      try tx.commit()
+      let words = rep.map { r in ((r.start ?? 0)..<(r.start ?? 0) + r.count).map { EditWords.substitute(rest, $0) } } ?? [rest]
+      try edits.apply(try words.map { try EditWords.edit(cmd, $0, data: data) }, time: t)
     }
-  }
-
-  /// One editing command inside a transaction (h2mkimage semantics).
-  func edit(_ cmd: String, _ words: [String], _ ed: PFSEditor, _ t: UInt64) throws {
-    let a = try Args(words, flags: ["-r"])
-    switch cmd {
-    case "write":
-      let path = try a.arg(0, cmd)
-      guard let spec = a.options["data"] else { throw ScenarioError("write \(path): --data is required") }
-      let bytes = try data(spec)
-      let at = try scenarioSize(a.options["at"] ?? "0")
-      let inum: UInt64
-      if let existing = try? ed.resolve(path) {
-        inum = existing
-      } else {
-        let (dir, name) = try ed.parentAndName(path)
-        inum = try ed.create(name, in: dir, type: .regularFile, mode: 0o644, time: t)
-      }
-      try writeChunked(ed, inum, at: at, bytes)
-      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
-    case "rm":
-      let (dir, name) = try ed.parentAndName(try a.arg(0, cmd))
-      try ed.unlink(name, in: dir, recursive: a.flags.contains("-r"))
-    case "mkdir":
-      guard let m = UInt32(a.options["mode"] ?? "755", radix: 8) else { throw ScenarioError("mkdir: bad mode") }
-      let (dir, name) = try ed.parentAndName(try a.arg(0, cmd))
-      try ed.create(name, in: dir, type: .directory, mode: m, time: t)
-    case "symlink":
-      let (dir, name) = try ed.parentAndName(try a.arg(0, cmd))
-      let inum = try ed.create(name, in: dir, type: .symlink, mode: 0o777, time: t)
-      try ed.write(inum, at: 0, Array(try a.arg(1, cmd).utf8))
-    case "link":
-      let inum = try ed.resolve(try a.arg(0, cmd))
-      let (dir, name) = try ed.parentAndName(try a.arg(1, cmd))
-      try ed.link(name, in: dir, to: inum)
-    case "mv":
-      let (fd, fn) = try ed.parentAndName(try a.arg(0, cmd))
-      var (td, tn) = try ed.parentAndName(try a.arg(1, cmd))
-      if let e = try ed.lookup(tn, in: td), e.type == ObjectType.directory.rawValue {
-        td = e.inum
-        tn = fn
-      }
-      try ed.rename(fn, in: fd, to: tn, in: td)
-    case "chmod":
-      let ms = try a.arg(0, cmd)
-      guard let m = UInt32(ms, radix: 8), m <= 0o7777 else { throw ScenarioError("chmod: bad mode \(ms)") }
-      let inum = try ed.resolve(try a.arg(1, cmd))
-      try ed.updateMeta(inum) { $0.mode = m; $0.ctime = t }
-    case "truncate":
-      let inum = try ed.resolve(try a.arg(0, cmd))
-      try ed.truncate(inum, to: try scenarioSize(try a.arg(1, cmd)))
-      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
-    case "setcomp":
-      let c = try scenarioComp(try a.arg(1, cmd))
-      try ed.updateMeta(try ed.resolve(try a.arg(0, cmd))) { $0.compAlgo = c }
-    default:
-      throw ScenarioError("\(cmd) is not an editing command")
-    }
-  }
-
-  /// h2mkimage corrupt: XORs the first 16 bytes of stored data block `block` of `path`
-  /// with 0xA5, leaving its check code stale. Returns the media offset.
-  func corrupt(_ image: String, path: String, block: Int) throws -> UInt64 {
-    let volume = try Volume.open(path: image)
-    var findings: [Finding] = []
-    let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: spec.pfsName, image: image))
-    let ino = try reader.resolve(path).inode
-    guard !ino.meta.isDirectData else { throw ScenarioError("corrupt: \(path) keeps its data in the inode (DIRECTDATA)") }
-    var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: Location(image: image, offset: 0, structure: path))
-    var el = it.lookup(0, .max)
-    var n = 0
-    while let e = el {
-      if case .leaf(let b) = e, b.type == .data, b.radix != 0 {
-        if n == block {
-          let img = try retryLocked { try WritableImage(path: image) }
-          var bytes = try img.read(at: b.mediaOffset, count: 16)
-          for i in bytes.indices { bytes[i] ^= 0xA5 }
-          try img.write(at: b.mediaOffset, bytes, structure: "data block \(block) of \(path) (deliberate damage)")
-          try img.sync()
-          return b.mediaOffset
-        }
-        n += 1
-      }
-      el = it.next()
-    }
-    throw ScenarioError("corrupt: \(path) has only \(n) stored data blocks")
   }
 }

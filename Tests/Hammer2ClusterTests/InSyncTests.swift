@@ -18,7 +18,7 @@ import Testing
   func build(_ name: String) throws -> Built {
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
     let dir = makeTempDir("h2insync-\(name)")
-    let built = try spec.build(into: dir, audit: false)
+    let built = try spec.copyOfSharedBuild(into: dir)
     return Built(spec: spec, dir: dir, built: built, images: spec.nodes.map { built.images[$0.name]! })
   }
 

@@ -6,7 +6,7 @@ import Testing
 
 /// Real clusters written by DragonFly's code: the focus, the differing paths per node,
 /// and resync's outcome, against the manifests.
-@Suite(.enabled(if: Oracle.available, "SKIPPED real-cluster suite: ../shared/oracle not found"), .serialized)
+@Suite(.serialized)
 struct OracleClusterTests {
   static let sets: [String] = {
     guard Oracle.available else { return [] }
@@ -26,7 +26,7 @@ struct OracleClusterTests {
 
   func differing(_ a: [[String: Any]], _ b: [[String: Any]]) -> Set<String> { Oracle.differingPaths(a, b) }
 
-  @Test(arguments: sets)
+  @Test(.needsOracle, arguments: sets)
   func diffFindsTheFocusAndExactlyTheDifferingPaths(set: String) throws {
     let manifest = try Oracle.manifest(set, set: "cluster")
     let dir = makeTempDir("h2oc")
@@ -72,7 +72,7 @@ struct OracleClusterTests {
     #expect(images.map { imageDigest($0.1) } == before, "diff and check must not change a byte")
   }
 
-  @Test(arguments: sets)
+  @Test(.needsOracle, arguments: sets)
   func resyncEndsWithTheExpectedContentOnEveryNode(set: String) throws {
     let manifest = try Oracle.manifest(set, set: "cluster")
     let dir = makeTempDir("h2or")
@@ -107,7 +107,7 @@ struct OracleClusterTests {
   /// three (h2mkimage): the third is stale, tids only, path "/"; diff and check exit 1;
   /// resync stamps the focus's tid on its root without a DATA block, and DragonFly's
   /// quorum then counts it.
-  @Test func snapshotOnTwoOfThreeDragonFlyMasters() throws {
+  @Test(.needsOracle) func snapshotOnTwoOfThreeDragonFlyMasters() throws {
     let set = "three-masters-one-ahead"
     guard Self.sets.contains(set) else { return }
     let manifest = try Oracle.manifest(set, set: "cluster")

@@ -49,9 +49,7 @@ import Testing
   @Test(arguments: ScenarioEngineTests.specs)
   func sameReportOnAnyNumberOfThreads(name: String) throws {
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
-    let dir = makeTempDir("h2pw-\(name)")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let built = try spec.build(into: dir, audit: false)
+    let built = try spec.sharedBuild()
     let images = spec.nodes.compactMap { built.images[$0.name] }
     for mode in [WalkMode.fast, .deep] {
       let one = try Self.walk(images, mode: mode, threads: 1)

@@ -4,9 +4,28 @@ import Hammer2Format
 import Testing
 
 /// Builds a 3-master cluster with h2mkimage: identical histories, then `diverge` applies
-/// operations to some nodes. Returns the node image paths.
+/// operations to some nodes. Returns the node image paths (DIR/NODE.img).
+///
+/// The identical start (new, pfs-create, populate of a source tree) is built once per
+/// test process for each shape and shared (`BuildOnce`); each call gets sparse copies.
 func buildCluster(_ dir: String, files: Int = 0, nodes: [String] = ["A", "B", "C"], types: [String: String] = [:],
                   nmasters: Int = 3, _ diverge: (String, String) throws -> Void) throws -> [String] {
+  let key = "cluster-f\(files)-" + nodes.map { "\($0)\(types[$0] ?? "MASTER")" }.joined(separator: "_") + "-n\(nmasters)"
+  let shared = try clusterBases.value(key) { try buildClusterBase(BuildOnce<[String]>.directory + "/" + key, files: files, nodes: nodes, types: types, nmasters: nmasters) }
+  var images: [String] = []
+  for (n, base) in zip(nodes, shared) {
+    let img = dir + "/\(n).img"
+    try sparseCopy(base, img)
+    images.append(img)
+  }
+  for (n, img) in zip(nodes, images) { try diverge(n, img) }
+  return images
+}
+
+private let clusterBases = BuildOnce<[String]>()
+
+/// The identical start of `buildCluster`'s nodes, built in `dir`.
+private func buildClusterBase(_ dir: String, files: Int, nodes: [String], types: [String: String], nmasters: Int) throws -> [String] {
   let src = try makeSourceTree(dir)
   if files > 0 {
     try FileManager.default.createDirectory(atPath: src + "/big", withIntermediateDirectories: true)
@@ -23,7 +42,6 @@ func buildCluster(_ dir: String, files: Int = 0, nodes: [String] = ["A", "B", "C
     }
     images.append(img)
   }
-  for (n, img) in zip(nodes, images) { try diverge(n, img) }
   return images
 }
 

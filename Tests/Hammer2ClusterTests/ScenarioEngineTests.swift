@@ -5,8 +5,10 @@ import Testing
 
 /// Every scenario in fixtures/, built at test time: `diff` reports the expected focus,
 /// node states and differing paths; `resync` brings every node to the focus's content
-/// and keeps the old content in a snapshot.
-@Suite(.serialized) struct ScenarioEngineTests {
+/// and keeps the old content in a snapshot. Not serialized: every case works on its own
+/// copies of the shared fixture images (`copyOfSharedBuild`), so the cases run side by
+/// side instead of one long chain at the end of the run.
+@Suite struct ScenarioEngineTests {
   static let specs: [String] = ((try? ScenarioSpec.allSpecs()) ?? []).map(\.name)
 
   struct Built {
@@ -22,7 +24,7 @@ import Testing
   func build(_ name: String) throws -> Built {
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
     let dir = makeTempDir("h2scen-\(name)")
-    let built = try spec.build(into: dir, audit: false)
+    let built = try spec.copyOfSharedBuild(into: dir)
     let images = spec.nodes.map { (built.images[$0.name]! as NSString).lastPathComponent }
     return Built(spec: spec, dir: dir, built: built, images: images)
   }

@@ -7,14 +7,14 @@ import Testing
 /// image, offset, structure) or in findings, never a crash or a hang.
 /// `H2_MUTATIONS=N` runs N cases instead of the default 2,000; `H2_MUTATION_SEED` picks
 /// the seed.
-@Suite(.enabled(if: Oracle.available, "SKIPPED mutation suite: ../shared/oracle not found"), .serialized)
+@Suite(.serialized)
 struct MutationTests {
   static let count = Int(ProcessInfo.processInfo.environment["H2_MUTATIONS"] ?? "") ?? 2000
   static let seed = UInt64(ProcessInfo.processInfo.environment["H2_MUTATION_SEED"] ?? "") ?? 0x4832_5245_5359_4E43
 
   enum Kind: CaseIterable { case rawBytes, resignedBytes, resignedBlockref, truncate, headerGarble, headerResigned, loop }
 
-  @Test func seededMutationsEndCleanly() throws {
+  @Test(.needsOracle) func seededMutationsEndCleanly() throws {
     let bases = ["v5-multi-pfs", "v6-zlib-sha192"]
     var tallies: [String: Int] = [:]
     for (b, name) in bases.enumerated() {
@@ -83,7 +83,7 @@ struct MutationTests {
   }
 
   /// The canonical loop: an indirect block of the inode index points at itself.
-  @Test func selfReferencingIndirectBlockIsALoopFinding() throws {
+  @Test(.needsOracle) func selfReferencingIndirectBlockIsALoopFinding() throws {
     let base = try FileImage(path: Oracle.image("v1-default"))
     let volume = try Volume(io: base)
     let map = ImageMap(volume: volume)

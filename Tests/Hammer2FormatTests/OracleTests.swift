@@ -1,11 +1,11 @@
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Hammer2Format
 import Testing
 
 /// The real-image suite: images written by DragonFly's own HAMMER2 code
 /// (`../shared/oracle`), read exactly. Skipped by name when the corpus is absent.
-@Suite(.enabled(if: Oracle.available, "SKIPPED real-image suite: ../shared/oracle not found"))
 struct OracleSingleImageTests {
   init() {
     if !Oracle.available { print(Oracle.skipMessage) }
@@ -13,11 +13,11 @@ struct OracleSingleImageTests {
 
   static let names: [String] = Oracle.available ? Oracle.singleNames : []
 
-  @Test func corpusIsComplete() {
+  @Test(.needsOracle) func corpusIsComplete() {
     #expect(Self.names.count >= 6, "expected the six single images, found \(Self.names)")
   }
 
-  @Test(arguments: names)
+  @Test(.needsOracle, arguments: names)
   func pfsListMatchesManifest(name: String) throws {
     let image = try Oracle.image(name)
     let manifest = try Oracle.manifest(name)
@@ -45,7 +45,7 @@ struct OracleSingleImageTests {
     #expect(volume.headerCopies.allSatisfy { $0.isValid })
   }
 
-  @Test(arguments: names)
+  @Test(.needsOracle, arguments: names)
   func extractReproducesManifest(name: String) throws {
     let image = try Oracle.image(name)
     let manifest = try Oracle.manifest(name)
@@ -67,7 +67,7 @@ struct OracleSingleImageTests {
     }
   }
 
-  @Test(arguments: names)
+  @Test(.needsOracle, arguments: names)
   func everyBlockVerifiesAndRoundTrips(name: String) throws {
     let volume = try Volume.open(path: try Oracle.image(name))
     var walker = TopologyWalker(volume: volume, includeFreemap: true, decompressData: true)
@@ -93,7 +93,6 @@ struct OracleSingleImageTests {
 }
 
 /// Every node image of the cluster sets reads exactly as its manifest lists it.
-@Suite(.enabled(if: Oracle.available, "SKIPPED real-image suite: ../shared/oracle not found"))
 struct OracleClusterImageTests {
   static let sets: [String] = {
     guard Oracle.available else { return [] }
@@ -102,7 +101,7 @@ struct OracleClusterImageTests {
     return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
   }()
 
-  @Test(arguments: sets)
+  @Test(.needsOracle, arguments: sets)
   func nodesExtractAsListed(set: String) throws {
     let manifest = try Oracle.manifest(set, set: "cluster")
     let clid = try #require(manifest["pfs_clid"] as? String)

@@ -1,16 +1,16 @@
 import Crypto
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Hammer2Format
 import Testing
 
 /// The writer on real images: copies of DragonFly-written images get files added,
 /// replaced and deleted, and still read exactly (and the freemap still covers every block).
-@Suite(.enabled(if: Oracle.available, "SKIPPED real-image writer suite: ../shared/oracle not found"))
 struct OracleWriteTests {
   static let names: [String] = Oracle.available ? Oracle.singleNames : []
 
-  @Test(arguments: names)
+  @Test(.needsOracle, arguments: names)
   func addReplaceDeleteOnARealImage(name: String) throws {
     let dir = makeTempDir("h2ow")
     defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -4,9 +4,8 @@ import Hammer2Format
 import Testing
 
 /// The read-only commands, run as a user would run them.
-@Suite(.enabled(if: Oracle.available, "SKIPPED CLI real-image tests: ../shared/oracle not found"))
 struct ReadCommandTests {
-  @Test func pfsJSONListsEveryPFS() throws {
+  @Test(.needsOracle) func pfsJSONListsEveryPFS() throws {
     let image = try Oracle.image("v5-multi-pfs")
     let r = try run("h2resync", ["pfs", "--json", image])
     #expect(r.status == 0, "\(r.stderr)")
@@ -19,7 +18,7 @@ struct ReadCommandTests {
     #expect(text.stdout.contains("MASTER/SNAPSHOT"))
   }
 
-  @Test func lsCatAndPfsDefault() throws {
+  @Test(.needsOracle) func lsCatAndPfsDefault() throws {
     let image = try Oracle.image("v3-none-iscsi32")
     let manifest = try Oracle.manifest("v3-none-iscsi32")
     let listing = try #require((manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
@@ -45,7 +44,7 @@ struct ReadCommandTests {
     #expect(sha256(ofFile: dir + "/out") == file["sha256"] as? String)
   }
 
-  @Test func extractAndShowFromTheCommandLine() throws {
+  @Test(.needsOracle) func extractAndShowFromTheCommandLine() throws {
     let image = try Oracle.image("v4-autozero-zeros")
     let manifest = try Oracle.manifest("v4-autozero-zeros")
     let listing = try #require((manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
@@ -65,7 +64,7 @@ struct ReadCommandTests {
     #expect(show.stdout.contains("0 failed"))
   }
 
-  @Test func readCommandsNeverWrite() throws {
+  @Test(.needsOracle) func readCommandsNeverWrite() throws {
     let image = try Oracle.image("v2-zlib-nocheck")
     let before = imageDigest(image)
     let dir = makeTempDir("h2ro")
@@ -80,7 +79,6 @@ struct ReadCommandTests {
 
 /// Bad input: one clear line naming image, offset and structure; documented exit code 3
 /// when nothing could be read, 1 when the command finished around damage.
-@Suite(.enabled(if: Oracle.available, "SKIPPED bad-input tests: ../shared/oracle not found"))
 final class BadInputTests {
   /// Scratch directories of this test, removed when it ends.
   private var dirs: [String] = []
@@ -118,7 +116,7 @@ final class BadInputTests {
     expectOneLineError(try run("h2resync", ["pfs", path]), contains: [path, "@0x0", "volume header #0", "not a HAMMER2 image"])
   }
 
-  @Test func truncatedImage() throws {
+  @Test(.needsOracle) func truncatedImage() throws {
     let path = try damaged("trunc") { truncate($0, 30_000) }
     expectOneLineError(try run("h2resync", ["ls", path]), contains: [path, "volume header #0", "truncated"])
     // Truncated after the header: the metadata beyond the end is reported, not crashed on.
@@ -128,7 +126,7 @@ final class BadInputTests {
     #expect(r.stderr.contains(late) && r.stderr.contains("@0x"))
   }
 
-  @Test func zeroedAndGarbledHeaders() throws {
+  @Test(.needsOracle) func zeroedAndGarbledHeaders() throws {
     let zero = try damaged("zero") { try pokeFile($0, at: 0, [UInt8](repeating: 0, count: 65536)) }
     expectOneLineError(try run("h2resync", ["show", zero]), contains: [zero, "@0x0", "volume header #0", "not a HAMMER2 image"])
     let crc = try damaged("crc") { try pokeFile($0, at: 0x100, [0xAA]) }
@@ -142,7 +140,7 @@ final class BadInputTests {
     expectOneLineError(try run("h2resync", ["pfs", swapped]), contains: [swapped, "reverse-endian"])
   }
 
-  @Test func damagedDataBlockIsAFindingWithPath() throws {
+  @Test(.needsOracle) func damagedDataBlockIsAFindingWithPath() throws {
     let volume = try Volume.open(path: try Oracle.image("v3-none-iscsi32"))
     var findings: [Finding] = []
     let pfs = try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: volume.label)

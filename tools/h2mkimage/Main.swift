@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hammer2Builder
 import Hammer2Format
 
 /// h2mkimage: builds and changes HAMMER2 images with h2resync's own copy-on-write writer
@@ -51,12 +52,9 @@ struct Target: ParsableArguments {
 
   @OptionGroup var common: Common
 
-  /// Runs `body` in one transaction on the PFS and commits.
-  func edit(_ body: (PFSEditor, Transaction) throws -> Void) throws {
-    let tx = try Transaction(path: image, opener: deviceOpener)
-    let ed = try tx.editor(pfs: pfs)
-    try body(ed, tx)
-    try tx.commit()
+  /// Applies `edit` in one transaction on the PFS and commits.
+  func apply(_ edit: Edit) throws {
+    try ImageEdits(image: image, pfs: pfs, openTransaction: { try Transaction(path: $0, opener: deviceOpener) }).apply([edit], time: common.micros)
   }
 }
 
@@ -72,32 +70,13 @@ func parseSize(_ s: String) throws -> UInt64 {
   return n
 }
 
-/// The media bytes writing `count` bytes of file data takes at most: 64 KiB blocks (the
-/// last one as small as 1 KiB), their indirect blocks, and the inodes and tables on the
-/// path to the volume header. Nothing for data kept in the inode (512 bytes or less).
-func bytesNeededForFileData(_ count: UInt64) -> UInt64 {
-  guard count > 512 else { return Transaction.bytesNeeded(blockSizes: [1024, 1024, 1024]) }
-  var sizes = [Int](repeating: 65536, count: Int(count / 65536))
-  let tail = Int(count % 65536)
-  if tail > 0 {
-    var p = 1024
-    while p < tail { p *= 2 }
-    sizes.append(p)
-  }
-  // One 64 KiB indirect block per 256 data blocks (two levels' worth), and the inode,
-  // directory, PFS root and super-root copies with their tables.
-  sizes += [Int](repeating: 65536, count: sizes.count / 256 + 4)
-  sizes += [1024, 1024, 1024, 1024]
-  return Transaction.bytesNeeded(blockSizes: sizes)
-}
-
 func parseComp(_ s: String) throws -> UInt8 {
-  guard let c = Spellings.compAlgo(s) else { throw ValidationError("compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]") }
+  guard let c = Spellings.compAlgo(s) else { throw ValidationError(Spellings.compAlgoHelp) }
   return c
 }
 
 func parseCheck(_ s: String) throws -> UInt8 {
-  guard let c = Spellings.checkAlgo(s) else { throw ValidationError("check must be none, disabled, iscsi32, xxhash64 or sha192") }
+  guard let c = Spellings.checkAlgo(s) else { throw ValidationError(Spellings.checkAlgoHelp) }
   return c
 }
 
@@ -171,29 +150,7 @@ struct Write: ParsableCommand {
 
   func run() throws {
     guard let data = FileManager.default.contents(atPath: from) else { throw ValidationError("cannot read \(from)") }
-    let t = target.common.micros
-    try target.edit { ed, tx in
-      // Refused before any block is written: the image stays byte-identical.
-      try tx.requireSpace(bytes: bytesNeededForFileData(UInt64(data.count)), for: "\(path) (\(data.count) bytes of data)")
-      let inum: UInt64
-      if let existing = try? ed.resolve(path) {
-        inum = existing
-      } else {
-        let (dir, name) = try ed.parentAndName(path)
-        inum = try ed.create(name, in: dir, type: .regularFile, mode: 0o644, time: t)
-      }
-      var off = at
-      var i = 0
-      let bytes = [UInt8](data)
-      // 4 MiB pieces keep memory bounded for big sources.
-      repeat {
-        let n = min(bytes.count - i, 4 << 20)
-        try ed.write(inum, at: off, Array(bytes[i..<i + n]))
-        off += UInt64(n)
-        i += n
-      } while i < bytes.count
-      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
-    }
+    try target.apply(.write(path: path, offset: at, bytes: [UInt8](data)))
   }
 }
 
@@ -203,12 +160,7 @@ struct Rm: ParsableCommand {
   @Argument var path: String
   @Flag(name: .short, help: "Remove directories and their contents.") var r = false
 
-  func run() throws {
-    try target.edit { ed, _ in
-      let (dir, name) = try ed.parentAndName(path)
-      try ed.unlink(name, in: dir, recursive: r)
-    }
-  }
+  func run() throws { try target.apply(.remove(path: path, recursive: r)) }
 }
 
 struct Mkdir: ParsableCommand {
@@ -219,11 +171,7 @@ struct Mkdir: ParsableCommand {
 
   func run() throws {
     guard let m = UInt32(mode, radix: 8) else { throw ValidationError("bad mode") }
-    let t = target.common.micros
-    try target.edit { ed, _ in
-      let (dir, name) = try ed.parentAndName(path)
-      try ed.create(name, in: dir, type: .directory, mode: m, time: t)
-    }
+    try target.apply(.makeDirectory(path: path, mode: m))
   }
 }
 
@@ -233,14 +181,7 @@ struct Symlink: ParsableCommand {
   @Argument var path: String
   @Argument var linkTarget: String
 
-  func run() throws {
-    let t = target.common.micros
-    try target.edit { ed, _ in
-      let (dir, name) = try ed.parentAndName(path)
-      let inum = try ed.create(name, in: dir, type: .symlink, mode: 0o777, time: t)
-      try ed.write(inum, at: 0, Array(linkTarget.utf8))
-    }
-  }
+  func run() throws { try target.apply(.symlink(path: path, target: linkTarget)) }
 }
 
 struct Link: ParsableCommand {
@@ -249,13 +190,7 @@ struct Link: ParsableCommand {
   @Argument var existing: String
   @Argument var new: String
 
-  func run() throws {
-    try target.edit { ed, _ in
-      let inum = try ed.resolve(existing)
-      let (dir, name) = try ed.parentAndName(new)
-      try ed.link(name, in: dir, to: inum)
-    }
-  }
+  func run() throws { try target.apply(.link(existing: existing, new: new)) }
 }
 
 struct Mv: ParsableCommand {
@@ -264,17 +199,7 @@ struct Mv: ParsableCommand {
   @Argument var from: String
   @Argument var to: String
 
-  func run() throws {
-    try target.edit { ed, _ in
-      let (fd, fn) = try ed.parentAndName(from)
-      var (td, tn) = try ed.parentAndName(to)
-      if let e = try ed.lookup(tn, in: td), e.type == ObjectType.directory.rawValue {
-        td = e.inum
-        tn = fn
-      }
-      try ed.rename(fn, in: fd, to: tn, in: td)
-    }
-  }
+  func run() throws { try target.apply(.move(from: from, to: to)) }
 }
 
 struct Chmod: ParsableCommand {
@@ -285,8 +210,7 @@ struct Chmod: ParsableCommand {
 
   func run() throws {
     guard let m = UInt32(mode, radix: 8), m <= 0o7777 else { throw ValidationError("bad mode \(mode)") }
-    let t = target.common.micros
-    try target.edit { ed, _ in try ed.updateMeta(try ed.resolve(path)) { $0.mode = m; $0.ctime = t } }
+    try target.apply(.chmod(path: path, mode: m))
   }
 }
 
@@ -296,15 +220,7 @@ struct Truncate: ParsableCommand {
   @Argument var path: String
   @Argument var size: String
 
-  func run() throws {
-    let n = try parseSize(size)
-    let t = target.common.micros
-    try target.edit { ed, _ in
-      let inum = try ed.resolve(path)
-      try ed.truncate(inum, to: n)
-      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
-    }
-  }
+  func run() throws { try target.apply(.truncate(path: path, size: try parseSize(size))) }
 }
 
 struct Setcomp: ParsableCommand {
@@ -313,10 +229,7 @@ struct Setcomp: ParsableCommand {
   @Argument var path: String
   @Argument var algo: String
 
-  func run() throws {
-    let c = try parseComp(algo)
-    try target.edit { ed, _ in try ed.updateMeta(try ed.resolve(path)) { $0.compAlgo = c } }
-  }
+  func run() throws { try target.apply(.setComp(path: path, algo: try parseComp(algo))) }
 }
 
 struct Snapshot: ParsableCommand {
@@ -326,9 +239,7 @@ struct Snapshot: ParsableCommand {
 
   func run() throws {
     var uuids = target.common.uuids
-    let tx = try Transaction(path: target.image, opener: deviceOpener)
-    try tx.snapshot(source: target.pfs, name: name, clid: uuids.next(), fsid: uuids.next(), time: target.common.micros)
-    try tx.commit()
+    try ImageEdits(image: target.image, pfs: target.pfs, openTransaction: { try Transaction(path: $0, opener: deviceOpener) }).snapshot(name: name, uuids: &uuids, time: target.common.micros)
   }
 }
 
@@ -340,29 +251,13 @@ struct Corrupt: ParsableCommand {
   @Option(help: "Index of the stored data block (in key order).") var block: Int = 0
 
   func run() throws {
-    let volume = try Volume.open(path: image)
-    var findings: [Finding] = []
-    let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: pfs, image: image))
-    let ino = try reader.resolve(path).inode
-    guard !ino.meta.isDirectData else { throw ValidationError("\(path) keeps its data in the inode (DIRECTDATA); no data block to damage") }
-    var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: Location(image: image, offset: 0, structure: path))
-    var el = it.lookup(0, .max)
-    var n = 0
-    while let e = el {
-      if case .leaf(let b) = e, b.type == .data, b.radix != 0 {
-        if n == block {
-          let img = try WritableImage(path: image, opener: deviceOpener)
-          var bytes = try img.read(at: b.mediaOffset, count: 16)
-          for i in bytes.indices { bytes[i] ^= 0xA5 }
-          try img.write(at: b.mediaOffset, bytes, structure: "data block \(block) of \(path) (deliberate damage)")
-          try img.sync()
-          print("corrupted \(image) @0x\(String(b.mediaOffset, radix: 16)) (data block \(block) of \(path))")
-          return
-        }
-        n += 1
-      }
-      el = it.next()
+    let offset: UInt64
+    do {
+      offset = try DeliberateDamage.corrupt(image: image, pfs: pfs, path: path, block: block,
+                                              openImage: { try WritableImage(path: $0, opener: deviceOpener) })
+    } catch let e as BuildError {
+      throw ValidationError(e.message)
     }
-    throw ValidationError("\(path) has only \(n) stored data blocks")
+    print("corrupted \(image) @0x\(String(offset, radix: 16)) (data block \(block) of \(path))")
   }
 }

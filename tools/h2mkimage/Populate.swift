@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hammer2Builder
 import Hammer2Format
 
 struct Populate: ParsableCommand {
@@ -59,7 +60,7 @@ struct Populate: ParsableCommand {
           // Refused before any block of the file is written.
           // (A sparse source's holes stay holes: count what it has allocated.)
           let dataBytes = min(UInt64(max(0, st.st_size)), UInt64(max(0, st.st_blocks)) * 512)
-          try tx.requireSpace(bytes: bytesNeededForFileData(dataBytes), for: "\(rel) (\(dataBytes) bytes of data)")
+          try tx.requireSpace(bytes: Edit.bytesNeededForFileData(dataBytes), for: "\(rel) (\(dataBytes) bytes of data)")
           try copyFile(path, size: UInt64(st.st_size), into: inum, editor: ed)
           let m = us(st.st_mtim)
           try ed.updateMeta(inum) { $0.mtime = m }
@@ -109,21 +110,10 @@ struct Populate: ParsableCommand {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { throw ValidationError("cannot open \(path)") }
     defer { close(fd) }
-    var pos: off_t = 0
-    var buf = [UInt8](repeating: 0, count: 1 << 20)
-    while pos < off_t(size) {
-      let data = lseek(fd, pos, 3 /* SEEK_DATA */)
-      if data < 0 { break }  // only a hole remains
-      let hole = lseek(fd, data, 4 /* SEEK_HOLE */)
-      var p = data
-      let end = hole < 0 ? off_t(size) : min(hole, off_t(size))
-      while p < end {
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Int(min(off_t(1 << 20), end - p)), p) }
-        guard n > 0 else { throw ValidationError("read error on \(path)") }
-        try ed.write(inum, at: UInt64(p), Array(buf[0..<n]))
-        p += off_t(n)
-      }
-      pos = end
+    do {
+      try SparseFile.forEachChunk(fd: fd, size: Int64(size)) { off, bytes in try ed.write(inum, at: UInt64(off), Array(bytes)) }
+    } catch let e as SparseFileError {
+      throw ValidationError("read error on \(path): \(e)")
     }
     let cur = try ed.inode(inum).meta.size
     if cur < size { try ed.truncate(inum, to: size) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Hammer2Builder
 import Hammer2Format
 
 struct ExtractCommand: ParsableCommand {

@@ -1,3 +1,5 @@
+import Hammer2Format
+
 /// How sizes and methods are spelled on command lines and in scenario specs (one parser
 /// for h2mkimage, h2resync and the scenario generator).
 public enum Spellings {
@@ -23,4 +25,10 @@ public enum Spellings {
   public static func checkAlgo(_ s: String) -> UInt8? {
     CheckMethod.allCases.first { $0.name == s.lowercased() && $0 != .freemap }?.rawValue
   }
+
+  /// What `compAlgo` accepts, for error messages.
+  public static let compAlgoHelp = "compression must be none, autozero, lz4, zlib[:LEVEL] or zstd[:LEVEL]"
+
+  /// What `checkAlgo` accepts, for error messages.
+  public static let checkAlgoHelp = "check must be none, disabled, iscsi32, xxhash64 or sha192"
 }

@@ -1,3 +1,5 @@
+import Hammer2Format
+
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
@@ -125,7 +127,7 @@ extension PFSReader {
           guard off < size, !writeFailed else { return }
           let n = Int(min(UInt64(bytes.count), size - off))
           // An all-zero block stays a hole, as it would be on HAMMER2 itself.
-          if bytes.isAllZero { return }
+          if isAllZero(bytes) { return }
           let w = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, n, off_t(off)) }
           if w != n { writeFailed = true } else { stats.bytesWritten += UInt64(n) }
         }
@@ -170,4 +172,13 @@ extension PFSReader {
 func linuxMakedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
   let ma = UInt64(major), mi = UInt64(minor)
   return dev_t((ma & 0xFFFF_F000) << 32 | (ma & 0xFFF) << 8 | (mi & 0xFFFF_FF00) << 12 | (mi & 0xFF))
+}
+
+/// True when every byte is zero: whole 64-bit words first, then the tail bytes.
+func isAllZero(_ bytes: [UInt8]) -> Bool {
+  bytes.withUnsafeBytes { raw in
+    let words = raw.count / 8
+    for w in 0..<words where raw.loadUnaligned(fromByteOffset: w * 8, as: UInt64.self) != 0 { return false }
+    return raw[(words * 8)...].allSatisfy { $0 == 0 }
+  }
 }

@@ -1,7 +1,7 @@
 import Hammer2Format
 
 /// Checks the freemap against the topology and against DragonFly's rules for its shape
-/// (hammer2-format.md §9; what bulkfree and the kernel would complain about). Returns one
+/// (docs/format.md §9; what bulkfree and the kernel would complain about). Returns one
 /// line per problem:
 /// - every block reachable from the volume header lies in chunks marked allocated (11),
 ///   and no two different blocks overlap;

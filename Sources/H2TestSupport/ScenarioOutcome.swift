@@ -126,7 +126,7 @@ public struct ScenarioOutcome: Equatable, Sendable, CustomStringConvertible {
 }
 
 extension ScenarioSpec {
-  /// A simple path-level reference classifier (resync-semantics.md §5 as the fixture
+  /// A simple path-level reference classifier (docs/resync-semantics.md §5 as the fixture
   /// README states it) run on built images: it checks that `expected` describes what the
   /// images really hold. It is not the cluster engine.
   public func referenceOutcome(_ built: BuiltScenario, overwriteSoftMasters: Bool = false) throws -> ScenarioOutcome {

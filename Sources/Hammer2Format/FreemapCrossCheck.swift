@@ -1,5 +1,5 @@
 /// The freemap checked against the tree, offline, as DragonFly's bulkfree checks it
-/// (`hammer2_bulkfree_pass`, hammer2_bulkfree.c; hammer2-format.md §9.3, §9.6):
+/// (`hammer2_bulkfree_pass`, hammer2_bulkfree.c; docs/format.md §9.3, §9.6):
 ///
 /// - every block reachable from the volume header (the super-root, every PFS and
 ///   snapshot, their inode indexes, inodes, indirect blocks, data and directory-entry

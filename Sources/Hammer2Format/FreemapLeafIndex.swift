@@ -1,4 +1,4 @@
-/// Read-only lookup of the freemap's leaves (hammer2-format.md §9.1, §9.2, §9.8): which
+/// Read-only lookup of the freemap's leaves (docs/format.md §9.1, §9.2, §9.8): which
 /// FREEMAP_LEAF blockref describes each 1 GiB region of a range, found by descending the
 /// FREEMAP_NODEs of the volume header's freemap blockset. Only nodes whose key range
 /// meets the range are read; leaves are not read here.

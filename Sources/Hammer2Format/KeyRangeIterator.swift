@@ -4,7 +4,7 @@ public enum TreeElement: Sendable {
   case leaf(Blockref)
   /// Keys `keyBeg...keyEnd` could not be read: an indirect block failed its check, was
   /// malformed, looped, or nested too deep. The caller must treat these keys as unknown,
-  /// never as absent (resync-semantics.md §5.5).
+  /// never as absent (docs/resync-semantics.md §5.5).
   case hole(keyBeg: UInt64, keyEnd: UInt64, error: FormatError)
 }
 

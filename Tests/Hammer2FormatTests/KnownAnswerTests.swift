@@ -81,7 +81,7 @@ import Testing
   }
 
   @Test func uuidByteOrder() {
-    // hammer2-format.md §0: printed 5cbb9ad1-862d-11dc-... is stored d1 9a bb 5c 2d 86 dc 11 ...
+    // docs/format.md §0: printed 5cbb9ad1-862d-11dc-... is stored d1 9a bb 5c 2d 86 dc 11 ...
     let u = H2UUID(string: "5cbb9ad1-862d-11dc-a94d-01301bb8a9f5")!
     var disk = [UInt8](repeating: 0, count: 16)
     u.encode(into: &disk, at: 0)

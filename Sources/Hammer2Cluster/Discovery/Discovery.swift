@@ -16,7 +16,7 @@ public struct ClusterNode {
 }
 
 /// The nodes of one PFS cluster across images, with the quorum parameters
-/// (resync-semantics.md §5.3–5.4).
+/// (docs/resync-semantics.md §5.3–5.4).
 public struct ClusterGroup {
   public let clid: H2UUID
   public let nodes: [ClusterNode]

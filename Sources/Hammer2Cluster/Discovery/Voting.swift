@@ -2,7 +2,7 @@ import Hammer2Format
 
 /// Who votes at the quorum of one analysis: each node's role for the vote and the quorum
 /// size. Normally the nodes' own PFS types and `ClusterGroup`'s quorum
-/// (resync-semantics.md §5.3–5.4); when an operator trusts one node (resync's choice of
+/// (docs/resync-semantics.md §5.3–5.4); when an operator trusts one node (resync's choice of
 /// focus when no version has a quorum), that node is the only voter, a quorum of one,
 /// and the other masters are targets like slaves. The group itself (its nodes' roles, as
 /// discovered) is never rewritten.

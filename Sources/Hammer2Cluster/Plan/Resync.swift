@@ -1,6 +1,6 @@
 import Hammer2Format
 
-/// What resync may do beyond the defaults (resync-semantics.md §5.7–5.11).
+/// What resync may do beyond the defaults (docs/resync-semantics.md §5.7–5.11).
 public struct ResyncOptions: Sendable {
   /// Keep each changed node's old content as a snapshot PFS (default on).
   public var snapshot = true

@@ -31,7 +31,7 @@ struct DirectoryTask: @unchecked Sendable {
   var depth: Int
 }
 
-/// The directory walk of one thread (resync-semantics.md §5.5–5.8): lists one directory
+/// The directory walk of one thread (docs/resync-semantics.md §5.5–5.8): lists one directory
 /// on every node together, resolves each path by quorum, classifies each node's copy
 /// and hands differing paths to `sink`. Reads only through its own readers (one per
 /// node: a `Volume` and its caches belong to one thread) and keeps its own counters and

@@ -58,7 +58,7 @@ final class BatchQueue: @unchecked Sendable {
 /// Reads and verifies every block of one node's PFS on its own thread, through its own
 /// `Volume` (own descriptor and caches: nothing is shared with other threads), and
 /// streams one `InodeSummary` per inode in inode-number order. Nodes are scanned in
-/// parallel; the merge compares them key by key (resync-semantics.md §5.6, deep mode).
+/// parallel; the merge compares them key by key (docs/resync-semantics.md §5.6, deep mode).
 final class NodeScanner: @unchecked Sendable {
   let image: String
   let opener: DeviceOpener

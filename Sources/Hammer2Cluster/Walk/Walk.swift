@@ -75,7 +75,7 @@ public struct WalkStats: Sendable {
 
 /// Walks every node of a cluster together from the PFS root through directory entries,
 /// inodes and file data, resolving each path by quorum and classifying each node's copy
-/// (resync-semantics.md §5.5–5.8). Streams: differences go to a callback; memory is the
+/// (docs/resync-semantics.md §5.5–5.8). Streams: differences go to a callback; memory is the
 /// directory stack, the per-volume block caches and the set of inodes whose index
 /// entries differ (proportional to the differences, not to the image). The index scans
 /// run one thread per node; the directory walk is split over `threads` threads by

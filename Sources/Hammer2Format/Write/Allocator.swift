@@ -1,5 +1,5 @@
 /// Allocates media space through the freemap exactly as DragonFly keeps it
-/// (hammer2-format.md §9; `hammer2_freemap_alloc`, `hammer2_freemap_try_alloc`,
+/// (docs/format.md §9; `hammer2_freemap_alloc`, `hammer2_freemap_try_alloc`,
 /// `hammer2_bmap_alloc`, `hammer2_freemap_iterate`), at any volume size: leaves are
 /// created on first use of their 1 GiB region (`hammer2_freemap_init`), FREEMAP_NODEs of
 /// levels 2..5 by the split rule when a parent is full (FreemapTree.swift), and every

@@ -1,4 +1,4 @@
-/// The allocation search, as DragonFly runs it (hammer2-format.md §9.5, §9.8):
+/// The allocation search, as DragonFly runs it (docs/format.md §9.5, §9.8):
 /// `hammer2_freemap_alloc` picks the per-type start (`heur_freemap[]`),
 /// `hammer2_freemap_try_alloc` scans one 1 GiB leaf alternately forward and backward from
 /// the hinted 4 MiB entry, `hammer2_bmap_alloc` takes chunks inside an entry, and

@@ -1,4 +1,4 @@
-/// The freemap radix tree being edited (hammer2-format.md §9.1, §9.2, §9.8): the volume
+/// The freemap radix tree being edited (docs/format.md §9.1, §9.2, §9.8): the volume
 /// header's 4-slot blockset at the top, FREEMAP_NODEs of levels 2..5 (256 slots each)
 /// below it, FREEMAP_LEAFs of 1 GiB at the bottom, each placed where its key and level
 /// say. Nodes are read from disk only when a lookup passes through them, leaves only when

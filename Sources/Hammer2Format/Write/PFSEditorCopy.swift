@@ -63,7 +63,7 @@ extension PFSEditor {
   }
 
   /// Makes a file DIRECTDATA with exactly `bytes` (at most 512), dropping every block
-  /// first (resync-semantics.md S9).
+  /// first (docs/resync-semantics.md S9).
   public func setDirectData(_ inum: UInt64, _ bytes: [UInt8]) throws(FormatError) {
     let d = try dirty(inum)
     guard bytes.count <= H2.embeddedBytes else { throw FormatError(.invalidArgument("direct data larger than 512 bytes")) }

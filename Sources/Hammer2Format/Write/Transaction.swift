@@ -10,7 +10,7 @@ enum PendingLeaf {
   case inode(UInt64)
 }
 
-/// One copy-on-write transaction on one image (hammer2-format.md §12): new blocks go to
+/// One copy-on-write transaction on one image (docs/format.md §12): new blocks go to
 /// space the freemap marks free, modified freemap leaves and nodes (and every node on
 /// their path) to their next rotation set,
 /// and the volume header — written last, into the next slot, after an fsync — is the

@@ -6,7 +6,7 @@ struct TreeStats {
   var leafCount: UInt64 = 0
   var maxModifyTid: UInt64 = 0
 
-  /// Adds child `c`'s contribution (hammer2-format.md §3.6).
+  /// Adds child `c`'s contribution (docs/format.md §3.6).
   mutating func add(_ c: Blockref) {
     if c.radix != 0 { dataCount &+= UInt64(1) << UInt64(min(c.radix, 63)) }
     switch c.type {
@@ -37,7 +37,7 @@ extension Transaction {
   /// Builds a valid block table over `leaves` (sorted by key, non-overlapping, each
   /// aligned to its keybits) that fits `capacity` entries: leaves directly when they fit,
   /// otherwise aligned INDIRECT blocks written copy-on-write. Every invariant of
-  /// hammer2-format.md §6.2 holds by construction: each indirect block covers the
+  /// docs/format.md §6.2 holds by construction: each indirect block covers the
   /// distinct key prefix of its children at the smallest keybits that fits, so ranges
   /// are aligned, nested and never overlap.
   func buildTable(_ leaves: ArraySlice<Blockref>, capacity: Int, checkMethod: CheckMethod) throws(FormatError) -> [Blockref] {

@@ -31,6 +31,9 @@ let package = Package(
     ),
     // The git revision for `h2resync --version` (tools/install.sh passes it as a C macro).
     .target(name: "CH2Version"),
+    // libnbd (NBD client) behind a small C layer: connections driven by their own I/O
+    // thread, requests waited for with deadlines (Sources/CNBD/include/h2nbd.h).
+    .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
     .target(
       name: "Hammer2Format",
       dependencies: [
@@ -42,6 +45,11 @@ let package = Package(
     .target(
       name: "Hammer2Cluster",
       dependencies: ["Hammer2Format", "CHammer2Codecs"]
+    ),
+    // Nodes on other hosts: the NBD device behind the BlockDevice seam.
+    .target(
+      name: "Hammer2Remote",
+      dependencies: ["Hammer2Format", "CNBD"]
     ),
     .target(
       name: "H2TestSupport",
@@ -85,6 +93,10 @@ let package = Package(
     .testTarget(
       name: "Hammer2ClusterTests",
       dependencies: ["Hammer2Format", "Hammer2Cluster", "H2TestSupport"]
+    ),
+    .testTarget(
+      name: "Hammer2RemoteTests",
+      dependencies: ["Hammer2Format", "Hammer2Remote", "H2TestSupport"]
     ),
     .testTarget(
       name: "h2resyncTests",

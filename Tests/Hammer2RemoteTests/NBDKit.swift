@@ -1,0 +1,66 @@
+import Foundation
+import H2TestSupport
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// An nbdkit server for one test: the given plugin (and filters) on a private Unix
+/// socket in its own temp dir, `--exit-with-parent` (it never outlives the test run),
+/// stopped by `stop()`.
+final class NBDKit {
+  static let executable: String? = ["/usr/sbin/nbdkit", "/usr/bin/nbdkit", "/usr/local/sbin/nbdkit", "/usr/local/bin/nbdkit"]
+    .first { FileManager.default.isExecutableFile(atPath: $0) }
+  static var available: Bool { executable != nil }
+
+  let dir: String
+  let socket: String
+  private let process = Process()
+
+  /// `nbdkit [-r] [--filter=F]... PLUGIN ARGS...` (filter parameters go in `arguments`).
+  init(filters: [String] = [], readOnly: Bool = false, _ arguments: [String]) throws {
+    dir = makeTempDir("h2nbdkit")
+    socket = dir + "/sock"
+    process.executableURL = URL(fileURLWithPath: Self.executable!)  // Safe: tests run only when available.
+    process.arguments = ["--exit-with-parent", "--foreground", "--unix", socket] + (readOnly ? ["--readonly"] : [])
+      + filters.map { "--filter=\($0)" } + arguments
+    FileManager.default.createFile(atPath: dir + "/log", contents: nil)
+    let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/log"))
+    process.standardOutput = log
+    process.standardError = log
+    try process.run()
+    // Ready when the socket exists.
+    for _ in 0..<200 {
+      if FileManager.default.fileExists(atPath: socket) { return }
+      guard process.isRunning else { break }
+      usleep(25_000)
+    }
+    let text = (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? ""
+    stop()
+    throw NSError(domain: "nbdkit", code: 1, userInfo: [NSLocalizedDescriptionKey: "nbdkit did not start: \(text)"])
+  }
+
+  /// Serves every file of `directory` as an export named by its file name.
+  convenience init(directory: String, filters: [String] = [], readOnly: Bool = false, _ more: [String] = []) throws {
+    try self.init(filters: filters, readOnly: readOnly, ["file", "dir=\(directory)"] + more)
+  }
+
+  /// The URI of `export` (the query names the socket: it must never be printed).
+  func uri(_ export: String) -> String { "nbd+unix:///\(export)?socket=\(socket)" }
+
+  /// The URI as h2resync prints it.
+  func label(_ export: String) -> String { "nbd+unix:///\(export)" }
+
+  func stop() {
+    if process.isRunning {
+      // nbdkit waits for its clients on SIGTERM; a test's clients may still be open.
+      process.terminate()
+      for _ in 0..<40 where process.isRunning { usleep(25_000) }
+      if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+      process.waitUntilExit()
+    }
+    try? FileManager.default.removeItem(atPath: dir)
+  }
+
+  deinit { stop() }
+}

@@ -58,7 +58,7 @@ let package = Package(
     .executableTarget(
       name: "h2resync",
       dependencies: [
-        "Hammer2Format", "Hammer2Cluster", "CH2Version",
+        "Hammer2Format", "Hammer2Cluster", "Hammer2Remote", "CH2Version",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),

@@ -26,17 +26,21 @@ struct Entry {
   static func main() {
     ProcessMemory.keepFreedMemory()
     do {
-      var command = try H2Resync.parseAsRoot()
+      var command = try H2Resync.parseAsRoot(registeringRemoteNodes(Array(CommandLine.arguments.dropFirst())))
       try command.run()
+      exitOnRemoteFailure()
     } catch let code as ExitCode {
+      exitOnRemoteFailure()
       exit(code.rawValue)
     } catch let error as CouldNotRun {
+      exitOnRemoteFailure()
       FileHandle.standardError.write(Data("\(error.description)\n".utf8))
       exit(ExitStatus.couldNotRun.rawValue)
     } catch let error as FormatError {
       FileHandle.standardError.write(Data("h2resync: \(error.description)\n".utf8))
       exit(ExitStatus.couldNotRun.rawValue)
     } catch {
+      exitOnRemoteFailure()
       let code = H2Resync.exitCode(for: error)
       if code == .success {
         H2Resync.exit(withError: error)  // --help, --version: prints, exits 0

@@ -64,3 +64,31 @@ final class NBDKit {
 
   deinit { stop() }
 }
+
+/// What a command printed and how it exited.
+struct ToolResult {
+  var status: Int32
+  var stdout: String
+  var stderr: String
+}
+
+/// Runs a built executable of this package with `environment` added to the test's own
+/// (H2TestSupport's `run` passes none).
+func runTool(_ tool: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> ToolResult {
+  let p = Process()
+  if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+  p.executableURL = productsDirectory.appendingPathComponent(tool)
+  p.arguments = arguments
+  p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+  let dir = makeTempDir("h2run")
+  defer { try? FileManager.default.removeItem(atPath: dir) }
+  FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+  FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+  p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+  p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
+  try p.run()
+  p.waitUntilExit()
+  let out = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/out"))) ?? Data()
+  let err = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/err"))) ?? Data()
+  return ToolResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+}

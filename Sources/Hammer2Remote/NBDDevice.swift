@@ -135,7 +135,8 @@ public final class NBDPool: @unchecked Sendable {
     if let e = exports[full] {
       export = e
     } else {
-      export = try NBDExport(uri: full, label: label, options: options)
+      let share = options.cacheBytes / max(1, Set(uriOfLabel.values).union([full]).count)
+      export = try NBDExport(uri: full, label: label, options: options, cacheBytes: share)
       exports[full] = export
       if uriOfLabel[label] == nil { uriOfLabel[label] = full }
     }

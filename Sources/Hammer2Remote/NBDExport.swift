@@ -4,7 +4,8 @@ import Hammer2Format
 /// How NBD exports are reached and cached (given by the opener, the same for every
 /// export it opens).
 public struct NBDOptions: Sendable {
-  /// The bytes of each export's read cache: completed and in-flight reads together.
+  /// The bytes of the read caches of all exports together (completed and in-flight
+  /// reads), split evenly over the URIs registered (or opened); at least 8 MiB each.
   public var cacheBytes: Int
   /// Seconds for the connection and handshake.
   public var connectTimeout: Double
@@ -81,6 +82,8 @@ final class NBDExport: @unchecked Sendable {
     /// The chunk whose read sends the next sequential request.
     var trigger: UInt64?
     var tick: UInt64 = 0
+    /// A read was served from it (a hint's request is kept until then, see `evict`).
+    var used = false
     init(request: NBDConnection.Request, connection: NBDConnection, first: UInt64, chunks: Int, window: Int) {
       self.request = request
       self.connection = connection
@@ -97,7 +100,8 @@ final class NBDExport: @unchecked Sendable {
   private var tick: UInt64 = 0
   private(set) var statistics = NBDStatistics()
 
-  init(uri: String, label: String, options: NBDOptions) throws(FormatError) {
+  /// `cacheBytes`: this export's share of the pool's cache.
+  init(uri: String, label: String, options: NBDOptions, cacheBytes: Int) throws(FormatError) {
     self.label = label
     let ms = { (s: Double) in Int32(clamping: Int((s * 1000).rounded())) }
     let first = try NBDConnection(uri: uri, label: label, connectTimeout: ms(options.connectTimeout), requestTimeout: ms(options.requestTimeout))
@@ -124,7 +128,7 @@ final class NBDExport: @unchecked Sendable {
     var m = UInt64(max(Int(Self.chunk), options.maxRequest))
     if serverMax > 0 { m = min(m, UInt64(serverMax)) }
     maxChunks = max(1, Int(m / Self.chunk))
-    budget = max(options.cacheBytes, 2 * Int(Self.chunk) * maxChunks)
+    budget = max(cacheBytes, 2 * Int(Self.chunk) * maxChunks)
   }
 
   /// The first transport failure of any of its connections (then the export is given
@@ -192,6 +196,7 @@ final class NBDExport: @unchecked Sendable {
     tick += 1
     if let s = index[c] {
       s.tick = tick
+      s.used = true
       statistics.hits += 1
       if s.trigger == c {
         s.trigger = nil
@@ -238,13 +243,14 @@ final class NBDExport: @unchecked Sendable {
     try checkAlive()
     let off = first * Self.chunk
     let n = Int(min(UInt64(chunks) * Self.chunk, size - off))
-    if cachedBytes + n > budget { evict(toFit: n) }
+    if cachedBytes + n > budget { evict(toFit: n, unusedToo: demand) }
     if !demand, cachedBytes + n > budget { return nil }
     let conn = connections[nextConnection % connections.count]
     nextConnection &+= 1
     let req = try conn.read(at: off, count: n)
     let s = Span(request: req, connection: conn, first: first, chunks: chunks, window: window)
     s.tick = tick
+    s.used = demand
     for k in 0..<UInt64(chunks) { index[first + k] = s }
     spans[ObjectIdentifier(s)] = s
     cachedBytes += n
@@ -253,11 +259,14 @@ final class NBDExport: @unchecked Sendable {
     return s
   }
 
-  /// Drops least recently used completed requests until `n` more bytes fit. Lock held.
-  private func evict(toFit n: Int) {
+  /// Drops least recently used completed requests until `n` more bytes fit. A hint
+  /// (`unusedToo: false`) never pushes out another hint's data that no read has used
+  /// yet: the walk reads hinted blocks in its own order, not the hints' (offset) order,
+  /// and a hint that evicts the ones before it is wasted twice. Lock held.
+  private func evict(toFit n: Int, unusedToo: Bool) {
     while cachedBytes + n > budget {
       var victim: Span?
-      for s in spans.values where s.request.isDone && (victim == nil || s.tick < victim!.tick) { victim = s }  // Safe: checked first.
+      for s in spans.values where (unusedToo || s.used) && s.request.isDone && (victim == nil || s.tick < victim!.tick) { victim = s }  // Safe: checked first.
       guard let v = victim else { return }
       remove(v)
     }

@@ -35,15 +35,17 @@ public struct ClusterGroup {
   public let nquorum: Int
   /// Notes for the report (disagreeing pfs_nmasters, pending transitions, ...).
   public let notes: [String]
+  /// How the nodes' devices are opened (every later open of a node uses it).
+  public let opener: DeviceOpener
 
   /// Opens every image read-only and groups the PFSs by `pfs_clid`. Chooses the cluster
   /// by `clid`, else by PFS `name`, else the cluster found on the most images (all of
   /// them, normally). Refuses duplicated fsids.
   public static func discover(images: [String], name: String?, clid wanted: H2UUID?, cacheBudget: Int = 64 << 20,
-                              trusting trusted: H2UUID? = nil) throws -> ClusterGroup {
+                              trusting trusted: H2UUID? = nil, opener: DeviceOpener = LocalDeviceOpener()) throws -> ClusterGroup {
     var all: [(image: String, volume: Volume, pfs: [PFSInfo])] = []
     for image in images {
-      let v = try Volume.open(path: image, cacheBudget: cacheBudget / max(1, images.count))
+      let v = try Volume.open(path: image, opener: opener, cacheBudget: cacheBudget / max(1, images.count))
       var findings: [Finding] = []
       let list = try v.pfsList(findings: &findings)
       if let f = findings.first(where: { $0.severity == .damage }) {
@@ -106,6 +108,6 @@ public struct ClusterGroup {
       notes.append("pfs_nmasters disagree between nodes (\(nodes.map { "\($0.label)=\($0.pfs.nmasters)" }.joined(separator: ", "))); using \(q.configured)")
     }
     if nodes.count > H2.maxCluster { notes.append("\(nodes.count) nodes share the cluster id; the kernel would use only \(H2.maxCluster)") }
-    return ClusterGroup(clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, notes: notes)
+    return ClusterGroup(clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, notes: notes, opener: opener)
   }
 }

@@ -61,6 +61,7 @@ final class BatchQueue: @unchecked Sendable {
 /// parallel; the merge compares them key by key (resync-semantics.md §5.6, deep mode).
 final class NodeScanner: @unchecked Sendable {
   let image: String
+  let opener: DeviceOpener
   let pfs: PFSInfo
   /// Deep: read every block below each inode; otherwise only the index (fast mode:
   /// index entries and their modify_tids).
@@ -73,8 +74,9 @@ final class NodeScanner: @unchecked Sendable {
   private static let batchSize = 512
   private static let maxFindings = 10_000
 
-  init(image: String, pfs: PFSInfo, deep: Bool) {
+  init(image: String, opener: DeviceOpener = LocalDeviceOpener(), pfs: PFSInfo, deep: Bool) {
     self.image = image
+    self.opener = opener
     self.pfs = pfs
     self.deep = deep
   }
@@ -92,7 +94,7 @@ final class NodeScanner: @unchecked Sendable {
   private func run() {
     let volume: Volume
     do {
-      volume = try Volume.open(path: image, cacheBudget: 1 << 20)
+      volume = try Volume.open(path: image, opener: opener, cacheBudget: 1 << 20)
       volume.cachesArrays = false
     } catch {
       note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))

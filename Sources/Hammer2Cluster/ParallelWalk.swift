@@ -74,7 +74,7 @@ final class ParallelWalk {
       walkers.append(DirectoryWalker(shared: primary.shared, readers: primary.readers))
       for _ in 1..<min(threads, jobs.count) {
         guard let readers = try? primary.readers.map({ r throws(FormatError) in
-          PFSReader(volume: try Volume.open(path: r.volume.label, cacheBudget: max(1 << 20, r.volume.cacheBudget / 2)), pfs: r.pfs)
+          PFSReader(volume: try Volume.open(path: r.volume.label, opener: r.volume.opener, cacheBudget: max(1 << 20, r.volume.cacheBudget / 2)), pfs: r.pfs)
         }) else { break }
         walkers.append(DirectoryWalker(shared: primary.shared, readers: readers))
       }

@@ -28,6 +28,7 @@ final class FocusReadAhead: @unchecked Sendable {
   }
 
   private let image: String
+  private let opener: DeviceOpener
   private let items: [Item]
   /// How many items, and how many bytes of their data, may be asked for beyond the one
   /// the copy is at (the page cache must still hold them when the copy gets there).
@@ -49,8 +50,9 @@ final class FocusReadAhead: @unchecked Sendable {
   /// Inodes handed over (for tests).
   private(set) var inodesHanded = 0
 
-  init(image: String, items: [Item], aheadItems: Int = 512, aheadBytes: UInt64 = 32 << 20) {
+  init(image: String, opener: DeviceOpener = LocalDeviceOpener(), items: [Item], aheadItems: Int = 512, aheadBytes: UInt64 = 32 << 20) {
     self.image = image
+    self.opener = opener
     self.items = items
     self.aheadItems = max(1, aheadItems)
     self.aheadBytes = max(1, aheadBytes)
@@ -117,7 +119,7 @@ final class FocusReadAhead: @unchecked Sendable {
       cond.broadcast()
       cond.unlock()
     }
-    guard let volume = try? Volume.open(path: image, cacheBudget: 1 << 20) else { return }
+    guard let volume = try? Volume.open(path: image, opener: opener, cacheBudget: 1 << 20) else { return }
     volume.cachesArrays = false
     // Items before `consumed` are the copy's (done or in progress); `bytes[k]` is what
     // item k asked for, summed over the items still ahead in `pending`.
@@ -199,12 +201,12 @@ final class BlockReadAhead: @unchecked Sendable {
   /// Starts asking for `blocks[i]` (offset and size) of `images[i]`, at most `limit`
   /// bytes in all: beyond what the page cache can be expected to keep, the reads
   /// would push out the first ones before the walk gets to them.
-  init(images: [String], blocks: [[(offset: UInt64, size: Int)]], limit: UInt64 = 256 << 20) {
+  init(images: [String], opener: DeviceOpener = LocalDeviceOpener(), blocks: [[(offset: UInt64, size: Int)]], limit: UInt64 = 256 << 20) {
     guard blocks.contains(where: { !$0.isEmpty }) else {
       finished = true
       return
     }
-    let work = UncheckedSendable((images, blocks))
+    let work = UncheckedSendable((images, blocks, opener))
     let t = Thread { [self] in
       defer {
         cond.lock()
@@ -214,7 +216,7 @@ final class BlockReadAhead: @unchecked Sendable {
       }
       var budget = limit
       for (image, list) in zip(work.value.0, work.value.1) where !list.isEmpty {
-        guard let io = try? openImage(image) else { continue }
+        guard let io = try? openImage(image, opener: work.value.2) else { continue }
         let page: UInt64 = 4096
         var run: (lo: UInt64, hi: UInt64)?
         func flush() {

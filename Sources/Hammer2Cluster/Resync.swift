@@ -87,7 +87,7 @@ public struct Resyncer {
       let nodes = byImage[image]!
       // The run's cache budget, as each node's reader had it: the edits follow the
       // walk's order, so the blocks they reread are recent ones.
-      let tx = try Transaction(path: image, cacheBudget: focus.volume.cacheBudget)
+      let tx = try Transaction(path: image, opener: group.opener, cacheBudget: focus.volume.cacheBudget)
       var uuids = UUIDSource.random
       var results: [NodeOutcome] = []
       for node in nodes {
@@ -179,7 +179,7 @@ public struct Resyncer {
       return (e.inum, name)
     }
     // Every path below whose copy reads the focus's element, in this loop's order.
-    let readAhead = FocusReadAhead(image: focus.image, items: differences.indices.compactMap { k in
+    let readAhead = FocusReadAhead(image: focus.image, opener: group.opener, items: differences.indices.compactMap { k in
       let d = differences[k]
       switch d.classes[node.index] {
       case .missing, .shapeMismatch, .stale, .ahead, .splitBrain, .damaged:

@@ -186,7 +186,7 @@ public final class ClusterWalker {
       }
     }
     inodesReadAhead = inodeBlocks.reduce(0) { $0 + $1.count }
-    let readAhead = BlockReadAhead(images: group.nodes.map(\.image), blocks: inodeBlocks)
+    let readAhead = BlockReadAhead(images: group.nodes.map(\.image), opener: group.opener, blocks: inodeBlocks)
     defer { readAhead.wait() }
     enter = directoriesToEnter()
     let shared = WalkShared(images: group.nodes.map(\.image), roles: group.nodes.map(\.role), nquorum: group.nquorum,
@@ -323,7 +323,7 @@ public final class ClusterWalker {
   /// node becomes a suspect, and so does every key an unreadable range hides somewhere.
   private func scanPass(deep: Bool) {
     let n = group.nodes.count
-    let scanners = group.nodes.map { NodeScanner(image: $0.image, pfs: $0.pfs, deep: deep) }
+    let scanners = group.nodes.map { NodeScanner(image: $0.image, opener: group.opener, pfs: $0.pfs, deep: deep) }
     for s in scanners { s.start() }
     var pending = [[InodeSummary]](repeating: [], count: n)
     var pos = [Int](repeating: 0, count: n)

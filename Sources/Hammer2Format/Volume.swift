@@ -36,10 +36,14 @@ public final class Volume {
   /// Media blocks read and verified.
   public private(set) var blocksRead: UInt64 = 0
 
-  /// Opens `path` read-only: one image, or a multi-volume file system's volumes joined
-  /// by `:` (`openImage`).
-  public static func open(path: String, cacheBudget: Int = 64 << 20) throws(FormatError) -> Volume {
-    try Volume(io: openImage(path), cacheBudget: cacheBudget)
+  /// How its devices were opened, for opening it again elsewhere (another thread's
+  /// reader, a writer).
+  public let opener: DeviceOpener
+
+  /// Opens `path` read-only through `opener`: one image, or a multi-volume file
+  /// system's volumes joined by `:` (`openImage`).
+  public static func open(path: String, opener: DeviceOpener = LocalDeviceOpener(), cacheBudget: Int = 64 << 20) throws(FormatError) -> Volume {
+    try Volume(io: openImage(path, opener: opener), cacheBudget: cacheBudget, opener: opener)
   }
 
   /// Reads every volume header copy and picks the valid one with the highest mirror_tid
@@ -47,8 +51,10 @@ public final class Volume {
   /// Refused as DragonFly's mount refuses them: a device shorter than its `volu_size`, a
   /// volume of a multi-volume file system given alone (`MultiVolumeImage` checks the
   /// volumes given together).
-  public init(io: ImageIO, cacheBudget: Int = 64 << 20) throws(FormatError) {
+  /// `opener` is how `io` was opened (what `open` uses to open it again).
+  public init(io: ImageIO, cacheBudget: Int = 64 << 20, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) {
     self.io = io
+    self.opener = opener
     self.cacheBudget = cacheBudget
     arrayCache = BlockCache(budget: cacheBudget * 3 / 4)
     inodeCache = BlockCache(budget: cacheBudget / 4)

@@ -40,7 +40,7 @@ struct ClusterOptions: ParsableArguments {
 
   func discover() throws -> ClusterGroup {
     do {
-      return try ClusterGroup.discover(images: images, name: pfs, clid: clid.flatMap { H2UUID(string: $0) }, cacheBudget: cacheMib << 20)
+      return try ClusterGroup.discover(images: images, name: pfs, clid: clid.flatMap { H2UUID(string: $0) }, cacheBudget: cacheMib << 20, opener: deviceOpener)
     } catch let e as ClusterError {
       throw CouldNotRun("h2resync: \(e.message)")
     }

@@ -100,7 +100,7 @@ struct PFSOptions: ParsableArguments {
   var pfs: String?
 
   func open() throws(FormatError) -> (PFSReader, [Finding]) {
-    let volume = try Volume.open(path: image)
+    let volume = try Volume.open(path: image, opener: deviceOpener)
     var findings: [Finding] = []
     let list = try volume.pfsList(findings: &findings)
     let info = try PFSReader.choose(list, name: pfs, image: image)

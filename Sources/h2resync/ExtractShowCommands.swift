@@ -42,7 +42,7 @@ struct ShowCommand: ParsableCommand {
   var deep = false
 
   func run() throws {
-    let volume = try Volume.open(path: image)
+    let volume = try Volume.open(path: image, opener: deviceOpener)
     let h = volume.header
     print("volume header #\(volume.headerSlot) of \(volume.headerCopies.count): version \(h.version) mirror_tid \(h.mirrorTid) freemap_tid \(h.freemapTid) size 0x\(hex(h.filesystemSize)) fsid \(h.fsid)")
     for c in volume.headerCopies where !c.isValid {

@@ -42,7 +42,7 @@ struct PfsCommand: ParsableCommand {
     var rows: [Row] = []
     var findings: [Finding] = []
     for image in images {
-      let volume = try Volume.open(path: image)
+      let volume = try Volume.open(path: image, opener: deviceOpener)
       for p in try volume.pfsList(findings: &findings) {
         rows.append(Row(image: image, name: p.name, type: p.typeName, subtype: p.subtypeName,
                         clid: p.clid.description, fsid: p.fsid.description, pfs_nmasters: Int(p.nmasters),

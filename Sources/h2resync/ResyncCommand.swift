@@ -83,7 +83,7 @@ struct ResyncCommand: ParsableCommand {
   func applyWithChosenFocus(group: ClusterGroup, focus: ClusterNode, mode: WalkMode) throws {
     // The operator's choice stands in for the quorum: resolve against that node alone.
     let forced = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid,
-                                           cacheBudget: cluster.cacheMib << 20, trusting: focus.pfs.fsid)
+                                           cacheBudget: cluster.cacheMib << 20, trusting: focus.pfs.fsid, opener: group.opener)
     let a = ClusterAnalysis(group: forced, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     guard let f = a.walker.focus else { throw CouldNotRun("h2resync: --from could not be applied") }
     try apply(group: forced, analysis: a, focus: f, mode: mode)
@@ -145,7 +145,7 @@ struct ResyncCommand: ParsableCommand {
       for s in o.skipped { print("  left for a human: \(s)") }
     }
     // Walk again: in sync, or say what is left.
-    let after = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheMib << 20)
+    let after = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheMib << 20, opener: group.opener)
     let check = ClusterAnalysis(group: after, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)
     if json {
       printJSON(check.report(command: "resync", mode: mode))

@@ -53,7 +53,7 @@ struct Target: ParsableArguments {
 
   /// Runs `body` in one transaction on the PFS and commits.
   func edit(_ body: (PFSEditor, Transaction) throws -> Void) throws {
-    let tx = try Transaction(path: image)
+    let tx = try Transaction(path: image, opener: deviceOpener)
     let ed = try tx.editor(pfs: pfs)
     try body(ed, tx)
     try tx.commit()
@@ -155,7 +155,7 @@ struct PfsCreate: ParsableCommand {
     var uuids = common.uuids
     let c = try clid.map { s in try H2UUID(string: s) ?? { throw ValidationError("bad --clid") }() } ?? uuids.next()
     let f = try fsid.map { s in try H2UUID(string: s) ?? { throw ValidationError("bad --fsid") }() } ?? uuids.next()
-    let tx = try Transaction(path: image)
+    let tx = try Transaction(path: image, opener: deviceOpener)
     try tx.createPFS(name: name, type: t, clid: c, fsid: f, nmasters: nmasters, compAlgo: try parseComp(comp),
                      checkAlgo: try parseCheck(check), time: common.micros)
     try tx.commit()
@@ -326,7 +326,7 @@ struct Snapshot: ParsableCommand {
 
   func run() throws {
     var uuids = target.common.uuids
-    let tx = try Transaction(path: target.image)
+    let tx = try Transaction(path: target.image, opener: deviceOpener)
     try tx.snapshot(source: target.pfs, name: name, clid: uuids.next(), fsid: uuids.next(), time: target.common.micros)
     try tx.commit()
   }
@@ -351,7 +351,7 @@ struct Corrupt: ParsableCommand {
     while let e = el {
       if case .leaf(let b) = e, b.type == .data, b.radix != 0 {
         if n == block {
-          let img = try WritableImage(path: image)
+          let img = try WritableImage(path: image, opener: deviceOpener)
           var bytes = try img.read(at: b.mediaOffset, count: 16)
           for i in bytes.indices { bytes[i] ^= 0xA5 }
           try img.write(at: b.mediaOffset, bytes, structure: "data block \(block) of \(path) (deliberate damage)")

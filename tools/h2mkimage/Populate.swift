@@ -18,7 +18,7 @@ struct Populate: ParsableCommand {
     let stamp = target.common.time.map { $0 * 1_000_000 }
     var pending: [(src: String, dir: String)] = [(source, "")]
     var hardlinks: [String: UInt64] = [:]  // "dev:ino" -> inum
-    var tx = try Transaction(path: target.image)
+    var tx = try Transaction(path: target.image, opener: deviceOpener)
     var ed = try tx.editor(pfs: target.pfs)
     var created = 0
     var dirsToStamp: [(String, stat)] = []
@@ -84,7 +84,7 @@ struct Populate: ParsableCommand {
         if created % batch == 0 {
           try stampDirs(&dirsToStamp, ed)
           try tx.commit()
-          tx = try Transaction(path: target.image)
+          tx = try Transaction(path: target.image, opener: deviceOpener)
           ed = try tx.editor(pfs: target.pfs)
         }
       }

@@ -1,8 +1,8 @@
 /// How a node is named and opened: one image path, or the paths of a multi-volume file
 /// system's volumes joined by `:` (DragonFly's own syntax, `hammer2 show da0:da1`;
 /// `hammer2_init_devvp` splits the mount string the same way). Every path string the
-/// project opens goes through `ImagePath.devices` and `openImage` (reading) or
-/// `WritableImage(path:)` (writing), so every command takes both forms.
+/// project opens goes through `ImagePath.devices` in `openNode` (reading and writing),
+/// so every command takes both forms.
 public enum ImagePath {
   /// The device paths of `spec`: split at `:`, empty parts dropped. A path that exists as
   /// given is one image even when it contains `:` (a file name, not a volume list); an
@@ -20,12 +20,70 @@ public enum ImagePath {
   }
 }
 
-/// Opens `spec` read-only: a `FileImage` for one path, a `MultiVolumeImage` (checked as
-/// `hammer2_verify_volumes_2` does) for several joined by `:`.
-public func openImage(_ spec: String) throws(FormatError) -> ImageIO {
-  let paths = ImagePath.devices(spec)
-  if paths.count == 1 { return try FileImage(path: paths[0]) }
-  return try MultiVolumeImage(spec: spec, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
+/// How `openNode` opens a node's devices.
+public enum NodeAccess: Sendable {
+  /// Read-only, no lock.
+  case read
+  /// Read-write, every device locked (`lockExclusive`).
+  case write
+  /// Read-write and locked, the device created when missing (newfs; one device only).
+  case create
+}
+
+/// The devices of one node, opened together (`openNode`).
+public struct NodeDevices {
+  /// The node as the user named it (`a0.img:a1.img`).
+  public let spec: String
+  /// One device per volume, in id order.
+  public let devices: [BlockDevice]
+  /// The volumes of a multi-volume node, checked as one file system; nil for one device.
+  public let volumes: [VolumeExtent]?
+}
+
+/// The one way a node is opened, for reading and for writing: `spec` split into its
+/// devices (`ImagePath.devices`), each opened by `opener`; several are checked as one
+/// file system (`VolumeSet.verify`, as `hammer2_verify_volumes_2` does). For writing,
+/// the volumes are checked first without locks, so a volume named twice is reported as
+/// such (its second lock would fail), then again once every device is locked: nobody
+/// can change them between that check and the commit.
+public func openNode(_ spec: String, access: NodeAccess = .read, opener: DeviceOpener) throws(FormatError) -> NodeDevices {
+  let specs = ImagePath.devices(spec)
+  if specs.count == 1 {
+    let device: BlockDevice
+    switch access {
+    case .read: device = try opener.open(specs[0], writable: false)
+    case .write: device = try opener.open(specs[0], writable: true)
+    case .create: device = try opener.create(specs[0])
+    }
+    if access != .read { try device.lockExclusive() }
+    return NodeDevices(spec: spec, devices: [device], volumes: nil)
+  }
+  guard access != .create else {
+    throw FormatError(.invalidArgument("a multi-volume image is created by its newfs, one device at a time"), at: Location(image: spec, offset: 0, structure: "image"))
+  }
+  let readOnly = try specs.map { s throws(FormatError) in try opener.open(s, writable: false) }
+  let extents = try VolumeSet.verify(spec: spec, devices: readOnly)
+  guard access == .write else { return NodeDevices(spec: spec, devices: readOnly, volumes: extents) }
+  var locked: [BlockDevice] = []
+  do throws(FormatError) {
+    for s in specs {
+      let device = try opener.open(s, writable: true)
+      try device.lockExclusive()
+      locked.append(device)
+    }
+    return NodeDevices(spec: spec, devices: locked, volumes: try VolumeSet.verify(spec: spec, devices: locked))
+  } catch {
+    for d in locked { d.unlock() }
+    throw error
+  }
+}
+
+/// Opens `spec` read-only (`openNode`): its device, or a `MultiVolumeImage` for
+/// several joined by `:`.
+public func openImage(_ spec: String, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) -> ImageIO {
+  let node = try openNode(spec, opener: opener)
+  guard let volumes = node.volumes else { return node.devices[0] }
+  return MultiVolumeImage(spec: spec, volumes: volumes, devices: node.devices)
 }
 
 /// One volume of a multi-volume file system (`hammer2_volume_t`): its device and the
@@ -195,6 +253,14 @@ public final class MultiVolumeImage: ImageIO {
   public init(spec: String, devices: [ImageIO]) throws(FormatError) {
     label = spec
     volumes = try VolumeSet.verify(spec: spec, devices: devices)
+    self.devices = devices
+    size = volumes.last.map { $0.end } ?? 0
+  }
+
+  /// `devices` already checked as the file system `volumes` (`openNode`).
+  init(spec: String, volumes: [VolumeExtent], devices: [ImageIO]) {
+    label = spec
+    self.volumes = volumes
     self.devices = devices
     size = volumes.last.map { $0.end } ?? 0
   }

@@ -129,10 +129,10 @@ public enum Newfs {
   }
 
   /// Creates `path` of `size` bytes (rounded down to 8 MiB) with PFSs `labels`
-  /// (MASTER, fresh cluster ids). Times are µs since the epoch.
+  /// (MASTER, fresh cluster ids), made by `opener`. Times are µs since the epoch.
   public static func format(path: String, size requested: UInt64, labels: [String] = ["LOCAL"],
                             compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
-                            uuids: inout UUIDSource, time: UInt64) throws(FormatError) {
+                            uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) {
     let size = requested & ~(H2.volumeAlign - 1)
     guard size >= 1 << 30 else { throw FormatError(.invalidArgument("an image needs at least 1 GiB"), at: Location(image: path, offset: 0, structure: "image")) }
     let loc = Location(image: path, offset: 0, structure: "image")
@@ -140,7 +140,7 @@ public enum Newfs {
     if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
       throw FormatError(.invalidArgument("\(path) exists and is not empty; refusing to overwrite it"), at: loc)
     }
-    let img = try WritableImage(path: path, create: true)
+    let img = try WritableImage(path: path, create: true, opener: opener)
     try img.setSize(size)
     let boot = areaSize(default: 64 << 20, total: size)
     let aux = areaSize(default: 256 << 20, total: size)

@@ -32,17 +32,18 @@ public enum NewfsVolumes {
   }
 
   /// Creates the device files `paths` (in volume id order, root first) of `sizes`
-  /// (rounded as `rounded` says) with PFSs `labels`. One path is `Newfs.format`.
+  /// (rounded as `rounded` says) with PFSs `labels`, made by `opener`. One path is
+  /// `Newfs.format`.
   public static func format(paths: [String], sizes requested: [UInt64], labels: [String] = ["LOCAL"],
                             compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
-                            uuids: inout UUIDSource, time: UInt64) throws(FormatError) {
+                            uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) {
     let spec = paths.joined(separator: ":")
     let loc = Location(image: spec, offset: 0, structure: "volume list")
     guard paths.count == requested.count, !paths.isEmpty else {
       throw FormatError(.invalidArgument("\(paths.count) volumes but \(requested.count) sizes"), at: loc)
     }
     if paths.count == 1 {
-      try Newfs.format(path: paths[0], size: requested[0], labels: labels, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time)
+      try Newfs.format(path: paths[0], size: requested[0], labels: labels, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time, opener: opener)
       return
     }
     guard paths.count <= VolumeSet.maxVolumes else {
@@ -84,7 +85,7 @@ public enum NewfsVolumes {
 
     // The other volumes first, the root volume (which makes it a file system) last.
     for i in Array(1..<paths.count) + [0] {
-      let img = try WritableImage(path: paths[i], create: true)
+      let img = try WritableImage(path: paths[i], create: true, opener: opener)
       try img.setSize(sizes[i])
       var hdr = VolumeHeader([UInt8](repeating: 0, count: VolumeHeader.byteCount))
       hdr.magic = H2.volumeIdHBO

@@ -36,11 +36,11 @@ public final class Transaction {
   /// DATA block.
   public internal(set) var bytesWrittenByType: [String: UInt64] = [:]
 
-  /// Opens `path` for one transaction; `cacheBudget` bounds the block cache of its
-  /// reader (the committed state it edits).
-  public init(path: String, cacheBudget: Int = 64 << 20) throws(FormatError) {
-    image = try WritableImage(path: path)
-    volume = try Volume(io: image, cacheBudget: cacheBudget)
+  /// Opens `path` for one transaction through `opener`; `cacheBudget` bounds the block
+  /// cache of its reader (the committed state it edits).
+  public init(path: String, opener: DeviceOpener = LocalDeviceOpener(), cacheBudget: Int = 64 << 20) throws(FormatError) {
+    image = try WritableImage(path: path, opener: opener)
+    volume = try Volume(io: image, cacheBudget: cacheBudget, opener: opener)
     header = volume.header
     mirrorTid = (volume.headerCopies.compactMap { $0.isValid ? $0.header?.mirrorTid : nil }.max() ?? header.mirrorTid) + 1
     allocator = try FreemapAllocator(volume: volume, header: header)
@@ -280,9 +280,8 @@ public final class Transaction {
     var slot = (volume.headerSlot + 1) % H2.numVolHeaders
     if UInt64(slot) * H2.zoneBytes64 + H2.zoneSeg > header.voluSize { slot = 0 }
     let encodedHeader = header.encode(recomputeCRCs: true)
-    try image.write(at: UInt64(slot) * H2.zoneBytes64, encodedHeader, structure: "volume header #\(slot)")
+    try image.writeDurably(at: UInt64(slot) * H2.zoneBytes64, encodedHeader, structure: "volume header #\(slot)")
     bytesWrittenByType["VOLUME HEADER", default: 0] += UInt64(encodedHeader.count)
-    try image.sync()
     image.unlock()
     return slot
   }

@@ -1,6 +1,4 @@
-import CHammer2Codecs
 import Foundation
-import SystemPackage
 
 #if canImport(Glibc)
   import Glibc
@@ -8,22 +6,21 @@ import SystemPackage
   import Darwin
 #endif
 
-/// An image opened for writing: exclusive `flock`, busy block devices refused, and the
-/// one write path of the whole project (`write(at:_:)`), which counts writes and can be
-/// told to stop the process after N of them (`H2_CRASH_AFTER_WRITES=N`) so tests can
-/// prove that every prefix of a transaction leaves a valid image.
+/// An image opened for writing: every device locked, and the one write path of the
+/// whole project (`write(at:_:)`), which counts writes and asks the opener's write hook
+/// (`WriteHook`) before each, so tests can prove that every prefix of a transaction
+/// leaves a valid image. Bytes reach the devices only through `BlockDevice.write`, the
+/// volume header through `writeDurably`, syncs through `flush`.
 ///
 /// A multi-volume file system (paths joined by `:`, `ImagePath`) is opened as one
-/// logical image: every device locked, the volumes checked as one file system
-/// (`VolumeSet.verify`), and each read and write routed to the device holding it at
-/// `logical − volu_loff` (2 MiB write windows never straddle the 1 GiB-aligned volumes).
+/// logical image (`openNode`): every device locked, the volumes checked as one file
+/// system (`VolumeSet.verify`), and each read and write routed to the device holding it
+/// at `logical − volu_loff` (2 MiB write windows never straddle the 1 GiB-aligned volumes).
 public final class WritableImage: ImageIO {
   public let label: String
   public private(set) var size: UInt64
   /// The devices, in id order: one for a single image (offset 0, no end).
   let devices: [WritableDevice]
-  /// The single device's descriptor (the first device of a multi-volume image).
-  var fd: Int32 { devices[0].fd }
   /// The volumes of a multi-volume image (nil for one device).
   public let volumeExtents: [VolumeExtent]?
   public var headerSpan: UInt64 { volumeExtents?[0].size ?? size }
@@ -31,87 +28,31 @@ public final class WritableImage: ImageIO {
   public private(set) var writes = 0
   /// Bytes written.
   public private(set) var bytesWritten: UInt64 = 0
-  private let crashAfter: Int?
+  private let hook: WriteHook?
+  /// The index of the write the hook refused (every later one is refused too).
+  private var stoppedAt: Int?
 
-  /// Opens `path` read-write with an exclusive lock. A block device that is mounted or
-  /// open elsewhere is refused (`O_EXCL` on a block device fails with EBUSY on Linux).
+  /// Opens `path` read-write through `opener` (`openNode`), every device locked: on a
+  /// local block device that is mounted or open elsewhere, refused (`FileImage`).
   /// `path` may name several volumes joined by `:` (never with `create`).
-  public init(path: String, create: Bool = false) throws(FormatError) {
+  public init(path: String, create: Bool = false, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) {
     label = path
-    let paths = ImagePath.devices(path)
-    if paths.count == 1 {
-      let (f, sz) = try Self.openDevice(paths[0], create: create)
-      devices = [WritableDevice(path: paths[0], fd: f, offset: 0, end: .max)]
-      size = sz
-      volumeExtents = nil
-    } else {
-      guard !create else {
-        throw FormatError(.invalidArgument("a multi-volume image is created by its newfs, one device at a time"), at: Location(image: path, offset: 0, structure: "image"))
-      }
-      // Checked first without locks, so a volume named twice is reported as such (its
-      // second lock would fail), then again once every device is locked.
-      _ = try VolumeSet.verify(spec: path, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
-      var opened: [Int32] = []
-      var extents: [VolumeExtent] = []
-      do throws(FormatError) {
-        for p in paths { opened.append(try Self.openDevice(p, create: false).fd) }
-        // Nobody can change them between this check and the commit.
-        extents = try VolumeSet.verify(spec: path, devices: paths.map { p throws(FormatError) in try FileImage(path: p) })
-      } catch {
-        for f in opened { close(f) }
-        throw error
-      }
-      devices = zip(extents, opened).map { WritableDevice(path: $0.label, fd: $1, offset: $0.offset, end: $0.end) }
+    let node = try openNode(path, access: create ? .create : .write, opener: opener)
+    if let extents = node.volumes {
+      devices = zip(extents, node.devices).map { WritableDevice(device: $1, offset: $0.offset, end: $0.end) }
       size = extents.last?.end ?? 0
-      volumeExtents = extents
+    } else {
+      devices = [WritableDevice(device: node.devices[0], offset: 0, end: .max)]
+      size = node.devices[0].size
     }
-    crashAfter = ProcessInfo.processInfo.environment["H2_CRASH_AFTER_WRITES"].flatMap { Int($0) }
-  }
-
-  /// Opens and locks one device; its descriptor and size.
-  private static func openDevice(_ path: String, create: Bool) throws(FormatError) -> (fd: Int32, size: UInt64) {
-    let loc = Location(image: path, offset: 0, structure: "image")
-    var st = stat()
-    let exists = stat(path, &st) == 0
-    // O_CLOEXEC: a child process must not inherit the descriptor (and with it the lock).
-    var flags = O_RDWR | O_CLOEXEC
-    if create && !exists { flags |= O_CREAT }
-    if exists && (st.st_mode & S_IFMT) == S_IFBLK {
-      flags |= O_EXCL
-      if Self.isMounted(path) { throw FormatError(.invalidArgument("\(path) is mounted; unmount it first"), at: loc) }
-    }
-    let f = open(path, flags, 0o644)
-    guard f >= 0 else {
-      let e = errno
-      throw FormatError(e == EBUSY ? .invalidArgument("\(path) is busy (mounted or open exclusively elsewhere)") : .io(errno: e, operation: "open for writing"), at: loc)
-    }
-    guard flock(f, LOCK_EX | LOCK_NB) == 0 else {
-      close(f)
-      throw FormatError(.invalidArgument("\(path) is locked by another h2resync/h2mkimage process"), at: loc)
-    }
-    var st2 = stat()
-    fstat(f, &st2)
-    if (st2.st_mode & S_IFMT) == S_IFBLK {
-      let end = lseek(f, 0, SEEK_END)
-      return (f, end > 0 ? UInt64(end) : 0)
-    }
-    return (f, st2.st_size > 0 ? UInt64(st2.st_size) : 0)
+    volumeExtents = node.volumes
+    hook = opener.writeHook
   }
 
   deinit {
     submitGathered()
     writer.shutdown()
-    for d in devices { close(d.fd) }
-  }
-
-  /// True when `/proc/mounts` lists `path` as a mounted device.
-  static func isMounted(_ path: String) -> Bool {
-    guard let text = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return false }
-    let real = (try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path
-    return text.split(separator: "\n").contains { line in
-      let dev = line.split(separator: " ").first.map(String.init) ?? ""
-      return dev == path || dev == real
-    }
+    for d in devices { d.device.unlock() }
   }
 
   /// The device holding `offset..<offset+count` and the device offset; a range outside
@@ -133,19 +74,7 @@ public final class WritableImage: ImageIO {
                         at: Location(image: label, offset: offset, structure: "read"))
     }
     let (device, devOffset) = try route(offset, count, structure: "read")
-    let fd = device.fd
-    var buf = [UInt8](repeating: 0, count: count)
-    var done = 0
-    while done < count {
-      let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(devOffset) + off_t(done)) }
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else {
-        throw FormatError(n == 0 ? .truncated(needed: UInt64(count), available: UInt64(done)) : .io(errno: errno, operation: "pread"),
-                          at: Location(image: label, offset: offset, structure: "read"))
-      }
-      done += n
-    }
-    return buf
+    return try device.device.read(at: devOffset, count: count)
   }
 
   /// Writes not yet handed to the writer thread, gathered in aligned windows, least
@@ -209,15 +138,9 @@ public final class WritableImage: ImageIO {
     endWrite(count: count, end: end)
   }
 
-  /// Before each write: the simulated crash, an earlier write error, the range's end.
+  /// Before each write: the write hook, an earlier write error, the range's end.
   private func beginWrite(at offset: UInt64, count: Int, structure: String) throws(FormatError) -> UInt64 {
-    if let n = crashAfter, writes >= n {
-      // Simulated crash for the crash-safety tests: the writes before this one reach the
-      // file (as they would in the page cache), then stop dead: no cleanup, no fsync.
-      submitGathered()
-      _ = try? writer.drain()
-      _exit(86)
-    }
+    if let hook { try ask(hook, structure: structure, offset: offset) }
     try writer.check()
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow else {
@@ -225,6 +148,22 @@ public final class WritableImage: ImageIO {
     }
     if devices.count > 1 { _ = try route(offset, count, structure: structure) }
     return end
+  }
+
+  /// The write hook's answer for the next write. A refusal (a simulated crash) lets the
+  /// writes before it reach the devices, as a crash leaves them in the page cache, with
+  /// no flush, tells the hook, and stops this write and every later one.
+  private func ask(_ hook: WriteHook, structure: String, offset: UInt64) throws(FormatError) {
+    if stoppedAt == nil, !hook.allows(writes) {
+      stoppedAt = writes
+      submitGathered()
+      _ = try? writer.drain()
+      hook.stopped(writes)
+    }
+    if let n = stoppedAt {
+      throw FormatError(.io(errno: ECANCELED, operation: "write (stopped by the write hook after \(n) writes)"),
+                        at: Location(image: label, offset: offset, structure: structure))
+    }
   }
 
   private func endWrite(count: Int, end: UInt64) {
@@ -271,20 +210,35 @@ public final class WritableImage: ImageIO {
     return writer.overlaps(offset, count)
   }
 
-  /// Flushes everything written so far to stable storage.
+  /// Flushes everything written so far to stable storage (`BlockDevice.flush`).
   public func sync() throws(FormatError) {
     try drain()
-    for d in devices {
-      guard fsync(d.fd) == 0 else {
-        throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: d.path, offset: 0, structure: "image"))
-      }
+    if let n = stoppedAt {
+      throw FormatError(.io(errno: ECANCELED, operation: "sync (writes stopped by the write hook after \(n) writes)"),
+                        at: Location(image: label, offset: 0, structure: "image"))
     }
+    for d in devices { try d.device.flush() }
+  }
+
+  /// The commit point's write (the volume header): `bytes` written after every earlier
+  /// write has reached the devices, on stable storage when it returns
+  /// (`BlockDevice.writeDurably`). The caller `sync`s first, so the blocks the header
+  /// points to are durable before it is.
+  public func writeDurably(at offset: UInt64, _ bytes: [UInt8], structure: String) throws(FormatError) {
+    let end = try beginWrite(at: offset, count: bytes.count, structure: structure)
+    try drain()
+    let (device, devOffset) = try route(offset, bytes.count, structure: structure)
+    let r: Result<Void, FormatError> = bytes.withUnsafeBytes { b in
+      do throws(FormatError) { try device.device.writeDurably(at: devOffset, from: b); return .success(()) } catch { return .failure(error) }
+    }
+    try r.get()
+    endWrite(count: bytes.count, end: end)
   }
 
   /// Releases the exclusive lock (after a commit), so another transaction can start
   /// while this object is still alive.
   public func unlock() {
-    for d in devices { _ = flock(d.fd, LOCK_UN) }
+    for d in devices { d.device.unlock() }
   }
 
   /// Sets the file size (new single-device images only).
@@ -293,9 +247,7 @@ public final class WritableImage: ImageIO {
       throw FormatError(.invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, offset: 0, structure: "image"))
     }
     try drain()
-    guard ftruncate(fd, off_t(newSize)) == 0 else {
-      throw FormatError(.io(errno: errno, operation: "ftruncate"), at: Location(image: label, offset: 0, structure: "image"))
-    }
+    try devices[0].device.setSize(newSize)
     size = newSize
   }
 }

@@ -1,17 +1,9 @@
-import CHammer2Codecs
 import Foundation
 
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif
-
-/// One device of a `WritableImage`: its descriptor and the logical range it holds
-/// (`[offset, end)`; device offset = logical − offset).
+/// One device of a `WritableImage` and the logical range it holds (`[offset, end)`;
+/// device offset = logical − offset).
 struct WritableDevice {
-  let path: String
-  let fd: Int32
+  let device: BlockDevice
   let offset: UInt64
   let end: UInt64
 }
@@ -92,11 +84,10 @@ final class WriteBehind: @unchecked Sendable {
 
   static let runBytes = 2 << 20
   private static let maxQueued = 4
-  /// The devices runs are routed to (by the run's logical offset).
+  /// The devices runs are routed to (by the run's logical offset). Buffers are 4 KiB
+  /// aligned, so a device can write a run's 512-byte-aligned extents (HAMMER2's blocks
+  /// always are) with direct I/O (`FileImage`).
   private let devices: [WritableDevice]
-  /// Each device opened again for direct I/O (-1 when unsupported): runs aligned to 512
-  /// bytes, as HAMMER2's 1 KiB-aligned blocks always are, skip the page cache.
-  private var directFds: [Int32]
   private let cond = NSCondition()
   /// Runs with fills still to run, in submission order, and the one being filled: a
   /// second thread runs their fills, so the reading and checking they do overlaps the
@@ -116,7 +107,6 @@ final class WriteBehind: @unchecked Sendable {
 
   init(devices: [WritableDevice]) {
     self.devices = devices
-    directFds = devices.map { h2_open_direct($0.path) }
   }
 
   /// An empty window at `offset` (a reused buffer when one is free).
@@ -186,8 +176,6 @@ final class WriteBehind: @unchecked Sendable {
     while (started && !exited) || (fillerStarted && !fillerExited) { cond.wait() }
     for b in free { b.deallocate() }
     free = []
-    for f in directFds where f >= 0 { close(f) }
-    directFds = directFds.map { _ in -1 }
     cond.unlock()
   }
 
@@ -241,65 +229,17 @@ final class WriteBehind: @unchecked Sendable {
   /// boundaries volumes start on).
   private func write(_ run: Run) -> FormatError? {
     let k = devices.lastIndex { $0.offset <= run.offset } ?? 0
+    let device = devices[k].device
     let base = run.offset - devices[k].offset
     for e in run.extents {
-      if let err = write(run.buffer.baseAddress! + e.lowerBound, count: e.count, at: base + UInt64(e.lowerBound), device: k, structure: run.structure) {
-        return err
+      do throws(FormatError) {
+        try device.write(at: base + UInt64(e.lowerBound), from: UnsafeRawBufferPointer(rebasing: run.buffer[e]))
+      } catch {
+        var e = error
+        e.location?.structure = run.structure
+        return e
       }
     }
     return nil
-  }
-
-  private func write(_ base: UnsafeMutableRawPointer, count: Int, at offset: UInt64, device k: Int, structure: String) -> FormatError? {
-    let fd = devices[k].fd
-    if k != hintDevice {
-      startWriteback()
-      hintDevice = k
-      hintStart = offset
-      hintEnd = offset
-    }
-    let directFd = directFds[k]
-    if directFd >= 0, offset % 512 == 0, count % 512 == 0, Int(bitPattern: base) % 512 == 0 {
-      var done = 0
-      while done < count {
-        let n = pwrite(directFd, base + done, count - done, off_t(offset) + off_t(done))
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 || n % 512 != 0 { break }
-        done += n
-      }
-      if done == count { return nil }
-      // Direct I/O refused (a file system without it, a device with larger sectors):
-      // the ordinary descriptor from now on, rewriting this range whole.
-      close(directFd)
-      directFds[k] = -1
-    }
-    var done = 0
-    while done < count {
-      let n = pwrite(fd, base + done, count - done, off_t(offset) + off_t(done))
-      if n < 0 && errno == EINTR { continue }
-      guard n > 0 else {
-        return FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: devices[k].path, offset: offset + UInt64(done), structure: structure))
-      }
-      done += n
-    }
-    // Buffered: start writeback early, in ranges of 4 MiB or more, so the commit's fsync
-    // finds little left to flush.
-    let end = offset + UInt64(count)
-    if offset != hintEnd {
-      startWriteback()
-      hintStart = offset
-    }
-    hintEnd = end
-    if hintEnd - hintStart >= 4 << 20 { startWriteback() }
-    return nil
-  }
-
-  private var hintDevice = 0
-  private var hintStart: UInt64 = 0
-  private var hintEnd: UInt64 = 0
-
-  private func startWriteback() {
-    if hintEnd > hintStart { _ = h2_start_writeback(devices[hintDevice].fd, Int64(hintStart), Int64(hintEnd - hintStart)) }
-    hintStart = hintEnd
   }
 }

@@ -34,3 +34,11 @@ func exitOnRemoteFailure() {
   FileHandle.standardError.write(Data("h2resync: \(f.description)\n".utf8))
   exit(ExitStatus.couldNotRun.rawValue)
 }
+
+/// `resync` writes its nodes: an NBD export served read-only is refused before anything
+/// is planned (each remote device is opened for writing now; the connections are kept).
+func requireWritableRemoteNodes(_ specs: [String]) throws(FormatError) {
+  for spec in specs {
+    for d in ImagePath.devices(spec) where DeviceSpec.isRemote(d) { _ = try nbdPool.open(d, writable: true) }
+  }
+}

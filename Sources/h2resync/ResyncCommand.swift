@@ -41,6 +41,7 @@ struct ResyncCommand: ParsableCommand {
   var json = false
 
   func run() throws {
+    if !dryRun { try requireWritableRemoteNodes(cluster.images) }
     let group = try cluster.discover()
     let mode: WalkMode = deep ? .deep : .fast
     let a = ClusterAnalysis(group: group, mode: mode, threads: cluster.threads, overwriteSoftMasters: cluster.overwriteSoftMasters)

@@ -8,9 +8,10 @@
 #   defaults: DIR /tmp/h2bench-nbd, --files 20000 --dirs 200 --bytes 300M --size 8G,
 #             --delays "0 1 5" (ms), --runs 3, --bin .build/release (built if missing)
 #
+# The cluster: A and B hold the whole generated tree, C (stale) misses 5% of its files.
 # Prints one line per command and setting: the median of the runs in seconds, and the
-# ratio to the local run's median. Also `resync` of a stale copy of C over NBD, with the
-# bytes the server saw (nbdkit's stats filter) beside the bytes resync wrote.
+# ratio to the local run's median. Also `resync` of a copy of C, locally and over NBD
+# at 1 ms, with the requests and bytes the server saw (nbdkit's stats filter).
 # Needs nbdkit (tools/install-deps.sh). The images stay in DIR with --keep.
 set -euo pipefail
 DIR=/tmp/h2bench-nbd FILES=20000 DIRS=200 BYTES=300M SIZE=8G DELAYS="0 1 5" RUNS=3 KEEP=0 BIN=""
@@ -45,8 +46,8 @@ if ! [ -f "$DIR/A.img" ] || ! [ -f "$DIR/B.img" ] || ! [ -f "$DIR/C.img" ]; then
     "$MK" new "$DIR/$n.img" --size "$SIZE" --uuid-seed $seed --time $T
     "$MK" pfs-create "$DIR/$n.img" DATA --type MASTER --nmasters 3 --clid $CLID --uuid-seed $seed --time $T
     for part in "$DIR/src"/base.*; do "$MK" populate "$DIR/$n.img" --pfs DATA "$part" --time $T; done
-    if [ "$n" = C ]; then cp --sparse=always "$DIR/C.img" "$DIR/C-stale.img"; fi
-    "$H2B" cluster overlay "$DIR/$n.img" --pfs DATA "$DIR/src/extra" --time $((T + 100))
+    # C is the stale node: it missed the extra files (5%) that A and B received.
+    if [ "$n" != C ]; then "$H2B" cluster overlay "$DIR/$n.img" --pfs DATA "$DIR/src/extra" --time $((T + 100)); fi
     seed=$((seed + 1))
   done
   rm -rf "$DIR/src"
@@ -66,11 +67,12 @@ time_runs() {
   done | median
 }
 SERVER=""
-serve() {  # serve DELAY_MS [extra nbdkit args]: nbdkit on DIR/nbd.sock
-  local d=$1; shift
+serve() {  # serve DELAY_MS [--nbdkit-flags...] [filter-params...]: nbdkit on DIR/nbd.sock
+  local d=$1 flags=() params=(); shift
+  for a in "$@"; do case "$a" in --*) flags+=("$a") ;; *) params+=("$a") ;; esac; done
   rm -f "$DIR/nbd.sock"
-  nbdkit --exit-with-parent --foreground --unix "$DIR/nbd.sock" --filter=delay "$@" file dir="$DIR" \
-    delay-read=${d}ms delay-write=${d}ms &
+  nbdkit --exit-with-parent --foreground --unix "$DIR/nbd.sock" "${flags[@]}" --filter=delay file dir="$DIR" \
+    delay-read=${d}ms delay-write=${d}ms "${params[@]}" &
   SERVER=$!
   for _ in $(seq 200); do [ -S "$DIR/nbd.sock" ] && break; sleep 0.05; done
 }
@@ -92,10 +94,10 @@ for cmd in diff check; do
 done
 
 # resync of the stale C: local, then over NBD (1 ms), bytes on the wire from nbdkit's stats.
-cp --sparse=always "$DIR/C-stale.img" "$DIR/R.img"
+cp --sparse=always "$DIR/C.img" "$DIR/R.img"
 s=$(date +%s.%N); "$H2R" resync --yes --no-snapshot "${local_imgs[@]:0:2}" "$DIR/R.img" >/dev/null; e=$(date +%s.%N)
 printf 'resync local          %8.3f s\n' "$(echo "$e - $s" | bc)"
-cp --sparse=always "$DIR/C-stale.img" "$DIR/R.img"
+cp --sparse=always "$DIR/C.img" "$DIR/R.img"
 serve 1 --filter=stats statsfile="$DIR/stats.txt" statsappend=false
 s=$(date +%s.%N); "$H2R" resync --yes --no-snapshot "$(uri A.img)" "$(uri B.img)" "$(uri R.img)" > "$DIR/resync.out"; e=$(date +%s.%N)
 unserve

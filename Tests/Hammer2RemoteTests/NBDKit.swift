@@ -29,15 +29,31 @@ final class NBDKit {
     process.standardOutput = log
     process.standardError = log
     try process.run()
-    // Ready when the socket exists.
-    for _ in 0..<200 {
-      if FileManager.default.fileExists(atPath: socket) { return }
+    // Ready when the socket takes a connection (it exists from nbdkit's bind, before
+    // its listen: a connect then is refused).
+    for _ in 0..<400 {
+      if FileManager.default.fileExists(atPath: socket), Self.accepts(socket) { return }
       guard process.isRunning else { break }
       usleep(25_000)
     }
     let text = (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? ""
     stop()
     throw NSError(domain: "nbdkit", code: 1, userInfo: [NSLocalizedDescriptionKey: "nbdkit did not start: \(text)"])
+  }
+
+  /// Whether a Unix socket at `path` accepts a connection (closed at once).
+  static func accepts(_ path: String) -> Bool {
+    let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+      for (i, b) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
+    }
+    return withUnsafePointer(to: &addr) { p in
+      p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    } == 0
   }
 
   /// Serves every file of `directory` as an export named by its file name.

@@ -35,6 +35,9 @@ let package = Package(
     ),
     // The git revision for `h2resync --version` (tools/install.sh passes it as a C macro).
     .target(name: "CH2Version"),
+    // libnbd (NBD client) behind a small C layer: connections driven by their own I/O
+    // thread, requests waited for with deadlines (Sources/CNBD/include/h2nbd.h).
+    .target(name: "CNBD", linkerSettings: [.linkedLibrary("nbd")]),
     .target(
       name: "Hammer2Format",
       dependencies: [
@@ -51,6 +54,11 @@ let package = Package(
       name: "Hammer2Cluster",
       dependencies: ["Hammer2Format", "CHammer2Codecs"]
     ),
+    // Nodes on other hosts: the NBD device behind the BlockDevice seam.
+    .target(
+      name: "Hammer2Remote",
+      dependencies: ["Hammer2Format", "CNBD"]
+    ),
     .target(
       name: "H2TestSupport",
       dependencies: ["Hammer2Format", "Hammer2Builder", .product(name: "Crypto", package: "swift-crypto")]
@@ -58,7 +66,7 @@ let package = Package(
     .executableTarget(
       name: "h2resync",
       dependencies: [
-        "Hammer2Format", "Hammer2Builder", "Hammer2Cluster", "CH2Version",
+        "Hammer2Format", "Hammer2Builder", "Hammer2Cluster", "Hammer2Remote", "CH2Version",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]
     ),
@@ -93,6 +101,10 @@ let package = Package(
     .testTarget(
       name: "Hammer2ClusterTests",
       dependencies: ["Hammer2Format", "Hammer2Builder", "Hammer2Cluster", "H2TestSupport"]
+    ),
+    .testTarget(
+      name: "Hammer2RemoteTests",
+      dependencies: ["Hammer2Format", "Hammer2Remote", "H2TestSupport"]
     ),
     .testTarget(
       name: "h2resyncTests",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the C libraries h2resync links (Debian/Ubuntu): liblz4, libzstd, libxxhash,
-# zlib, and pkg-config. Does nothing when they are already there.
+# zlib, libnbd (NBD client, for nodes on other hosts), and pkg-config; and nbdkit (the
+# NBD server the tests start). Does nothing when they are already there.
 set -euo pipefail
-pkgs=(liblz4-dev libzstd-dev libxxhash-dev zlib1g-dev pkg-config zstd)
+pkgs=(liblz4-dev libzstd-dev libxxhash-dev zlib1g-dev libnbd-dev pkg-config zstd nbdkit)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -27,20 +27,26 @@ struct Entry {
   static func main() {
     ProcessMemory.keepFreedMemory()
     do {
-      var command = try H2Resync.parseAsRoot()
+      var command = try H2Resync.parseAsRoot(registeringRemoteNodes(Array(CommandLine.arguments.dropFirst())))
       try command.run()
+      exitOnRemoteFailure()
     } catch let code as ExitCode {
+      exitOnRemoteFailure()
       exit(code.rawValue)
     } catch let error as CouldNotRun {
+      exitOnRemoteFailure()
       Diagnostics.emit(error.description)
       exit(ExitStatus.couldNotRun.rawValue)
     } catch let error as ClusterError {
+      exitOnRemoteFailure()
       Diagnostics.emit(Wording.cluster(error))
       exit(ExitStatus.couldNotRun.rawValue)
     } catch let error as FormatError {
+      exitOnRemoteFailure()
       Diagnostics.emit(Wording.format(error))
       exit(ExitStatus.couldNotRun.rawValue)
     } catch {
+      exitOnRemoteFailure()
       let code = H2Resync.exitCode(for: error)
       if code == .success {
         H2Resync.exit(withError: error)  // --help, --version: prints, exits 0

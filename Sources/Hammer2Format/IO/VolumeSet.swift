@@ -5,16 +5,18 @@
 /// so every command takes both forms.
 public enum ImagePath {
   /// The device paths of `spec`: split at `:`, empty parts dropped. A path that exists as
-  /// given is one image even when it contains `:` (a file name, not a volume list).
+  /// given is one image even when it contains `:` (a file name, not a volume list); an
+  /// NBD URI is one device (`DeviceSpec.split`).
   public static func devices(_ spec: String) -> [String] {
     guard spec.contains(":"), access(spec, F_OK) != 0 else { return [spec] }
+    if spec.contains("://") { return DeviceSpec.split(spec) }  // NBD URIs stay whole
     let parts = spec.split(separator: ":", omittingEmptySubsequences: true).map(String.init)
     return parts.isEmpty ? [spec] : parts
   }
 
   /// A short name for reports: the file name of each device, joined by `:`.
   public static func shortName(_ spec: String) -> String {
-    devices(spec).map { p in p.split(separator: "/").last.map(String.init) ?? p }.joined(separator: ":")
+    devices(spec).map { p in DeviceSpec.printable(p).split(separator: "/").last.map(String.init) ?? p }.joined(separator: ":")
   }
 }
 

@@ -49,6 +49,7 @@ struct ResyncCommand: ParsableCommand {
   }
 
   func run() throws {
+    if !dryRun { try requireWritableRemoteNodes(cluster.images) }
     let group = try cluster.discover()
     var analysis = cluster.analysis(mode: walk.mode)
     if let from {

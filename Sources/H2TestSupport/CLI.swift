@@ -41,7 +41,8 @@ public func run(_ tool: String, _ arguments: [String], stdin: Data? = nil, cwd: 
   p.waitUntilExit()
   let outData = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/out"))) ?? Data()
   let errData = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/err"))) ?? Data()
-  return CommandResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
+  return CommandResult(
+    status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self), stderr: String(decoding: errData, as: UTF8.self))
 }
 
 /// Copies a sparse image quickly: only its data extents, the holes stay holes.

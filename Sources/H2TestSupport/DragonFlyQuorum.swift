@@ -18,7 +18,8 @@ public struct DragonFlyQuorum: Sendable, CustomStringConvertible {
   public var voters: Set<String> { Set(masters.filter { $0.value == tid }.keys) }
 
   public var description: String {
-    "quorum tid \(tid.map(String.init) ?? "none") of \(nquorum): " + masters.sorted { $0.key < $1.key }.map { "\(($0.key as NSString).lastPathComponent)=\($0.value)" }.joined(separator: " ")
+    "quorum tid \(tid.map(String.init) ?? "none") of \(nquorum): "
+      + masters.sorted { $0.key < $1.key }.map { "\(($0.key as NSString).lastPathComponent)=\($0.value)" }.joined(separator: " ")
   }
 
   /// Reads the PFS of cluster `clid` (not a snapshot) on every image.

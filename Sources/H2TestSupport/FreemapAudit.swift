@@ -64,7 +64,9 @@ public func auditFreemapTree(_ volume: Volume) -> FreemapShape {
     if level >= plevel { shape.problems.append("\(name): level \(level) under a level-\(plevel) parent") }
     if plevel < 6 {
       let pbits = UInt64(levelRadix[plevel])
-      if b.key >> pbits != pkey >> pbits { shape.problems.append("\(name): outside its parent's range at key 0x\(String(pkey, radix: 16))") }
+      if b.key >> pbits != pkey >> pbits {
+        shape.problems.append("\(name): outside its parent's range at key 0x\(String(pkey, radix: 16))")
+      }
     }
     if b.mirrorTid > ptid { shape.problems.append("\(name): mirror_tid \(b.mirrorTid) above its parent's \(ptid)") }
     // §9.2 placement.
@@ -72,7 +74,9 @@ public func auditFreemapTree(_ volume: Volume) -> FreemapShape {
     let off = b.mediaOffset
     let slot = (off & 0x3F_FFFF) / 65536
     if b.radix != 15 || off & ~0x3F_FFFF != base || off & 0xFFFF != 0 || slot < 1 || slot > 40 || (slot - 1) % 5 != UInt64(level - 1) {
-      shape.problems.append("\(name): data_off 0x\(String(b.dataOff, radix: 16)) is not a level-\(level) freemap slot of the segment at 0x\(String(base, radix: 16))")
+      shape.problems.append(
+        "\(name): data_off 0x\(String(b.dataOff, radix: 16)) is not a level-\(level) freemap slot of the segment at 0x\(String(base, radix: 16))"
+      )
       continue
     }
     guard let bytes = try? volume.readMedia(b, verify: false), bytes.count >= 32768 else {
@@ -80,7 +84,9 @@ public func auditFreemapTree(_ volume: Volume) -> FreemapShape {
       continue
     }
     let crc = CRC32C.checksum(Array(bytes[0..<32768]))
-    if crc != b.check.u32(0) { shape.problems.append("\(name): CRC32C 0x\(String(crc, radix: 16)) != check 0x\(String(b.check.u32(0), radix: 16))") }
+    if crc != b.check.u32(0) {
+      shape.problems.append("\(name): CRC32C 0x\(String(crc, radix: 16)) != check 0x\(String(b.check.u32(0), radix: 16))")
+    }
     if level == 1 {
       shape.leaves[b.key >> 30] = FreemapLeaf(bytes)
     } else {
@@ -144,7 +150,7 @@ private func auditTopology(_ volume: Volume, leaves: [UInt64: FreemapLeaf]) -> [
     guard let l = leaves[off >> 30] else { return 0 }
     return l.entries[Int((off >> 22) & 0xFF)].state(ofChunk: Int((off & 0x3F_FFFF) >> 14))
   }
-  var extents: [UInt64: Int] = [:]  // offset -> size (distinct blocks)
+  var extents: [UInt64: Int] = [:] // offset -> size (distinct blocks)
   var walker = TopologyWalker(volume: volume, includeFreemap: false, decompressData: false)
   walker.walk { e in
     let b = e.bref
@@ -165,10 +171,12 @@ private func auditTopology(_ volume: Volume, leaves: [UInt64: FreemapLeaf]) -> [
     if off < lastEnd { problems.append("block 0x\(String(off, radix: 16)) overlaps block 0x\(String(lastOff, radix: 16))") }
     lastEnd = max(lastEnd, off + size)
     lastOff = off
-    guard off >= beg else { continue }  // static inodes below allocator_beg are not tracked
+    guard off >= beg else { continue } // static inodes below allocator_beg are not tracked
     var c = off & ~0x3FFF
     while c < off + size {
-      if state(c) != 3 { problems.append("block 0x\(String(off, radix: 16))/\(size) is in chunk 0x\(String(c, radix: 16)) marked \(state(c)), not allocated") }
+      if state(c) != 3 {
+        problems.append("block 0x\(String(off, radix: 16))/\(size) is in chunk 0x\(String(c, radix: 16)) marked \(state(c)), not allocated")
+      }
       c += 0x4000
     }
   }

@@ -115,7 +115,10 @@ public func exerciseReader(_ io: ImageIO, cacheBudget: Int = 4 << 20) -> (error:
       var seenDirs: Set<UInt64> = [1]
       while let (dir, path) = dirs.popLast() {
         var entries: [DirEntry] = []
-        reader.forEachEntry(of: dir, path: path, findings: &findings) { entries.append($0); return true }
+        reader.forEachEntry(of: dir, path: path, findings: &findings) {
+          entries.append($0)
+          return true
+        }
         for e in entries {
           let p = path + "/" + e.nameString
           do throws(FormatError) {

@@ -21,7 +21,8 @@ public enum Oracle {
   }
 
   /// Why a test that needs the corpus is skipped: names the directory that is missing.
-  public static let skipMessage = "SKIPPED: needs the oracle corpus, \(directory.appendingPathComponent("single").path) not found (../shared/oracle beside the repository, as in CI, or H2_ORACLE_DIR)"
+  public static let skipMessage =
+    "SKIPPED: needs the oracle corpus, \(directory.appendingPathComponent("single").path) not found (../shared/oracle beside the repository, as in CI, or H2_ORACLE_DIR)"
 
   /// Names of the single-image sets (e.g. "v1-default").
   public static var singleNames: [String] {
@@ -189,7 +190,8 @@ extension Oracle {
     func byPath(_ l: [[String: Any]]) -> [String: [String: Any]] {
       Dictionary(l.compactMap { e in (e["path"] as? String).map { ($0, e) } }, uniquingKeysWith: { x, _ in x })
     }
-    let a = byPath(a), b = byPath(b)
+    let a = byPath(a)
+    let b = byPath(b)
     var out = Set<String>()
     for p in Set(a.keys).union(b.keys) {
       guard let x = a[p], let y = b[p] else {

@@ -30,7 +30,9 @@ public struct ScenarioSpec: Codable, Sendable {
   public var expected: Expected
 
   enum CodingKeys: String, CodingKey {
-    case name, description, imageSize = "image_size", pfs, clid, time, nodes, base, ops, expected
+    case name, description
+    case imageSize = "image_size"
+    case pfs, clid, time, nodes, base, ops, expected
   }
 
   /// One node image.
@@ -52,7 +54,11 @@ public struct ScenarioSpec: Codable, Sendable {
     public var dataComp: String?
 
     enum CodingKeys: String, CodingKey {
-      case name, type, nmasters, fsid, uuidSeed = "uuid_seed", clid, createPfs = "create_pfs", dataComp = "data_comp"
+      case name, type, nmasters, fsid
+      case uuidSeed = "uuid_seed"
+      case clid
+      case createPfs = "create_pfs"
+      case dataComp = "data_comp"
     }
   }
 

@@ -32,7 +32,7 @@ final class ScenarioBuilder {
   func data(_ s: String) throws -> [UInt8] {
     if let d = dataCache[s] { return d }
     let d = try ScenarioData.bytes(s)
-    if d.count >= 1 << 20 { dataCache[s] = d }  // big contents are shared between nodes
+    if d.count >= 1 << 20 { dataCache[s] = d } // big contents are shared between nodes
     return d
   }
 
@@ -71,8 +71,9 @@ final class ScenarioBuilder {
       built.fsids[node.name] = fsid.description
       try step(node.name, "pfs-create") {
         let tx = try openTransaction(img)
-        try tx.createPFS(name: spec.pfsName, type: type, clid: clid, fsid: fsid, nmasters: UInt8(clamping: node.nmasters),
-                         compAlgo: baseComp, checkAlgo: baseCheck, time: t0)
+        try tx.createPFS(
+          name: spec.pfsName, type: type, clid: clid, fsid: fsid, nmasters: UInt8(clamping: node.nmasters),
+          compAlgo: baseComp, checkAlgo: baseCheck, time: t0)
         try tx.commit()
         try check(img, "pfs-create")
       }
@@ -253,7 +254,9 @@ final class ScenarioBuilder {
 
   // MARK: operations
 
-  func apply(_ words: [String], repeat rep: ScenarioSpec.Repeat?, image: String, node: ScenarioSpec.Node, opIndex: Int, time t: UInt64) throws {
+  func apply(_ words: [String], repeat rep: ScenarioSpec.Repeat?, image: String, node: ScenarioSpec.Node, opIndex: Int, time t: UInt64)
+    throws
+  {
     guard let cmd = words.first, EditWords.commands.contains(cmd) else { throw ScenarioError("unknown operation \(words.first ?? "")") }
     let rest = Array(words.dropFirst())
     let edits = ImageEdits(image: image, pfs: spec.pfsName, openTransaction: self.openTransaction)
@@ -264,8 +267,9 @@ final class ScenarioBuilder {
       try edits.snapshot(name: try a.arg(0, cmd), uuids: &uuids, time: t)
     case "corrupt":
       let a = try EditWords.Arguments(rest)
-      let off = try DeliberateDamage.corrupt(image: image, pfs: spec.pfsName, path: try a.arg(0, cmd), block: Int(a.options["block"] ?? "0") ?? 0,
-                                             openImage: { path in try self.retryLocked { try WritableImage(path: path) } })
+      let off = try DeliberateDamage.corrupt(
+        image: image, pfs: spec.pfsName, path: try a.arg(0, cmd), block: Int(a.options["block"] ?? "0") ?? 0,
+        openImage: { path in try self.retryLocked { try WritableImage(path: path) } })
       damaged[image, default: []].append(off)
     default:
       let words = rep.map { r in ((r.start ?? 0)..<(r.start ?? 0) + r.count).map { EditWords.substitute(rest, $0) } } ?? [rest]

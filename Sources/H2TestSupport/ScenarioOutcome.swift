@@ -29,7 +29,8 @@ public struct ScenarioPathState: Equatable, Sendable {
 
   /// Same own attributes (directories: not their entries, size, content or inode number).
   public func sameAttributes(as o: ScenarioPathState) -> Bool {
-    let common = type == o.type && mode == o.mode && mtime == o.mtime && ctime == o.ctime && nlinks == o.nlinks
+    let common =
+      type == o.type && mode == o.mode && mtime == o.mtime && ctime == o.ctime && nlinks == o.nlinks
       && compAlgo == o.compAlgo && checkAlgo == o.checkAlgo && uid == o.uid && gid == o.gid
     if isDirectory { return common }
     return common && size == o.size && content == o.content && inum == o.inum
@@ -62,7 +63,11 @@ public struct ScenarioNodeTree: Sendable {
   public static func read(image: String, clid: String) throws -> ScenarioNodeTree {
     let volume = try Volume.open(path: image)
     var findings: [Finding] = []
-    guard let pfs = try volume.pfsList(findings: &findings).first(where: { $0.clid.description == clid.lowercased() && $0.inode.meta.pfsSubtype == 0 }) else {
+    guard
+      let pfs = try volume.pfsList(findings: &findings).first(where: {
+        $0.clid.description == clid.lowercased() && $0.inode.meta.pfsSubtype == 0
+      })
+    else {
       throw ScenarioError("\(image): no PFS of cluster \(clid)")
     }
     let reader = PFSReader(volume: volume, pfs: pfs)
@@ -70,9 +75,10 @@ public struct ScenarioNodeTree: Sendable {
     let zeros = [UInt8](repeating: 0, count: H2.pbufSize)
     func state(_ bref: Blockref, _ ino: InodeData, _ path: String) -> ScenarioPathState {
       let m = ino.meta
-      var st = ScenarioPathState(type: m.typeRaw, mode: m.mode, size: m.size, content: "", mtime: m.mtime, ctime: m.ctime,
-                                 nlinks: m.nlinks, compAlgo: m.compAlgo, checkAlgo: m.checkAlgo, inum: m.inum,
-                                 uid: m.unixUid, gid: m.unixGid, modifyTid: bref.modifyTid, damaged: false)
+      var st = ScenarioPathState(
+        type: m.typeRaw, mode: m.mode, size: m.size, content: "", mtime: m.mtime, ctime: m.ctime,
+        nlinks: m.nlinks, compAlgo: m.compAlgo, checkAlgo: m.checkAlgo, inum: m.inum,
+        uid: m.unixUid, gid: m.unixGid, modifyTid: bref.modifyTid, damaged: false)
       if m.type == .regularFile || m.type == .symlink {
         var h = SHA256()
         var f: [Finding] = []
@@ -94,7 +100,10 @@ public struct ScenarioNodeTree: Sendable {
     while let (dir, path) = dirs.popLast() {
       var entries: [DirEntry] = []
       var f: [Finding] = []
-      reader.forEachEntry(of: dir, path: path, findings: &f) { entries.append($0); return true }
+      reader.forEachEntry(of: dir, path: path, findings: &f) {
+        entries.append($0)
+        return true
+      }
       if f.contains(where: { $0.severity == .damage }) { out.paths[path]?.damaged = true }
       for e in entries {
         let p = path == "." ? e.nameString : path + "/" + e.nameString
@@ -103,8 +112,9 @@ public struct ScenarioNodeTree: Sendable {
           out.paths[p] = state(bref, ino, p)
           if ino.meta.type == .directory { dirs.append((ino, p)) }
         } catch {
-          out.paths[p] = ScenarioPathState(type: e.typeRaw, mode: 0, size: 0, content: "", mtime: 0, ctime: 0, nlinks: 0, compAlgo: 0,
-                                           checkAlgo: 0, inum: e.inum, uid: 0, gid: 0, modifyTid: 0, damaged: true)
+          out.paths[p] = ScenarioPathState(
+            type: e.typeRaw, mode: 0, size: 0, content: "", mtime: 0, ctime: 0, nlinks: 0, compAlgo: 0,
+            checkAlgo: 0, inum: e.inum, uid: 0, gid: 0, modifyTid: 0, damaged: true)
         }
       }
     }
@@ -120,8 +130,11 @@ public struct ScenarioOutcome: Equatable, Sendable, CustomStringConvertible {
   public var differences: [String: [String: String]]
 
   public var description: String {
-    let d = differences.keys.sorted().map { p in "\(p): " + differences[p]!.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") }
-    return "quorum \(quorum) focus \(focus) nodes \(nodes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }) differences:\n  " + d.joined(separator: "\n  ")
+    let d = differences.keys.sorted().map { p in
+      "\(p): " + differences[p]!.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+    }
+    return "quorum \(quorum) focus \(focus) nodes \(nodes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }) differences:\n  "
+      + d.joined(separator: "\n  ")
   }
 }
 
@@ -139,7 +152,10 @@ extension ScenarioSpec {
     let masters = members.filter { PFSType(name: $0.type) == .master }
     let configured = max(members.map(\.nmasters).max() ?? 0, masters.count)
     let quorum = configured / 2 + 1
-    struct Version: Hashable { var tid: UInt64; var digest: String }
+    struct Version: Hashable {
+      var tid: UInt64
+      var digest: String
+    }
     var digests: [String: String] = [:]
     for (n, t) in trees { digests[n] = t.contentDigest }
     func version(_ n: String) -> Version { Version(tid: trees[n]!.rootModifyTid, digest: digests[n]!) }
@@ -163,7 +179,9 @@ extension ScenarioSpec {
       }
       return out
     }
-    out.focus = members.map(\.name).filter { n in PFSType(name: nodes.first { $0.name == n }!.type) == .master && !trees[n]!.damaged && version(n) == fv }
+    out.focus = members.map(\.name).filter { n in
+      PFSType(name: nodes.first { $0.name == n }!.type) == .master && !trees[n]!.damaged && version(n) == fv
+    }
     let f = trees[out.focus[0]]!
     for n in members {
       let t = trees[n.name]!
@@ -171,7 +189,19 @@ extension ScenarioSpec {
       // A soft master's differences are its own local changes (damage stays damage).
       let softLocal = PFSType(name: n.type) == .softMaster && !overwriteSoftMasters
       var state: String
-      if t.damaged { state = "damaged" } else if v == fv { state = "in-sync" } else if v.digest == fv.digest { state = "stale" } else if v.tid < fv.tid { state = "stale" } else if v.tid > fv.tid { state = "ahead" } else { state = "split-brain" }
+      if t.damaged {
+        state = "damaged"
+      } else if v == fv {
+        state = "in-sync"
+      } else if v.digest == fv.digest {
+        state = "stale"
+      } else if v.tid < fv.tid {
+        state = "stale"
+      } else if v.tid > fv.tid {
+        state = "ahead"
+      } else {
+        state = "split-brain"
+      }
       var differs = false
       for p in Set(f.paths.keys).union(t.paths.keys) {
         var cls: String?
@@ -181,7 +211,19 @@ extension ScenarioSpec {
         case (.some(let a), .some(let b)):
           // Same attributes under another modify_tid: stale (tids only); the root's tid
           // is judged below, as "/", only when nothing else differs.
-          if a.type != b.type { cls = "shape-mismatch" } else if b.damaged { cls = "damaged" } else if b.sameAttributes(as: a) { cls = p == "." || b.modifyTid == a.modifyTid ? nil : "stale" } else if b.modifyTid < a.modifyTid { cls = "stale" } else if b.modifyTid > a.modifyTid { cls = "ahead" } else { cls = "split-brain" }
+          if a.type != b.type {
+            cls = "shape-mismatch"
+          } else if b.damaged {
+            cls = "damaged"
+          } else if b.sameAttributes(as: a) {
+            cls = p == "." || b.modifyTid == a.modifyTid ? nil : "stale"
+          } else if b.modifyTid < a.modifyTid {
+            cls = "stale"
+          } else if b.modifyTid > a.modifyTid {
+            cls = "ahead"
+          } else {
+            cls = "split-brain"
+          }
         default: cls = nil
         }
         if softLocal, cls != nil, cls != "damaged" { cls = "soft-local" }

@@ -16,7 +16,9 @@ public func makeSourceTree(_ root: String, seed: UInt64 = 1) throws -> String {
   file("text.txt", Array(String(repeating: "the quick brown fox jumps over the lazy dog\n", count: 30_000).utf8))
   file("zeros.bin", [UInt8](repeating: 0, count: 200_000))
   var mixed = [UInt8]()
-  for i in 0..<12 { mixed += i % 3 == 0 ? [UInt8](repeating: 0, count: 65536) : (0..<65536).map { _ in UInt8.random(in: 0...3, using: &rng) } }
+  for i in 0..<12 {
+    mixed += i % 3 == 0 ? [UInt8](repeating: 0, count: 65536) : (0..<65536).map { _ in UInt8.random(in: 0...3, using: &rng) }
+  }
   file("sub/mixed.bin", mixed)
   for i in 0..<60 { file("sub/deep/f\(i)", Array("file \(i)\n".utf8)) }
   file("sub/" + String(repeating: "n", count: 200), Array("long name".utf8))
@@ -64,4 +66,3 @@ public func listing(of root: String) -> [[String: Any]] {
   for rel in (FileManager.default.enumerator(atPath: root)?.allObjects as? [String] ?? []).sorted() { add(rel) }
   return out
 }
-

@@ -5,8 +5,10 @@ public enum DeliberateDamage {
   /// XORs the first 16 bytes of stored data block `block` (in key order) of `path` in
   /// PFS `pfs` with 0xA5, in place, leaving its check code stale. Returns the block's
   /// media offset. `openImage` opens the image for writing (callers may wait out a lock).
-  public static func corrupt(image: String, pfs: String, path: String, block: Int,
-                             openImage: (String) throws -> WritableImage = { try WritableImage(path: $0) }) throws -> UInt64 {
+  public static func corrupt(
+    image: String, pfs: String, path: String, block: Int,
+    openImage: (String) throws -> WritableImage = { try WritableImage(path: $0) }
+  ) throws -> UInt64 {
     let volume = try Volume.open(path: image)
     var findings: [Finding] = []
     let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: pfs, image: image))

@@ -37,7 +37,10 @@ public enum Edit: Sendable, Equatable {
         inum = try ed.create(name, in: dir, type: .regularFile, mode: 0o644, time: t)
       }
       try Self.writeChunked(ed, inum, at: offset, bytes)
-      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
+      try ed.updateMeta(inum) {
+        $0.mtime = t
+        $0.ctime = t
+      }
     case .remove(let path, let recursive):
       let (dir, name) = try ed.parentAndName(path)
       try ed.unlink(name, in: dir, recursive: recursive)
@@ -61,11 +64,17 @@ public enum Edit: Sendable, Equatable {
       }
       try ed.rename(fn, in: fd, to: tn, in: td)
     case .chmod(let path, let mode):
-      try ed.updateMeta(try ed.resolve(path)) { $0.mode = mode; $0.ctime = t }
+      try ed.updateMeta(try ed.resolve(path)) {
+        $0.mode = mode
+        $0.ctime = t
+      }
     case .truncate(let path, let size):
       let inum = try ed.resolve(path)
       try ed.truncate(inum, to: size)
-      try ed.updateMeta(inum) { $0.mtime = t; $0.ctime = t }
+      try ed.updateMeta(inum) {
+        $0.mtime = t
+        $0.ctime = t
+      }
     case .setComp(let path, let algo):
       try ed.updateMeta(try ed.resolve(path)) { $0.compAlgo = algo }
     }

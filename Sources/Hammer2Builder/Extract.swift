@@ -44,13 +44,15 @@ extension PFSReader {
       var entries: DirEntryIterator
     }
     var visitedDirs: Set<UInt64> = [1]
-    var linkPaths: [UInt64: String] = [:]  // inum -> first extracted relative path
+    var linkPaths: [UInt64: String] = [:] // inum -> first extracted relative path
     var stack = [Frame(fd: rootFD, inode: pfs.inode, path: "", entries: entryIterator(of: pfs.inode))]
     stats.directories += 1
 
     func fail(_ op: String, _ path: String) {
-      findings.append(Finding(.damage, at: Location(image: dest, offset: 0, structure: path),
-                              "\(op) failed: \(String(cString: strerror(errno)))", path: path))
+      findings.append(
+        Finding(
+          .damage, at: Location(image: dest, offset: 0, structure: path),
+          "\(op) failed: \(String(cString: strerror(errno)))", path: path))
     }
 
     func times(_ m: InodeMeta) -> [timespec] {
@@ -84,7 +86,8 @@ extension PFSReader {
       guard !entry.name.isEmpty, entry.name != [0x2E], entry.name != [0x2E, 0x2E],
         !entry.name.contains(0x2F), !entry.name.contains(0)
       else {
-        findings.append(Finding(.damage, at: volume.location(of: entry.bref), "unsafe directory entry name \(entry.name); skipped", path: dirPath))
+        findings.append(
+          Finding(.damage, at: volume.location(of: entry.bref), "unsafe directory entry name \(entry.name); skipped", path: dirPath))
         stats.skipped += 1
         continue
       }
@@ -109,18 +112,30 @@ extension PFSReader {
       switch meta.type {
       case .directory:
         guard visitedDirs.insert(entry.inum).inserted else {
-          findings.append(Finding(.damage, at: volume.location(of: entry.bref), "directory inode \(entry.inum) is reachable twice (a loop); skipped", path: path))
+          findings.append(
+            Finding(
+              .damage, at: volume.location(of: entry.bref), "directory inode \(entry.inum) is reachable twice (a loop); skipped", path: path
+            ))
           stats.skipped += 1
           continue
         }
-        guard mkdirat(dirFD, name, 0o700) == 0 || errno == EEXIST else { fail("mkdir", path); continue }
+        guard mkdirat(dirFD, name, 0o700) == 0 || errno == EEXIST else {
+          fail("mkdir", path)
+          continue
+        }
         let fd = openat(dirFD, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
-        guard fd >= 0 else { fail("open", path); continue }
+        guard fd >= 0 else {
+          fail("open", path)
+          continue
+        }
         stats.directories += 1
         stack.append(Frame(fd: fd, inode: ino, path: path, entries: entryIterator(of: ino)))
       case .regularFile:
         let fd = openat(dirFD, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { fail("create", path); continue }
+        guard fd >= 0 else {
+          fail("create", path)
+          continue
+        }
         let size = meta.size
         var writeFailed = false
         forEachDataBlock(of: ino, path: path, findings: &findings) { off, bytes in
@@ -141,8 +156,13 @@ extension PFSReader {
       case .symlink:
         var target = readAll(ino, path: path, limit: 4096, findings: &findings)
         target.append(0)
-        let rc = target.withUnsafeBufferPointer { symlinkat(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), dirFD, name) }
-        guard rc == 0 else { fail("symlink", path); continue }
+        let rc = target.withUnsafeBufferPointer {
+          symlinkat(UnsafeRawPointer($0.baseAddress!).assumingMemoryBound(to: CChar.self), dirFD, name)
+        }
+        guard rc == 0 else {
+          fail("symlink", path)
+          continue
+        }
         if asRoot { _ = fchownat(dirFD, name, meta.unixUid, meta.unixGid, AT_SYMLINK_NOFOLLOW) }
         if utimensat(dirFD, name, &ts, AT_SYMLINK_NOFOLLOW) != 0 { fail("set times", path) }
         stats.symlinks += 1
@@ -154,13 +174,19 @@ extension PFSReader {
           let kind: mode_t = meta.type == .characterDevice ? S_IFCHR : S_IFBLK
           rc = mknodat(dirFD, name, kind | perm, linuxMakedev(meta.rmajor, meta.rminor))
         }
-        guard rc == 0 else { fail(meta.type == .fifo ? "mkfifo" : "mknod", path); continue }
+        guard rc == 0 else {
+          fail(meta.type == .fifo ? "mkfifo" : "mknod", path)
+          continue
+        }
         if asRoot { _ = fchownat(dirFD, name, meta.unixUid, meta.unixGid, AT_SYMLINK_NOFOLLOW) }
         if fchmodat(dirFD, name, perm, 0) != 0 { fail("chmod", path) }
         if utimensat(dirFD, name, &ts, AT_SYMLINK_NOFOLLOW) != 0 { fail("set times", path) }
         if meta.type == .fifo { stats.fifos += 1 } else { stats.devices += 1 }
       default:
-        findings.append(Finding(.warning, at: volume.location(of: entry.bref), "\(meta.type?.name ?? "type \(meta.typeRaw)") inode \(entry.inum) cannot be extracted; skipped", path: path))
+        findings.append(
+          Finding(
+            .warning, at: volume.location(of: entry.bref),
+            "\(meta.type?.name ?? "type \(meta.typeRaw)") inode \(entry.inum) cannot be extracted; skipped", path: path))
         stats.skipped += 1
       }
     }
@@ -170,7 +196,8 @@ extension PFSReader {
 
 /// `makedev(3)` for Linux's dev_t layout (glibc's macro is not visible to Swift).
 func linuxMakedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
-  let ma = UInt64(major), mi = UInt64(minor)
+  let ma = UInt64(major)
+  let mi = UInt64(minor)
   return dev_t((ma & 0xFFFF_F000) << 32 | (ma & 0xFFF) << 8 | (mi & 0xFFFF_FF00) << 12 | (mi & 0xFF))
 }
 

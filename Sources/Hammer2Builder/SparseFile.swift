@@ -23,7 +23,7 @@ public enum SparseFile {
     var off: Int64 = 0
     while off < size {
       let d = lseek(fd, off_t(off), seekData)
-      if d < 0 { break }  // ENXIO: only a hole remains
+      if d < 0 { break } // ENXIO: only a hole remains
       var h = lseek(fd, d, seekHole)
       if h < 0 || h > off_t(size) { h = off_t(size) }
       if d >= h { break }
@@ -37,8 +37,10 @@ public enum SparseFile {
   /// `cat` would) in pieces of at most `chunk` bytes, handing each piece's offset and
   /// bytes to `body` (the buffer is reused: copy what is kept). Returns the bytes read.
   @discardableResult
-  public static func forEachChunk(fd: Int32, size: Int64, holes: Bool = false, chunk: Int = 1 << 20,
-                                  _ body: (Int64, UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
+  public static func forEachChunk(
+    fd: Int32, size: Int64, holes: Bool = false, chunk: Int = 1 << 20,
+    _ body: (Int64, UnsafeRawBufferPointer) throws -> Void
+  ) throws -> UInt64 {
     let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
     defer { buf.deallocate() }
     var total: UInt64 = 0

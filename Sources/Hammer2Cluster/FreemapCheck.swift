@@ -21,8 +21,10 @@ public struct ClusterFreemapCheck {
 
   /// Cross-checks every image of `report`'s group (after its walk), with
   /// `memoryBudget` bytes of bitmaps per image (passes over the volume beyond it).
-  public init(report: ClusterReport, overwriteSoftMasters: Bool, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget,
-              clock: () -> Double) {
+  public init(
+    report: ClusterReport, overwriteSoftMasters: Bool, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget,
+    clock: () -> Double
+  ) {
     var seen = Set<String>()
     var out: [ImageResult] = []
     let targets = Set(report.group.nodes.filter { Self.resyncWrites($0, report, overwriteSoftMasters) }.map(\.image))

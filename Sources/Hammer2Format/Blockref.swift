@@ -85,8 +85,14 @@ public struct CheckArea: Equatable, Hashable, Sendable {
       && a.w.4 == b.w.4 && a.w.5 == b.w.5 && a.w.6 == b.w.6 && a.w.7 == b.w.7
   }
   public func hash(into h: inout Hasher) {
-    h.combine(w.0); h.combine(w.1); h.combine(w.2); h.combine(w.3)
-    h.combine(w.4); h.combine(w.5); h.combine(w.6); h.combine(w.7)
+    h.combine(w.0)
+    h.combine(w.1)
+    h.combine(w.2)
+    h.combine(w.3)
+    h.combine(w.4)
+    h.combine(w.5)
+    h.combine(w.6)
+    h.combine(w.7)
   }
 }
 
@@ -129,8 +135,20 @@ public struct Blockref: Equatable, Hashable, Sendable {
 
   /// An EMPTY blockref (all zeros).
   public init() {
-    typeRaw = 0; methods = 0; copyid = 0; keybits = 0; vradix = 0; flags = 0; leafCount = 0
-    key = 0; mirrorTid = 0; modifyTid = 0; dataOff = 0; updateTid = 0; embed0 = 0; embed1 = 0
+    typeRaw = 0
+    methods = 0
+    copyid = 0
+    keybits = 0
+    vradix = 0
+    flags = 0
+    leafCount = 0
+    key = 0
+    mirrorTid = 0
+    modifyTid = 0
+    dataOff = 0
+    updateTid = 0
+    embed0 = 0
+    embed1 = 0
     check = CheckArea()
   }
 
@@ -262,7 +280,7 @@ func decodeLiveBlockrefs(_ raw: UnsafeRawBufferPointer) -> [Blockref] {
   return [Blockref](unsafeUninitializedCapacity: live) { out, count in
     var k = 0
     for i in 0..<n where raw[i * Blockref.byteCount] != 0 {
-      (out.baseAddress! + k).initialize(to: Blockref(raw: raw, at: i * Blockref.byteCount))  // Safe: live > 0 here.
+      (out.baseAddress! + k).initialize(to: Blockref(raw: raw, at: i * Blockref.byteCount)) // Safe: live > 0 here.
       k += 1
     }
     count = k

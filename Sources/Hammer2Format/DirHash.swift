@@ -8,7 +8,8 @@ public enum DirHash {
     func addSegment(_ end: Int) {
       if end > segStart { acc = acc &+ CRC32C.checksum(name, segStart..<end) }
     }
-    for (i, c) in name.enumerated() where c == UInt8(ascii: ".") || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~") {
+    for (i, c) in name.enumerated()
+    where c == UInt8(ascii: ".") || c == UInt8(ascii: "-") || c == UInt8(ascii: "_") || c == UInt8(ascii: "~") {
       addSegment(i)
       segStart = i + 1
     }

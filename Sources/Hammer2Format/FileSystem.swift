@@ -110,7 +110,8 @@ public final class PFSReader {
     // disjoint one can prove absence.
     var sorted = zip(array, array.dropFirst()).allSatisfy { $0.keyEnd < $1.key } && array.allSatisfy { $0.keybits <= 64 }
     for _ in 0...H2.maxIndirectDepth {
-      var lo = 0, hi = array.count
+      var lo = 0
+      var hi = array.count
       while lo < hi {
         let mid = (lo + hi) / 2
         if array[mid].keyEnd < inum { lo = mid + 1 } else { hi = mid }
@@ -171,12 +172,18 @@ public final class PFSReader {
       case .failure(let f): findings.append(Finding(error: f, fallback: volume.location(of: pfs.bref), path: path))
       }
     }
-    findings.append(contentsOf: it.base.findings.map { var f = $0; f.path = path; return f })
+    findings.append(
+      contentsOf: it.base.findings.map {
+        var f = $0
+        f.path = path
+        return f
+      })
   }
 
   /// A resumable iterator over a directory's entries (for streaming walks).
   public func entryIterator(of dir: InodeData) -> DirEntryIterator {
-    var base = KeyRangeIterator(volume: volume, array: dir.meta.isDirectData ? [] : dir.blockset) { [label = volume.label, inum = dir.meta.inum] in
+    var base = KeyRangeIterator(volume: volume, array: dir.meta.isDirectData ? [] : dir.blockset) {
+      [label = volume.label, inum = dir.meta.inum] in
       Location(image: label, offset: 0, structure: "directory inode \(inum)")
     }
     let first = base.lookup(H2.dirhashVisible, .max)
@@ -244,8 +251,9 @@ public final class PFSReader {
         throw FormatError(.invalidArgument("\(parts[0..<i].joined(separator: "/")) is not a directory"))
       }
       guard let e = try lookup(Array(part.utf8), in: ino) else {
-        throw FormatError(.notFound("\(parts[0...i].joined(separator: "/")) in PFS \(pfs.name)"),
-                          at: Location(image: volume.label, offset: 0, structure: "PFS \(pfs.name)"))
+        throw FormatError(
+          .notFound("\(parts[0...i].joined(separator: "/")) in PFS \(pfs.name)"),
+          at: Location(image: volume.label, offset: 0, structure: "PFS \(pfs.name)"))
       }
       inum = e.inum
       ino = try inode(e.inum)
@@ -260,8 +268,10 @@ public final class PFSReader {
   public func forEachDataBlock(of ino: InodeData, path: String, findings: inout [Finding], _ body: (UInt64, [UInt8]) -> Void) {
     if ino.meta.isDirectData {
       if ino.meta.size > 512 {
-        findings.append(Finding(.damage, at: Location(image: volume.label, offset: 0, structure: "inode \(ino.meta.inum)"),
-                                "DIRECTDATA inode claims \(ino.meta.size) bytes (at most 512 fit)", path: path))
+        findings.append(
+          Finding(
+            .damage, at: Location(image: volume.label, offset: 0, structure: "inode \(ino.meta.inum)"),
+            "DIRECTDATA inode claims \(ino.meta.size) bytes (at most 512 fit)", path: path))
       }
       body(0, ino.directData)
       return
@@ -285,11 +295,16 @@ public final class PFSReader {
             findings.append(Finding(error: error, fallback: volume.location(of: bref), path: path))
           }
         }
-        // radix 0: a DATA bref without media is a zero block.
+      // radix 0: a DATA bref without media is a zero block.
       }
       el = it.next()
     }
-    findings.append(contentsOf: it.findings.map { var f = $0; f.path = path; return f })
+    findings.append(
+      contentsOf: it.findings.map {
+        var f = $0
+        f.path = path
+        return f
+      })
   }
 
   /// The whole content of a small object (symlink targets). Bounded by `limit`.

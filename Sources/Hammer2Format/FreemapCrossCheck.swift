@@ -126,7 +126,9 @@ public struct FreemapCrossCheck {
       reader.forEachEntry(of: dir, path: path, findings: &findings) { e in
         let p = path + "/" + e.nameString
         if inums.contains(e.inum), out[e.inum] == nil { out[e.inum] = p }
-        if e.typeRaw == ObjectType.directory.rawValue, queue.count < directoryLimit, seen.insert(e.inum).inserted, let ino = try? reader.inode(e.inum) {
+        if e.typeRaw == ObjectType.directory.rawValue, queue.count < directoryLimit, seen.insert(e.inum).inserted,
+          let ino = try? reader.inode(e.inum)
+        {
           queue.append((ino, p))
         }
         return true

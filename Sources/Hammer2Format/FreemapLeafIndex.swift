@@ -18,8 +18,9 @@ struct FreemapLeafIndex {
   /// The leaves for regions `first...last` of `volume`.
   init(volume: Volume, regions first: UInt64, _ last: UInt64) {
     let h = volume.header
-    let headerLoc = Location(image: volume.label, offset: UInt64(volume.headerSlot) * H2.zoneBytes64 + 0x800,
-                             structure: "volume header #\(volume.headerSlot) freemap_blockset")
+    let headerLoc = Location(
+      image: volume.label, offset: UInt64(volume.headerSlot) * H2.zoneBytes64 + 0x800,
+      structure: "volume header #\(volume.headerSlot) freemap_blockset")
     // (blockref, parent level 2..6, parent key); at most 5 levels below the header.
     var stack: [(Blockref, Int, UInt64)] = h.freemapBlockset.filter { !$0.isEmpty }.map { ($0, 6, 0) }
     var nodesRead = 0
@@ -28,13 +29,19 @@ struct FreemapLeafIndex {
       guard let level = FreemapTree.level(keybits: b.keybits), level < plevel,
         (b.type == .freemapLeaf) == (level == 1), b.type == .freemapLeaf || b.type == .freemapNode
       else {
-        findings.append(Finding(.damage, at: loc, "freemap \(b.summary) (type \(b.typeRaw)) is no freemap block of a level below its level-\(plevel) parent; the regions it would cover are not checked"))
+        findings.append(
+          Finding(
+            .damage, at: loc,
+            "freemap \(b.summary) (type \(b.typeRaw)) is no freemap block of a level below its level-\(plevel) parent; the regions it would cover are not checked"
+          ))
         continue
       }
       let bits = UInt64(b.keybits)
       let pbits: UInt64 = plevel == 6 ? 64 : UInt64(FreemapTree.radix(level: plevel))
       guard b.key & ((1 << bits) - 1) == 0, pbits >= 64 || b.key >> pbits == pkey >> pbits else {
-        findings.append(Finding(.damage, at: loc, "freemap \(b.summary): key not aligned to its keybits or outside its parent's range at key 0x\(hex(pkey))"))
+        findings.append(
+          Finding(
+            .damage, at: loc, "freemap \(b.summary): key not aligned to its keybits or outside its parent's range at key 0x\(hex(pkey))"))
         continue
       }
       // Regions this block covers (keybits >= 30, so the shift is exact).

@@ -80,7 +80,10 @@ struct FreemapPass {
         regionState[ri] = 2
         continue
       }
-      guard bytes.count >= H2.freemapLevelNPsize else { regionState[ri] = 2; continue }
+      guard bytes.count >= H2.freemapLevelNPsize else {
+        regionState[ri] = 2
+        continue
+      }
       regionState[ri] = 1
       // Entry s, element i covers chunks 32*i.. of segment s: bit pairs `11` -> 1 bit.
       let base = ri * Self.chunksPerRegion / 64
@@ -197,7 +200,8 @@ struct FreemapPass {
     unallocatedBlocks += 1
     let states = Set(bad.map(\.1)).sorted().map { Self.stateName($0) }.joined(separator: "/")
     let leaf = leafRefs[c0 >> 30] == nil ? " (no freemap leaf for GiB \(c0 >> 30))" : ""
-    let msg = "\(bref.type?.name ?? "type \(bref.typeRaw)") block 0x\(hex(off))/\(size) of \(owner.description) is referenced but the freemap marks \(bad.count == 1 ? "its chunk" : "\(bad.count) of its chunks") 0x\(hex(c0)) \(states)\(leaf), not allocated (11): the allocator can hand it out again"
+    let msg =
+      "\(bref.type?.name ?? "type \(bref.typeRaw)") block 0x\(hex(off))/\(size) of \(owner.description) is referenced but the freemap marks \(bad.count == 1 ? "its chunk" : "\(bad.count) of its chunks") 0x\(hex(c0)) \(states)\(leaf), not allocated (11): the allocator can hand it out again"
     add(Finding(.damage, at: volume.location(of: bref), msg), unallocated: true, inode: owner.inode)
   }
 

@@ -52,7 +52,7 @@ extension FreemapPass {
           let children = try volume.checkedBlockrefArray(bref, cache: level != .inodeTree).refs
           stack.append(Frame(entries: children, depth: depth + 1, level: level, opensScope: false, owner: owner))
         case .inode:
-          guard level != .inodeTree else { break }  // no inodes below a file or directory
+          guard level != .inodeTree else { break } // no inodes below a file or directory
           guard depth < 64 else { throw FormatError(.tooDeep(limit: 64), at: loc) }
           let ino = try volume.inode(bref, cached: level != .pfsRootTree)
           let next: Level?
@@ -77,7 +77,7 @@ extension FreemapPass {
             stack.append(Frame(entries: ino.blockset, depth: depth + 1, level: next, opensScope: true, owner: child))
           }
         default:
-          break  // DATA, DIRENT and anything else: counted above, nothing below it
+          break // DATA, DIRENT and anything else: counted above, nothing below it
         }
       } catch {
         if firstPass { add(Finding(error: error, fallback: loc), unallocated: false, inode: owner.inode) }

@@ -196,7 +196,7 @@ public struct InodeData: Equatable, Hashable, Sendable {
 
   /// Decodes 1024 bytes.
   public init(_ b: [UInt8]) {
-    precondition(b.count >= InodeData.byteCount)  // Safe: inode blocks are read as 1 KiB.
+    precondition(b.count >= InodeData.byteCount) // Safe: inode blocks are read as 1 KiB.
     meta = InodeMeta(b, at: 0)
     filenameArea = b.bytes(0x100, 256)
     u = b.bytes(0x200, 512)

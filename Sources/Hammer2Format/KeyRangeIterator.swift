@@ -77,7 +77,8 @@ public struct KeyRangeIterator {
     visited.removeAll(keepingCapacity: true)
     done = keyBeg > keyEnd
     let entries = prepare(top, at: nil)
-    var lo = 0, hi = entries.count
+    var lo = 0
+    var hi = entries.count
     while lo < hi {
       let mid = (lo + hi) / 2
       if entries[mid].keyEnd < keyBeg { lo = mid + 1 } else { hi = mid }
@@ -98,7 +99,7 @@ public struct KeyRangeIterator {
       stack[f].index += 1
       let beg = max(e.key, stack[f].lo, keyNext)
       let end = min(e.keyEnd, stack[f].hi)
-      if end < beg { continue }  // outside the parent's range or already covered
+      if end < beg { continue } // outside the parent's range or already covered
       if beg > keyEnd {
         done = true
         return nil
@@ -112,7 +113,8 @@ public struct KeyRangeIterator {
         } else if !visited.insert(e.dataOff).inserted {
           failure = FormatError(.loop("indirect block 0x\(hex(e.mediaOffset)) is referenced twice in one tree"), at: volume.location(of: e))
         } else if e.keybits >= 64 || e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) != 0 {
-          failure = FormatError(.invalidField("indirect range key=0x\(hex(e.key)) keybits=\(e.keybits) is not aligned"), at: volume.location(of: e))
+          failure = FormatError(
+            .invalidField("indirect range key=0x\(hex(e.key)) keybits=\(e.keybits) is not aligned"), at: volume.location(of: e))
         }
         if failure == nil {
           do {
@@ -122,7 +124,8 @@ public struct KeyRangeIterator {
             // Entries are sorted and disjoint: start at the first one that can reach
             // the keys still wanted (binary search instead of a linear scan).
             let from = max(beg, keyNext)
-            var lo = 0, hi = entries.count
+            var lo = 0
+            var hi = entries.count
             while lo < hi {
               let mid = (lo + hi) / 2
               if entries[mid].keyEnd < from { lo = mid + 1 } else { hi = mid }
@@ -182,11 +185,17 @@ public struct KeyRangeIterator {
     prevEnd = nil
     for e in live {
       if e.keybits > 64 {
-        note(Finding(.damage, at: container.map { volume.location(of: $0) } ?? topLocation, "\(e.summary): keybits \(e.keybits) is impossible; entry skipped"))
+        note(
+          Finding(
+            .damage, at: container.map { volume.location(of: $0) } ?? topLocation,
+            "\(e.summary): keybits \(e.keybits) is impossible; entry skipped"))
         continue
       }
       if let p = prevEnd, e.key <= p {
-        note(Finding(.damage, at: container.map { volume.location(of: $0) } ?? topLocation, "\(e.summary) overlaps the previous entry; entry skipped"))
+        note(
+          Finding(
+            .damage, at: container.map { volume.location(of: $0) } ?? topLocation, "\(e.summary) overlaps the previous entry; entry skipped"
+          ))
         continue
       }
       out.append(e)

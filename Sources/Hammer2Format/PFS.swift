@@ -39,8 +39,10 @@ extension Volume {
   public func superRoot() throws(FormatError) -> InodeData {
     let bref = superRootBlockref
     guard bref.type == .inode else {
-      throw FormatError(.invalidField("sroot_blockset[0] has type \(bref.typeRaw), not INODE"),
-                        at: Location(image: label, offset: UInt64(headerSlot) * H2.zoneBytes64 + 0x200, structure: "volume header #\(headerSlot) sroot_blockset[0]"))
+      throw FormatError(
+        .invalidField("sroot_blockset[0] has type \(bref.typeRaw), not INODE"),
+        at: Location(
+          image: label, offset: UInt64(headerSlot) * H2.zoneBytes64 + 0x200, structure: "volume header #\(headerSlot) sroot_blockset[0]"))
     }
     let ino: InodeData
     do {

@@ -39,7 +39,10 @@ public struct TopologyWalker {
     self.decompressData = decompressData
   }
 
-  private enum Level: Int { case volume = 0, superRootTree, pfsRootTree, inodeTree, freemap }
+  private enum Level: Int {
+    case volume = 0
+    case superRootTree, pfsRootTree, inodeTree, freemap
+  }
 
   private struct Frame {
     var entries: [Blockref]

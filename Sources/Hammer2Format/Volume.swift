@@ -42,7 +42,9 @@ public final class Volume {
 
   /// Opens `path` read-only through `opener`: one image, or a multi-volume file
   /// system's volumes joined by `:` (`openImage`).
-  public static func open(path: String, opener: DeviceOpener = LocalDeviceOpener(), cacheBudget: Int = 64 << 20) throws(FormatError) -> Volume {
+  public static func open(path: String, opener: DeviceOpener = LocalDeviceOpener(), cacheBudget: Int = 64 << 20) throws(FormatError)
+    -> Volume
+  {
     try Volume(io: openImage(path, opener: opener), cacheBudget: cacheBudget, opener: opener)
   }
 
@@ -60,7 +62,7 @@ public final class Volume {
     inodeCache = BlockCache(budget: cacheBudget / 4)
     let (copies, chosen) = try Self.chooseHeader(io: io, span: io.headerSpan)
     headerCopies = copies
-    let h = chosen.header!  // Safe: chooseHeader returns a valid copy.
+    let h = chosen.header! // Safe: chooseHeader returns a valid copy.
     let loc = Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")
     guard h.fstype == VolumeHeader.hammer2FSType else {
       throw FormatError(.unsupported("fstype \(h.fstype) is not HAMMER2's"), at: loc)
@@ -76,15 +78,22 @@ public final class Volume {
     } else {
       let nvolumes = h.version >= 2 ? Int(h.nvolumes) : 1
       guard h.voluId == 0 else {
-        throw FormatError(.invalidArgument("this is volume \(h.voluId) of a \(nvolumes)-volume file system, not its root volume: give all \(nvolumes) volumes joined by ':' in id order, root volume first (a0.img:a1.img)"), at: loc)
+        throw FormatError(
+          .invalidArgument(
+            "this is volume \(h.voluId) of a \(nvolumes)-volume file system, not its root volume: give all \(nvolumes) volumes joined by ':' in id order, root volume first (a0.img:a1.img)"
+          ), at: loc)
       }
       guard nvolumes <= 1 else {
         let missing = (1..<nvolumes).map(String.init).joined(separator: ", ")
-        throw FormatError(.invalidArgument("this is the root volume of a \(nvolumes)-volume file system; volume(s) \(missing) missing: give all \(nvolumes) volumes joined by ':' in id order (\(io.label):VOLUME1...)"), at: loc)
+        throw FormatError(
+          .invalidArgument(
+            "this is the root volume of a \(nvolumes)-volume file system; volume(s) \(missing) missing: give all \(nvolumes) volumes joined by ':' in id order (\(io.label):VOLUME1...)"
+          ), at: loc)
       }
       // `hammer2_verify_volumes_2`: one volume's total is its own size.
       guard h.version < 2 || h.totalSize == 0 || h.totalSize == h.voluSize else {
-        throw FormatError(.invalidField("total_size 0x\(hex(h.totalSize)) is not volu_size 0x\(hex(h.voluSize)) on a single-volume file system"), at: loc)
+        throw FormatError(
+          .invalidField("total_size 0x\(hex(h.totalSize)) is not volu_size 0x\(hex(h.voluSize)) on a single-volume file system"), at: loc)
       }
       // `hammer2_verify_volumes_common`: "size ... exceeds device size ...".
       guard h.voluSize <= io.size else {
@@ -117,7 +126,7 @@ public final class Volume {
     }
     var best: VolumeHeaderCopy?
     for c in copies where c.isValid {
-      if best == nil || c.header!.mirrorTid > best!.header!.mirrorTid { best = c }  // Safe: isValid implies header.
+      if best == nil || c.header!.mirrorTid > best!.header!.mirrorTid { best = c } // Safe: isValid implies header.
     }
     guard let chosen = best else {
       // Name the most telling reason: a foreign or byte-swapped magic in slot 0 means
@@ -129,11 +138,13 @@ public final class Volume {
         }
       }
       if copies.isEmpty {
-        throw FormatError(.truncated(needed: UInt64(VolumeHeader.byteCount), available: io.size),
-                          at: Location(image: io.label, offset: 0, structure: "volume header #0"))
+        throw FormatError(
+          .truncated(needed: UInt64(VolumeHeader.byteCount), available: io.size),
+          at: Location(image: io.label, offset: 0, structure: "volume header #0"))
       }
-      throw FormatError(.noValidHeader(reasons: copies.map { "#\($0.slot): \($0.error?.message ?? "?")" }),
-                        at: Location(image: io.label, offset: 0, structure: "volume headers"))
+      throw FormatError(
+        .noValidHeader(reasons: copies.map { "#\($0.slot): \($0.error?.message ?? "?")" }),
+        at: Location(image: io.label, offset: 0, structure: "volume headers"))
     }
     return (copies, chosen)
   }
@@ -173,10 +184,12 @@ public final class Volume {
     let off = bref.mediaOffset
     let (end, overflow) = off.addingReportingOverflow(UInt64(size))
     guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF else {
-      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: location(of: bref))
+      throw FormatError(
+        .invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: location(of: bref))
     }
     guard end <= header.filesystemSize else {
-      throw FormatError(.invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: location(of: bref))
+      throw FormatError(
+        .invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: location(of: bref))
     }
     return (off, size)
   }
@@ -237,7 +250,8 @@ public final class Volume {
 
   /// Reads `bref`'s block into `dest` and verifies it; whether the read itself happened.
   private func verifiedRead(_ bref: Blockref, into dest: UnsafeMutableRawBufferPointer) -> (error: FormatError?, read: Bool) {
-    let off: UInt64, size: Int
+    let off: UInt64
+    let size: Int
     do throws(FormatError) {
       (off, size) = try mediaRange(bref)
     } catch {
@@ -257,7 +271,11 @@ public final class Volume {
       let found = XXH64(dest.baseAddress, size, H2.xxhSeed)
       let expected = bref.check.u64(0)
       guard found == expected else {
-        return (FormatError(.checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)), at: location(of: bref)), true)
+        return (
+          FormatError(
+            .checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)),
+            at: location(of: bref)), true
+        )
       }
     } else if let bad = CheckCode.verify(bref, block: [UInt8](UnsafeRawBufferPointer(dest))) {
       return (FormatError(.checkMismatch(method: bad.method, expected: bad.expected, found: bad.found), at: location(of: bref)), true)

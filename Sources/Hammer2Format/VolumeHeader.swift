@@ -70,7 +70,7 @@ public struct VolumeHeader: Equatable, Sendable {
 
   /// Decodes a header; needs exactly 65536 bytes.
   public init(_ bytes: [UInt8]) {
-    precondition(bytes.count == VolumeHeader.byteCount)  // Safe: callers read 64 KiB.
+    precondition(bytes.count == VolumeHeader.byteCount) // Safe: callers read 64 KiB.
     raw = bytes
     magic = bytes.u64(0x0000)
     bootBeg = bytes.u64(0x0008)

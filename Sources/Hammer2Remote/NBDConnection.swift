@@ -104,7 +104,8 @@ final class NBDConnection: @unchecked Sendable {
     if detail.hasSuffix(": " + reason) { detail = String(detail.dropLast(reason.count + 2)) }
     if detail == reason { detail = "" }
     let op = detail.isEmpty ? operation : "\(operation) (\(detail))"
-    return FormatError(.io(errno: err.code, operation: op),
-                       at: Location(image: label, offset: offset ?? 0, structure: offset == nil ? "NBD export" : "NBD request"))
+    return FormatError(
+      .io(errno: err.code, operation: op),
+      at: Location(image: label, offset: offset ?? 0, structure: offset == nil ? "NBD export" : "NBD request"))
   }
 }

@@ -32,7 +32,7 @@ public final class NBDDevice: BlockDevice {
         try export.read(at: offset, into: UnsafeMutableRawBufferPointer(ptr))
       } catch {
         failure = error
-        if count > 0 { ptr.baseAddress!.initialize(repeating: 0, count: count) }  // Safe: count > 0.
+        if count > 0 { ptr.baseAddress!.initialize(repeating: 0, count: count) } // Safe: count > 0.
       }
       initialized = count
     }
@@ -50,7 +50,8 @@ public final class NBDDevice: BlockDevice {
 
   private func checkWritable(_ offset: UInt64) throws(FormatError) {
     guard isWritable else {
-      throw FormatError(.invalidArgument("opened read-only: no write may reach it"), at: Location(image: label, offset: offset, structure: "write"))
+      throw FormatError(
+        .invalidArgument("opened read-only: no write may reach it"), at: Location(image: label, offset: offset, structure: "write"))
     }
   }
 
@@ -115,8 +116,11 @@ public final class NBDPool: @unchecked Sendable {
       }
       let label = DeviceSpec.printable(p)
       if let other = uriOfLabel[label], other != p {
-        throw FormatError(.invalidArgument("two NBD URIs differ only in their query strings; give their exports distinct names (nbdkit's file plugin serves dir=DIR by file name)"),
-                          at: Location(image: label, offset: 0, structure: "NBD export"))
+        throw FormatError(
+          .invalidArgument(
+            "two NBD URIs differ only in their query strings; give their exports distinct names (nbdkit's file plugin serves dir=DIR by file name)"
+          ),
+          at: Location(image: label, offset: 0, structure: "NBD export"))
       }
       uriOfLabel[label] = p
       labels.append(label)
@@ -141,8 +145,9 @@ public final class NBDPool: @unchecked Sendable {
       if uriOfLabel[label] == nil { uriOfLabel[label] = full }
     }
     if writable, export.isReadOnly {
-      throw FormatError(.invalidArgument("the NBD server exports this device read-only: it cannot be written (serve it writable to resync it)"),
-                        at: Location(image: label, offset: 0, structure: "NBD export"))
+      throw FormatError(
+        .invalidArgument("the NBD server exports this device read-only: it cannot be written (serve it writable to resync it)"),
+        at: Location(image: label, offset: 0, structure: "NBD export"))
     }
     return NBDDevice(export: export, writable: writable)
   }

@@ -16,8 +16,10 @@ public struct NBDOptions: Sendable {
   /// The largest request sent (reads of adjacent ranges are coalesced up to it).
   public var maxRequest: Int
 
-  public init(cacheBytes: Int = 64 << 20, connectTimeout: Double = 10, requestTimeout: Double = 30,
-              connections: Int = 2, maxRequest: Int = 4 << 20) {
+  public init(
+    cacheBytes: Int = 64 << 20, connectTimeout: Double = 10, requestTimeout: Double = 30,
+    connections: Int = 2, maxRequest: Int = 4 << 20
+  ) {
     self.cacheBytes = cacheBytes
     self.connectTimeout = connectTimeout
     self.requestTimeout = requestTimeout
@@ -104,7 +106,8 @@ final class NBDExport: @unchecked Sendable {
   init(uri: String, label: String, options: NBDOptions, cacheBytes: Int) throws(FormatError) {
     self.label = label
     let ms = { (s: Double) in Int32(clamping: Int((s * 1000).rounded())) }
-    let first = try NBDConnection(uri: uri, label: label, connectTimeout: ms(options.connectTimeout), requestTimeout: ms(options.requestTimeout))
+    let first = try NBDConnection(
+      uri: uri, label: label, connectTimeout: ms(options.connectTimeout), requestTimeout: ms(options.requestTimeout))
     let n = first.size
     guard n >= 0 else {
       throw FormatError(.io(errno: EIO, operation: "NBD size"), at: Location(image: label, offset: 0, structure: "NBD export"))
@@ -119,7 +122,10 @@ final class NBDExport: @unchecked Sendable {
       // Extra connections are a speed-up only: a server that limits its clients
       // (nbdkit --filter=limit, qemu-nbd --shared) refuses them, and one is enough.
       for _ in 1..<max(1, options.connections) {
-        guard let c = try? NBDConnection(uri: uri, label: label, connectTimeout: ms(options.connectTimeout), requestTimeout: ms(options.requestTimeout)) else { break }
+        guard
+          let c = try? NBDConnection(
+            uri: uri, label: label, connectTimeout: ms(options.connectTimeout), requestTimeout: ms(options.requestTimeout))
+        else { break }
         all.append(c)
       }
     }
@@ -167,8 +173,9 @@ final class NBDExport: @unchecked Sendable {
     let count = buffer.count
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= size else {
-      throw FormatError(.truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
-                        at: Location(image: label, offset: offset, structure: "read"))
+      throw FormatError(
+        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "read"))
     }
     guard count > 0, let dest = buffer.baseAddress else { return }
     var pos = offset
@@ -182,7 +189,7 @@ final class NBDExport: @unchecked Sendable {
       }
       let start = span.first * Self.chunk
       let n = min(end, start + UInt64(span.request.count)) - pos
-      let src = span.request.bytes.baseAddress! + Int(pos - start)  // Safe: a read's buffer is never empty.
+      let src = span.request.bytes.baseAddress! + Int(pos - start) // Safe: a read's buffer is never empty.
       (dest + Int(pos - offset)).copyMemory(from: src, byteCount: Int(n))
       pos += n
     }
@@ -208,7 +215,7 @@ final class NBDExport: @unchecked Sendable {
     if c > 0, let prev = index[c - 1] {
       // Sequential: a bigger request, and the next one sent from its middle.
       let w = min(maxChunks, prev.window * 2)
-      let s = try submit(first: c, chunks: missing(from: c, limit: w), window: w, demand: true)!  // Safe: demand always submits.
+      let s = try submit(first: c, chunks: missing(from: c, limit: w), window: w, demand: true)! // Safe: demand always submits.
       s.trigger = c + UInt64(s.chunks / 2)
       return s
     }
@@ -217,7 +224,9 @@ final class NBDExport: @unchecked Sendable {
     while first < c, index[first] != nil { first += 1 }
     var lo = c
     while lo > first, index[lo - 1] == nil { lo -= 1 }
-    let s = try submit(first: lo, chunks: missing(from: lo, limit: missChunks - Int(lo % UInt64(missChunks))), window: missChunks, demand: true)!  // Safe: as above.
+    // Safe: as above.
+    let s = try submit(
+      first: lo, chunks: missing(from: lo, limit: missChunks - Int(lo % UInt64(missChunks))), window: missChunks, demand: true)!
     return s
   }
 
@@ -266,7 +275,8 @@ final class NBDExport: @unchecked Sendable {
   private func evict(toFit n: Int, unusedToo: Bool) {
     while cachedBytes + n > budget {
       var victim: Span?
-      for s in spans.values where (unusedToo || s.used) && s.request.isDone && (victim == nil || s.tick < victim!.tick) { victim = s }  // Safe: checked first.
+      // Safe: `victim!` is read only after the nil check.
+      for s in spans.values where (unusedToo || s.used) && s.request.isDone && (victim == nil || s.tick < victim!.tick) { victim = s }
       guard let v = victim else { return }
       remove(v)
     }
@@ -317,8 +327,9 @@ final class NBDExport: @unchecked Sendable {
   func write(at offset: UInt64, from bytes: UnsafeRawBufferPointer, fua: Bool) throws(FormatError) {
     let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
     guard !overflow, end <= size else {
-      throw FormatError(.truncated(needed: UInt64(bytes.count), available: offset < size ? size - offset : 0),
-                        at: Location(image: label, offset: offset, structure: "write"))
+      throw FormatError(
+        .truncated(needed: UInt64(bytes.count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "write"))
     }
     guard !bytes.isEmpty else { return }
     let conn = connections[0]
@@ -334,7 +345,7 @@ final class NBDExport: @unchecked Sendable {
     }
     for r in requests { try wait(r, on: conn, operation: fua ? "NBD write (FUA)" : "NBD write") }
     lock.lock()
-    invalidate(offset, end)  // a read sent meanwhile may hold the old bytes
+    invalidate(offset, end) // a read sent meanwhile may hold the old bytes
     statistics.writeRequests += requests.count
     statistics.bytesWritten += UInt64(bytes.count)
     lock.unlock()

@@ -49,7 +49,7 @@ struct Entry {
       exitOnRemoteFailure()
       let code = H2Resync.exitCode(for: error)
       if code == .success {
-        H2Resync.exit(withError: error)  // --help, --version: prints, exits 0
+        H2Resync.exit(withError: error) // --help, --version: prints, exits 0
       }
       Diagnostics.emitUsage(H2Resync.fullMessage(for: error))
       // Usage errors are "could not run", not ArgumentParser's EX_USAGE (64).
@@ -71,6 +71,9 @@ struct H2Resync: ParsableCommand {
     abstract: "Inspect, compare and resynchronize the device images of a HAMMER2 PFS cluster, offline.",
     discussion: exitCodeHelp,
     version: versionLine,
-    subcommands: [PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self, CheckCommand.self, ResyncCommand.self]
+    subcommands: [
+      PfsCommand.self, LsCommand.self, CatCommand.self, ExtractCommand.self, ShowCommand.self, DiffCommand.self, CheckCommand.self,
+      ResyncCommand.self,
+    ]
   )
 }

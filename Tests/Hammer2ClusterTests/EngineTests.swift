@@ -30,8 +30,10 @@ import Testing
   }
 
   /// The report's node states, focus and verdict are the ones the scenario expects.
-  @Test(arguments: ["three-masters-one-behind", "split-brain-two-masters", "node-local-snapshot", "master-two-slaves",
-                    "soft-master-local-changes"])
+  @Test(arguments: [
+    "three-masters-one-behind", "split-brain-two-masters", "node-local-snapshot", "master-two-slaves",
+    "soft-master-local-changes",
+  ])
   func reportStatesAndExitClass(name: String) throws {
     let b = try build(name)
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
@@ -154,7 +156,10 @@ import Testing
       Issue.record("a cloned image must be refused")
     } catch let e as ClusterError {
       #expect(e.image == clone)
-      guard case .duplicatedFsid(_, let other) = e.kind else { Issue.record("\(e.kind)"); return }
+      guard case .duplicatedFsid(_, let other) = e.kind else {
+        Issue.record("\(e.kind)")
+        return
+      }
       #expect(other == b.images[0])
       #expect(!e.message.contains("--"))
     }

@@ -28,13 +28,18 @@ struct FreemapCrossCheckTests {
   }()
 
   static func staged(_ m: [String: Any]) -> Int? {
-    (((m["verification"] as? [String: Any])?["bulkfree_on_copy"] as? [String: Any])?["stats"] as? [String: Any])?["transition_staged"] as? Int
+    (((m["verification"] as? [String: Any])?["bulkfree_on_copy"] as? [String: Any])?["stats"] as? [String: Any])?["transition_staged"]
+      as? Int
   }
 
   // MARK: helpers
 
   /// A referenced block: media offset, size, type.
-  struct Block: Hashable { var off: UInt64; var size: Int; var type: BlockrefType? }
+  struct Block: Hashable {
+    var off: UInt64
+    var size: Int
+    var type: BlockrefType?
+  }
 
   /// Every block the tree references under freemap control, read by the existing
   /// `TopologyWalker` (an independent walk).
@@ -121,14 +126,15 @@ struct FreemapCrossCheckTests {
 
   /// Blocks of `blocks` overlapping the chunks `chunks`.
   func blocks(_ blocks: [Block], in chunks: Set<UInt64>) -> Set<UInt64> {
-    Set(blocks.filter { b in
-      var c = b.off & ~0x3FFF
-      while c < b.off + UInt64(b.size) {
-        if chunks.contains(c) { return true }
-        c += 0x4000
-      }
-      return false
-    }.map(\.off))
+    Set(
+      blocks.filter { b in
+        var c = b.off & ~0x3FFF
+        while c < b.off + UInt64(b.size) {
+          if chunks.contains(c) { return true }
+          c += 0x4000
+        }
+        return false
+      }.map(\.off))
   }
 
   /// One chunk each of a DATA, an INODE and an INDIRECT block (and a DIRENT name block
@@ -156,7 +162,9 @@ struct FreemapCrossCheckTests {
     #expect(r.findings.isEmpty, "\(name): \(r.findings.prefix(5).map(\.finding.description))")
     #expect(r.unallocatedBlocks == 0 && r.unallocatedChunkCount == 0)
     // bulkfree's first pass on a copy staged exactly the chunks we call reclaimable.
-    #expect(r.reclaimableBytes == UInt64(entry.staged) * 16384, "\(name): \(r.reclaimableBytes / 16384) reclaimable chunks, bulkfree staged \(entry.staged)")
+    #expect(
+      r.reclaimableBytes == UInt64(entry.staged) * 16384,
+      "\(name): \(r.reclaimableBytes / 16384) reclaimable chunks, bulkfree staged \(entry.staged)")
     #expect(r.blockrefsVisited > 0 && r.passes == 1)
   }
 
@@ -174,7 +182,9 @@ struct FreemapCrossCheckTests {
     for budget in [64 << 20, FreemapCrossCheck.bytesPerGiB] {
       let r = FreemapCrossCheck(volume: try Volume.open(path: img), memoryBudget: budget).run()
       let got = Set(r.findings.filter(\.unallocated).map(\.finding.location.offset))
-      #expect(got == want, "\(name) budget \(budget): missing \(want.subtracting(got).map { hex($0) }), extra \(got.subtracting(want).map { hex($0) })")
+      #expect(
+        got == want,
+        "\(name) budget \(budget): missing \(want.subtracting(got).map { hex($0) }), extra \(got.subtracting(want).map { hex($0) })")
       #expect(r.findings.count == want.count && r.otherDamage == 0, "\(r.findings.filter { !$0.unallocated }.map(\.finding.description))")
       #expect(r.unallocatedChunks == [UInt64(chunks.count), 0, 0])
       #expect(Set(r.unallocatedRuns.flatMap { stride(from: $0.lowerBound, to: $0.upperBound, by: 16384) }) == chunks)
@@ -231,8 +241,9 @@ struct FreemapCrossCheckTests {
     let (check, marked) = try tx.repairFreemap()
     #expect(marked == chunks.count && check.unallocatedChunkCount == UInt64(chunks.count))
     // The repair rides on a commit with another change (a snapshot here).
-    try tx.snapshot(source: "DATA", name: "DATA.after-repair", clid: H2UUID(string: "11111111-2222-4333-8444-555555555556")!,
-                    fsid: H2UUID(string: "11111111-2222-4333-8444-555555555557")!, time: 1_700_000_000_000_000)
+    try tx.snapshot(
+      source: "DATA", name: "DATA.after-repair", clid: H2UUID(string: "11111111-2222-4333-8444-555555555556")!,
+      fsid: H2UUID(string: "11111111-2222-4333-8444-555555555557")!, time: 1_700_000_000_000_000)
     try tx.commit()
     let after = try Volume.open(path: img)
     let r = FreemapCrossCheck(volume: after).run()

@@ -11,7 +11,9 @@ struct FreemapLargeTests {
   @Test func largeImageIsCleanThenEveryClearedChunkInSixLeavesIsFound() throws {
     let name = "L1-1t-lz4"
     let manifest = try Oracle.largeManifest(name)
-    let bytes = try #require(((manifest["image"] as? [String: Any])?["image_bytes"] as? NSNumber)?.uint64Value ?? (manifest["image_bytes"] as? NSNumber)?.uint64Value)
+    let bytes = try #require(
+      ((manifest["image"] as? [String: Any])?["image_bytes"] as? NSNumber)?.uint64Value
+        ?? (manifest["image_bytes"] as? NSNumber)?.uint64Value)
     let dir = makeTempDir("h2fml")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let img = dir + "/L1.img"
@@ -32,7 +34,9 @@ struct FreemapLargeTests {
     var chunks = Set<UInt64>()
     for r in UInt64(0)..<6 {
       for type in [BlockrefType.data, .indirect, .inode] {
-        if let b = refs.first(where: { $0.off >> 30 == r && $0.type == type && $0.off % 3 == 0 }) ?? refs.first(where: { $0.off >> 30 == r && $0.type == type }) {
+        if let b = refs.first(where: { $0.off >> 30 == r && $0.type == type && $0.off % 3 == 0 })
+          ?? refs.first(where: { $0.off >> 30 == r && $0.type == type })
+        {
           chunks.insert(b.off & ~0x3FFF)
         }
       }

@@ -102,7 +102,9 @@ import Testing
       #expect(text.stdout.contains("\(label)=\(state)"), "check text: \(text.stdout)")
       let jnode = (doc["nodes"] as! [[String: Any]]).first { $0["image"] as? String == img }
       #expect(jnode?["state"] as? String == state, "json \(node): \(jnode?["state"] ?? "nil")")
-      #expect(prom.contains("h2resync_check_node_state{clid=\"\(b.spec.clid.lowercased())\",image=\"\(img)\",state=\"\(state)\"} 1"), "metrics \(node)")
+      #expect(
+        prom.contains("h2resync_check_node_state{clid=\"\(b.spec.clid.lowercased())\",image=\"\(img)\",state=\"\(state)\"} 1"),
+        "metrics \(node)")
     }
     let softLocal = (doc["summary"] as! [String: Any])["soft_local"] as! [String: Int]
     #expect(softLocal[b.image("SM")] == 8 && softLocal[b.image("C")] == 0)
@@ -223,8 +225,9 @@ import Testing
   func pfsRows(_ image: String) throws -> [PFSRow] {
     var findings: [Finding] = []
     return try Volume.open(path: image).pfsList(findings: &findings).map {
-      PFSRow(name: $0.name, type: $0.inode.meta.pfsTypeRaw, fsid: $0.fsid.description, clid: $0.clid.description,
-             lsnap: $0.inode.meta.pfsLsnapTid, tid: $0.bref.modifyTid)
+      PFSRow(
+        name: $0.name, type: $0.inode.meta.pfsTypeRaw, fsid: $0.fsid.description, clid: $0.clid.description,
+        lsnap: $0.inode.meta.pfsLsnapTid, tid: $0.bref.modifyTid)
     }.sorted { $0.name < $1.name }
   }
 }

@@ -34,8 +34,10 @@ private func buildMixedCluster(_ dir: String, _ diverge: (String, String) throws
     // Every node's LOCAL PFS is populated (the same history: a new PFS's modify_tid
     // follows the super-root's), A's with the filler, the others' with a small file.
     steps.append(["populate", img, "--pfs", "LOCAL", dir + (n == "A" ? "/fill" : "/local"), "--comp", "none"])
-    steps += [["pfs-create", img, "DATA", "--nmasters", "3", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
-              ["populate", img, "--pfs", "DATA", src]]
+    steps += [
+      ["pfs-create", img, "DATA", "--nmasters", "3", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
+      ["populate", img, "--pfs", "DATA", src],
+    ]
     for args in steps { try mk(args + ["--time", "1700000000"]) }
     images.append(img)
   }
@@ -52,7 +54,9 @@ private func dataBlocksPerVolume(_ spec: String) throws -> [Int] {
   var counts = [Int](repeating: 0, count: extents.count)
   var walker = TopologyWalker(volume: volume, includeFreemap: false)
   walker.walk { e in
-    guard e.bref.type == .data, let i = extents.firstIndex(where: { $0.offset <= e.bref.mediaOffset && e.bref.mediaOffset < $0.end }) else { return }
+    guard e.bref.type == .data, let i = extents.firstIndex(where: { $0.offset <= e.bref.mediaOffset && e.bref.mediaOffset < $0.end }) else {
+      return
+    }
     counts[i] += 1
   }
   return counts

@@ -1,7 +1,8 @@
 import Foundation
 import H2TestSupport
-@testable import Hammer2Format
 import Testing
+
+@testable import Hammer2Format
 
 /// A resync onto a node without room is refused before any node is written, and the
 /// plan's estimate holds what a resync really allocates (issue: no space is a clean
@@ -47,10 +48,13 @@ import Testing
     // The dry run and the real run refuse with the same error and exit code.
     let before = [sha256(ofFile: c), sha256(ofFile: d)]
     let dry = try run("h2resync", ["resync", "--dry-run"] + images)
-    #expect(dry.status == 3 && dry.stderr.contains("\(d): no space: ") && dry.stderr.contains("bytes needed for the resync plan"), "\(dry.stderr)")
+    #expect(
+      dry.status == 3 && dry.stderr.contains("\(d): no space: ") && dry.stderr.contains("bytes needed for the resync plan"), "\(dry.stderr)"
+    )
     let r = try run("h2resync", ["resync", "--yes"] + images)
     #expect(r.status == 3, "\(r.stdout)\(r.stderr)")
-    #expect(r.stderr.contains("\(d): no space: ") && r.stderr.contains(", 0 bytes free") && r.stderr.contains("nothing written"), "\(r.stderr)")
+    #expect(
+      r.stderr.contains("\(d): no space: ") && r.stderr.contains(", 0 bytes free") && r.stderr.contains("nothing written"), "\(r.stderr)")
     #expect(!r.stdout.contains("resynced "), "\(r.stdout)")
     // C sorts before D and has room: it must not have been written either.
     #expect([sha256(ofFile: c), sha256(ofFile: d)] == before, "a node was written although the plan could not be applied")

@@ -55,16 +55,26 @@ struct OracleClusterTests {
           want = differing(mine, exp)
         } else {
           // No quorum: whatever differs between the masters is a conflict on each.
-          want = nodes.enumerated().filter { $0.offset != i }.reduce(into: Set<String>()) { $0.formUnion(differing(mine, $1.element["listing"] as! [[String: Any]])) }
-          #expect(diffs.allSatisfy { ($0["nodes"] as! [String: String])[image] == "conflict" || ($0["nodes"] as! [String: String])[image] == "in-sync" })
+          want = nodes.enumerated().filter { $0.offset != i }.reduce(into: Set<String>()) {
+            $0.formUnion(differing(mine, $1.element["listing"] as! [[String: Any]]))
+          }
+          #expect(
+            diffs.allSatisfy {
+              ($0["nodes"] as! [String: String])[image] == "conflict" || ($0["nodes"] as! [String: String])[image] == "in-sync"
+            })
         }
         // A directory whose entries changed carries another modify_tid with equal
         // attributes (DragonFly set no new mtime): stale, tids only, beside its entries.
         let tidsOnly = Set(diffs.filter { ($0["details"] as? [String: [String]])?[image] == ["tids only"] }.map { $0["path"] as! String })
         for p in tidsOnly.subtracting(want) {
-          #expect(want.contains { $0.hasPrefix(p + "/") }, "\(set) \(mode) node \(letter): \(p) differs in tids only, and nothing below it differs")
+          #expect(
+            want.contains { $0.hasPrefix(p + "/") },
+            "\(set) \(mode) node \(letter): \(p) differs in tids only, and nothing below it differs")
         }
-        #expect(got == want.union(tidsOnly), "\(set) \(mode) node \(letter): extra \(got.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(got).sorted().prefix(5))")
+        #expect(
+          got == want.union(tidsOnly),
+          "\(set) \(mode) node \(letter): extra \(got.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(got).sorted().prefix(5))"
+        )
       }
     }
     let check = try run("h2resync", ["check", "--quiet", "--lock-file", dir + "/lock"] + images.map(\.1))

@@ -10,7 +10,9 @@ import Testing
 /// freemap is a level-2 FREEMAP_NODE above six FREEMAP_LEAFs. Behind `H2_LARGE=1` (set by
 /// `.ci/run`): each image is restored once per run (about 40 s, 5.5 GiB of disk) and
 /// deleted when its last test is done.
-@Suite(.enabled(if: Oracle.largeSkipReason == nil, "SKIPPED large-image suite: needs H2_LARGE=1 (set by .ci/run) and ../shared/oracle/large"), .serialized)
+@Suite(
+  .enabled(if: Oracle.largeSkipReason == nil, "SKIPPED large-image suite: needs H2_LARGE=1 (set by .ci/run) and ../shared/oracle/large"),
+  .serialized)
 struct OracleLargeTests {
   static let single = "L1-1t-lz4"
   static let set = "big-behind"
@@ -79,7 +81,9 @@ struct OracleLargeTests {
   /// size, nlinks, inode number, mtime, comp/check algorithms, symlink target, and the
   /// content digest of the files `hashFile` selects. Returns one line per problem and
   /// the bytes hashed.
-  func listingProblems(_ path: String, clid: String?, listing: [[String: Any]], hashFile: ([String: Any]) -> Bool) throws -> (problems: [String], hashed: UInt64) {
+  func listingProblems(_ path: String, clid: String?, listing: [[String: Any]], hashFile: ([String: Any]) -> Bool) throws -> (
+    problems: [String], hashed: UInt64
+  ) {
     let volume = try Volume.open(path: path)
     var findings: [Finding] = []
     let list = try volume.pfsList(findings: &findings)
@@ -110,7 +114,10 @@ struct OracleLargeTests {
     let typeNames: [ObjectType: String] = [.directory: "dir", .regularFile: "file", .symlink: "symlink", .fifo: "fifo"]
     for e in listing {
       guard let p = e["path"] as? String, let type = e["type"] as? String else { continue }
-      guard present.contains(p) else { problems.append("\(p): missing"); continue }
+      guard present.contains(p) else {
+        problems.append("\(p): missing")
+        continue
+      }
       let (inum, ino) = try reader.resolve(p)
       let m = ino.meta
       func expect(_ field: String, _ got: String, _ want: Any?) {
@@ -124,7 +131,7 @@ struct OracleLargeTests {
       expect("inum", "\(inum)", e["inum"])
       expect("inode's own inum", "\(m.inum)", e["inum"])
       expect("mtime_us", "\(m.mtime)", e["mtime_us"])
-      if p != "." { expect("ctime_us", "\(m.ctime)", e["ctime_us"]) }  // the root's ctime is node-local
+      if p != "." { expect("ctime_us", "\(m.ctime)", e["ctime_us"]) } // the root's ctime is node-local
       expect("comp_algo", String(format: "0x%02x", m.compAlgo), e["comp_algo"])
       expect("check_algo", String(format: "0x%02x", m.checkAlgo), e["check_algo"])
       if type == "symlink" {
@@ -222,17 +229,28 @@ struct OracleLargeTests {
         // A directory whose entries changed carries another modify_tid with equal
         // attributes (DragonFly's destroy set no new mtime): stale, "tids only", and only
         // above paths that differ themselves.
-        let tidsOnly = Set(diffs.filter { ($0["details"] as? [String: [String]])?[images[i]] == ["tids only"] }.compactMap { $0["path"] as? String })
+        let tidsOnly = Set(
+          diffs.filter { ($0["details"] as? [String: [String]])?[images[i]] == ["tids only"] }.compactMap { $0["path"] as? String })
         for p in tidsOnly.subtracting(want) {
-          #expect(want.contains { $0.hasPrefix(p + "/") }, "\(mode) node \(n.letter): \(p) differs in tids only, and nothing below it differs")
+          #expect(
+            want.contains { $0.hasPrefix(p + "/") }, "\(mode) node \(n.letter): \(p) differs in tids only, and nothing below it differs")
         }
-        #expect(differs == want.union(tidsOnly), "\(mode) node \(n.letter): extra \(differs.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(differs).sorted().prefix(5))")
+        #expect(
+          differs == want.union(tidsOnly),
+          "\(mode) node \(n.letter): extra \(differs.subtracting(want).sorted().prefix(5)), missing \(want.subtracting(differs).sorted().prefix(5))"
+        )
         if n.letter == "C" {
           // C is stale exactly on what A and B destroyed.
-          let removed = Set(try #require(n.record["removed_from_base"] as? [String]).map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 })
-          let destroyed = Set(try #require(nodes.first { $0.letter == "A" }?.record["removed_from_base"] as? [String]).map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 })
+          let removed = Set(
+            try #require(n.record["removed_from_base"] as? [String]).map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 })
+          let destroyed = Set(
+            try #require(nodes.first { $0.letter == "A" }?.record["removed_from_base"] as? [String]).map {
+              $0.hasPrefix("/") ? String($0.dropFirst()) : $0
+            })
           #expect(removed.isEmpty)
-          #expect(destroyed.count == 4 && differs.subtracting(tidsOnly) == destroyed, "\(mode): C differs on \(differs.sorted()), destroyed \(destroyed.sorted())")
+          #expect(
+            destroyed.count == 4 && differs.subtracting(tidsOnly) == destroyed,
+            "\(mode): C differs on \(differs.sorted()), destroyed \(destroyed.sorted())")
         } else {
           #expect(differs.isEmpty, "\(mode): focus node \(n.letter) differs on \(differs.sorted().prefix(5))")
         }
@@ -265,7 +283,9 @@ struct OracleLargeTests {
     // check below tells the stale state from the repaired one.
     let destroyed = Set(try #require(nodes.first { $0.letter == "A" }?.record["removed_from_base"] as? [String]))
     let stale = try listingProblems(images[c], clid: clid, listing: expected, hashFile: Self.spotCheck(big: []))
-    #expect(Set(stale.problems) == Set(destroyed.map { "\($0): on the image but not in the listing" }), "C before resync: \(stale.problems.prefix(10))")
+    #expect(
+      Set(stale.problems) == Set(destroyed.map { "\($0): on the image but not in the listing" }),
+      "C before resync: \(stale.problems.prefix(10))")
     let started = Date()
     let r = try run("h2resync", ["resync", "--yes"] + images)
     let seconds = Date().timeIntervalSince(started)

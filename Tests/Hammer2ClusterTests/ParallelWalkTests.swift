@@ -1,8 +1,9 @@
 import Foundation
 import H2TestSupport
-@testable import Hammer2Cluster
 import Hammer2Format
 import Testing
+
+@testable import Hammer2Cluster
 
 /// The directory walk split over threads reports exactly what the one-thread walk
 /// reports, in the same order: differences, findings, counters and node states, in
@@ -33,14 +34,19 @@ import Testing
       diffs.append("\(d.path) \(d.inum) \(d.element) \(d.classes) \(d.details) \(d.bytesToWrite) \(d.focusInode?.dataOff ?? 0)")
     }
     let s = w.stats
-    return Outcome(differences: diffs, findings: w.findings.map(\.description),
-                   counters: ["\(s.blocksChecked)", "\(s.bytesChecked)", "\(s.damagedBlocks)", "\(s.bytesToWrite)",
-                              "\(s.counts.sorted { $0.key < $1.key })", "\(s.differences)"],
-                   states: w.nodeStates, focus: w.root.resolution.focus, threads: w.walkThreadsUsed)
+    return Outcome(
+      differences: diffs, findings: w.findings.map(\.description),
+      counters: [
+        "\(s.blocksChecked)", "\(s.bytesChecked)", "\(s.damagedBlocks)", "\(s.bytesToWrite)",
+        "\(s.counts.sorted { $0.key < $1.key })", "\(s.differences)",
+      ],
+      states: w.nodeStates, focus: w.root.resolution.focus, threads: w.walkThreadsUsed)
   }
 
-  static let branchy: Set = ["three-masters-one-behind", "three-masters-one-ahead", "five-masters-two-behind", "master-two-slaves",
-                             "soft-master", "soft-master-no-tiebreak", "missing-root"]
+  static let branchy: Set = [
+    "three-masters-one-behind", "three-masters-one-ahead", "five-masters-two-behind", "master-two-slaves",
+    "soft-master", "soft-master-no-tiebreak", "missing-root",
+  ]
 
   @Test func branchyScenariosExist() {
     #expect(Self.branchy.isSubset(of: ScenarioEngineTests.specs))
@@ -54,7 +60,9 @@ import Testing
     for mode in [WalkMode.fast, .deep] {
       let one = try Self.walk(images, mode: mode, threads: 1)
       // The expected differences are those of a deep walk (ScenarioEngineTests).
-      if mode == .deep { #expect(one.differences.count >= spec.expected.differences.count, "\(name): \(one.differences.count) differences") }
+      if mode == .deep {
+        #expect(one.differences.count >= spec.expected.differences.count, "\(name): \(one.differences.count) differences")
+      }
       #expect(one.threads == 1)
       // Few subtrees per thread: the scenarios' trees are small, and the split must
       // leave subtrees for the threads.

@@ -1,9 +1,10 @@
 import Dispatch
 import Foundation
 import H2TestSupport
-@testable import Hammer2Cluster
 import Hammer2Format
 import Testing
+
+@testable import Hammer2Cluster
 
 /// The read-ahead threads give hints only: they must end when asked, wherever they are,
 /// and blockrefs from a damaged image must not trap them.
@@ -23,7 +24,8 @@ import Testing
     let images = try buildCluster(dir, files: 300) { _, _ in }
     let volume = try Volume.open(path: images[0])
     var findings: [Finding] = []
-    let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: images[0]))
+    let reader = PFSReader(
+      volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: images[0]))
     let big = try reader.resolve("big")
     var refs: [Blockref] = []
     reader.forEachEntry(of: big.inode, path: "big", findings: &findings) { e in
@@ -46,10 +48,11 @@ import Testing
     // The copy moving through every position wakes it batch by batch until it ends.
     let following = FocusReadAhead(image: image, items: items, aheadItems: 8, aheadBytes: 64 << 10)
     following.start()
-    #expect(returns(within: 30) {
-      for p in 0...(items.count * 2) { _ = following.arrive(at: p) }
-      following.stop()
-    }, "a read-ahead that follows the copy to its end")
+    #expect(
+      returns(within: 30) {
+        for p in 0...(items.count * 2) { _ = following.arrive(at: p) }
+        following.stop()
+      }, "a read-ahead that follows the copy to its end")
     // Nothing to read: no thread at all, and stop() still returns.
     let empty = FocusReadAhead(image: image, items: [])
     empty.start()
@@ -64,7 +67,7 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let (image, refs) = try fileInodes(dir)
     var bad = refs[5]
-    bad.check.w.0 ^= 1  // the inode block no longer matches its check code
+    bad.check.w.0 ^= 1 // the inode block no longer matches its check code
     let items = ([bad] + refs[6..<40]).enumerated().map { FocusReadAhead.Item(position: $0.offset * 2 + 1, inode: $0.element) }
     let ra = FocusReadAhead(image: image, items: items, aheadItems: 1000)
     ra.start()
@@ -82,7 +85,7 @@ import Testing
       #expect(got.position == item.position && got.bref == item.inode)
       #expect(got.inode.meta.inum == ino.meta.inum && got.inode.filename == ino.filename && got.inode.blockset == ino.blockset)
       #expect(ra.arrive(at: item.position) == nil, "handed over once")
-      if i == 2 { _ = ra.arrive(at: items[4].position - 1) }  // passes item 3
+      if i == 2 { _ = ra.arrive(at: items[4].position - 1) } // passes item 3
     }
     #expect(ra.inodesHanded == items.count - 2)
   }
@@ -92,18 +95,20 @@ import Testing
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let (image, refs) = try fileInodes(dir)
     var wild = refs[0]
-    wild.dataOff = .max  // past the image, and offset + size overflows
+    wild.dataOff = .max // past the image, and offset + size overflows
     var unsized = refs[1]
-    unsized.dataOff &= ~0x3F  // radix 0: no size
+    unsized.dataOff &= ~0x3F // radix 0: no size
     let items = [wild, unsized, refs[2]].enumerated().map { FocusReadAhead.Item(position: $0.offset, inode: $0.element) }
     let ra = FocusReadAhead(image: image, items: items)
     ra.start()
-    #expect(returns(within: 30) {
-      for p in 0...3 { _ = ra.arrive(at: p) }
-      ra.stop()
-    })
-    let blocks = BlockReadAhead(images: [image, dir + "/no-such.img"],
-                                blocks: [[(UInt64.max - 10, 1024), (0, Int.max), (0, -1), (1 << 20, 1024)], [(0, 4096)]])
+    #expect(
+      returns(within: 30) {
+        for p in 0...3 { _ = ra.arrive(at: p) }
+        ra.stop()
+      })
+    let blocks = BlockReadAhead(
+      images: [image, dir + "/no-such.img"],
+      blocks: [[(UInt64.max - 10, 1024), (0, Int.max), (0, -1), (1 << 20, 1024)], [(0, 4096)]])
     #expect(returns(within: 30) { blocks.wait() })
     let io = try FileImage(path: image)
     io.willNeed(at: .max, count: .max)

@@ -8,10 +8,14 @@ import Testing
 ///
 /// The identical start (new, pfs-create, populate of a source tree) is built once per
 /// test process for each shape and shared (`BuildOnce`); each call gets sparse copies.
-func buildCluster(_ dir: String, files: Int = 0, nodes: [String] = ["A", "B", "C"], types: [String: String] = [:],
-                  nmasters: Int = 3, _ diverge: (String, String) throws -> Void) throws -> [String] {
+func buildCluster(
+  _ dir: String, files: Int = 0, nodes: [String] = ["A", "B", "C"], types: [String: String] = [:],
+  nmasters: Int = 3, _ diverge: (String, String) throws -> Void
+) throws -> [String] {
   let key = "cluster-f\(files)-" + nodes.map { "\($0)\(types[$0] ?? "MASTER")" }.joined(separator: "_") + "-n\(nmasters)"
-  let shared = try clusterBases.value(key) { try buildClusterBase(BuildOnce<[String]>.directory + "/" + key, files: files, nodes: nodes, types: types, nmasters: nmasters) }
+  let shared = try clusterBases.value(key) {
+    try buildClusterBase(BuildOnce<[String]>.directory + "/" + key, files: files, nodes: nodes, types: types, nmasters: nmasters)
+  }
   var images: [String] = []
   for (n, base) in zip(nodes, shared) {
     let img = dir + "/\(n).img"
@@ -34,9 +38,14 @@ private func buildClusterBase(_ dir: String, files: Int, nodes: [String], types:
   var images: [String] = []
   for (i, n) in nodes.enumerated() {
     let img = dir + "/\(n).img"
-    for args in [["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)"],
-                 ["pfs-create", img, "DATA", "--type", types[n] ?? "MASTER", "--nmasters", "\(nmasters)", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
-                 ["populate", img, "--pfs", "DATA", src]] {
+    for args in [
+      ["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)"],
+      [
+        "pfs-create", img, "DATA", "--type", types[n] ?? "MASTER", "--nmasters", "\(nmasters)", "--clid",
+        "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)",
+      ],
+      ["populate", img, "--pfs", "DATA", src],
+    ] {
       let r = try run("h2mkimage", args + ["--time", "1700000000"])
       if r.status != 0 { throw OracleError.manifest("h2mkimage \(args[0]): \(r.stderr)") }
     }
@@ -60,22 +69,32 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
   var stack: [(InodeData, String)] = [(reader.pfs.inode, "")]
   while let (dir, path) = stack.popLast() {
     var entries: [DirEntry] = []
-    reader.forEachEntry(of: dir, path: path, findings: &findings) { entries.append($0); return true }
+    reader.forEachEntry(of: dir, path: path, findings: &findings) {
+      entries.append($0)
+      return true
+    }
     for e in entries {
       let p = path + "/" + e.nameString
-      guard let ino = try? reader.inode(e.inum) else { lines.append("\(p) unreadable"); continue }
+      guard let ino = try? reader.inode(e.inum) else {
+        lines.append("\(p) unreadable")
+        continue
+      }
       // The logical content (holes and stored zeros alike), not the block layout.
       var h = Hasher()
       var pos: UInt64 = 0
       let size = ino.meta.size
       reader.forEachDataBlock(of: ino, path: p, findings: &findings) { off, b in
         guard off < size else { return }
-        while pos < off { h.combine(UInt8(0)); pos += 1 }
+        while pos < off {
+          h.combine(UInt8(0))
+          pos += 1
+        }
         for x in b.prefix(Int(min(UInt64(b.count), size - off))) { h.combine(x) }
         pos = off + min(UInt64(b.count), size - off)
       }
       let m = ino.meta
-      lines.append("\(p) t\(m.typeRaw) m\(m.mode) s\(m.size) mt\(m.mtime) c\(m.compAlgo) l\(m.nlinks) d\(m.type == .directory ? 0 : h.finalize())")
+      lines.append(
+        "\(p) t\(m.typeRaw) m\(m.mode) s\(m.size) mt\(m.mtime) c\(m.compAlgo) l\(m.nlinks) d\(m.type == .directory ? 0 : h.finalize())")
       if m.type == .directory { stack.append((ino, p)) }
     }
   }
@@ -194,7 +213,7 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let src = try makeSourceTree(dir + "/t")
     let images = try buildCluster(dir) { n, img in
-      guard n != "C" else { return }  // C misses the new file
+      guard n != "C" else { return } // C misses the new file
       try mk(["write", img, "--pfs", "DATA", "new.bin", "--from", src + "/random.bin", "--time", "1700000100"])
       try mk(["corrupt", img, "--pfs", "DATA", "new.bin", "--block", "1"])
     }
@@ -203,7 +222,9 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     let headerBefore = try Data(contentsOf: URL(fileURLWithPath: images[2])).prefix(65536)
     let r = try run("h2resync", ["resync", "--yes", "--no-snapshot"] + images)
     #expect(r.status == 3, "\(r.stdout.suffix(300)) \(r.stderr)")
-    #expect(r.stderr.contains("nothing committed") && r.stderr.contains("xxhash64") && (r.stderr.contains(images[0]) || r.stderr.contains(images[1])), "\(r.stderr)")
+    #expect(
+      r.stderr.contains("nothing committed") && r.stderr.contains("xxhash64")
+        && (r.stderr.contains(images[0]) || r.stderr.contains(images[1])), "\(r.stderr)")
     let headerAfter = try Data(contentsOf: URL(fileURLWithPath: images[2])).prefix(65536)
     #expect(headerBefore == headerAfter, "the target's volume header was not rewritten")
     let after = try run("h2resync", ["diff"] + images)

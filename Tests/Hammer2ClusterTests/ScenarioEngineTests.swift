@@ -17,7 +17,9 @@ import Testing
     var built: BuiltScenario
     /// Images in spec order, as relative paths from `dir`.
     var images: [String]
-    func name(_ image: String) -> String { spec.nodes.first { built.images[$0.name].map { ($0 as NSString).lastPathComponent } == image }!.name }
+    func name(_ image: String) -> String {
+      spec.nodes.first { built.images[$0.name].map { ($0 as NSString).lastPathComponent } == image }!.name
+    }
     func image(_ node: String) -> String { (built.images[node]! as NSString).lastPathComponent }
   }
 
@@ -30,8 +32,10 @@ import Testing
   }
 
   @Test func everyRequiredScenarioExists() {
-    for n in ["three-masters-one-behind", "three-masters-one-ahead", "master-two-slaves", "five-masters-two-behind", "soft-master",
-              "split-brain", "corrupted-block", "missing-root", "big-directory", "big-file", "mixed-compression"] {
+    for n in [
+      "three-masters-one-behind", "three-masters-one-ahead", "master-two-slaves", "five-masters-two-behind", "soft-master",
+      "split-brain", "corrupted-block", "missing-root", "big-directory", "big-file", "mixed-compression",
+    ] {
       #expect(Self.specs.contains(n), "fixtures/\(n).json")
     }
   }

@@ -65,8 +65,9 @@ import Testing
   @Test func multiVolumeSpecThroughTheOpener() throws {
     let opener = MemoryDeviceOpener()
     var uuids = UUIDSource.seeded(7)
-    try NewfsVolumes.format(paths: ["mv0", "mv1"], sizes: [1 << 30, 256 << 20], labels: ["LOCAL", "DATA"],
-                            uuids: &uuids, time: 1_000_000_000_000_000, opener: opener)
+    try NewfsVolumes.format(
+      paths: ["mv0", "mv1"], sizes: [1 << 30, 256 << 20], labels: ["LOCAL", "DATA"],
+      uuids: &uuids, time: 1_000_000_000_000_000, opener: opener)
     #expect(access("mv0", F_OK) != 0)
     let io = try openImage("mv0:mv1", opener: opener)
     #expect(io is MultiVolumeImage)
@@ -146,8 +147,16 @@ import Testing
   final class StopLog: @unchecked Sendable {
     private let lock = NSLock()
     private var list: [Int] = []
-    func add(_ i: Int) { lock.lock(); list.append(i); lock.unlock() }
-    var indexes: [Int] { lock.lock(); defer { lock.unlock() }; return list }
+    func add(_ i: Int) {
+      lock.lock()
+      list.append(i)
+      lock.unlock()
+    }
+    var indexes: [Int] {
+      lock.lock()
+      defer { lock.unlock() }
+      return list
+    }
   }
 
   func writeFile(_ name: String, _ bytes: [UInt8], opener: DeviceOpener) throws(FormatError) {

@@ -1,7 +1,8 @@
 import Foundation
 import H2TestSupport
-@testable import Hammer2Format
 import Testing
+
+@testable import Hammer2Format
 
 #if canImport(Glibc)
   import Glibc
@@ -148,7 +149,9 @@ enum FreemapFixture {
     shape = try audit(img, "region 0 again")
     let h2 = try F.headerFreemap(img)
     let l3After = try Volume.open(path: img).blockrefArray(h2[0])
-    #expect(FreemapTree.set(of: h2[0].dataOff) == 1 && FreemapTree.set(of: l3After[0].dataOff) == (FreemapTree.set(of: l2Before.dataOff)! + 1) % 8)
+    #expect(
+      FreemapTree.set(of: h2[0].dataOff) == 1 && FreemapTree.set(of: l3After[0].dataOff) == (FreemapTree.set(of: l2Before.dataOff)! + 1) % 8
+    )
     #expect(l3After[1] == l3[1], "untouched L2@256G is not copied")
     // Loaded on demand: the path to leaf 0 only.
     #expect(alloc.nodesRead == 2 && alloc.leavesRead == 1, "read \(alloc.nodesRead) nodes, \(alloc.leavesRead) leaves")
@@ -232,7 +235,9 @@ enum FreemapFixture {
     // CLI: write (refused by its preflight) and mkdir (refused at its first allocation).
     _ = FileManager.default.createFile(atPath: dir + "/blob", contents: Data(F.noise(100_000, seed: 5)))
     let w = try run("h2mkimage", ["write", img, "--pfs", "DATA", "x.bin", "--from", dir + "/blob"])
-    #expect(w.status == 3 && w.stderr.contains("no space: ") && w.stderr.contains("bytes needed for x.bin") && w.stderr.contains(img), "\(w.stderr)")
+    #expect(
+      w.status == 3 && w.stderr.contains("no space: ") && w.stderr.contains("bytes needed for x.bin") && w.stderr.contains(img),
+      "\(w.stderr)")
     let m = try run("h2mkimage", ["mkdir", img, "--pfs", "DATA", "y"])
     #expect(m.status == 3 && m.stderr.contains("no space: "), "\(m.stderr)")
     #expect(try F.digest(img) == before, "the refused CLI changes changed the image")
@@ -269,7 +274,11 @@ enum FreemapFixture {
     defer { try? FileManager.default.removeItem(atPath: out) }
     let x = try run("h2resync", ["extract", img, "--pfs", "DATA", out + "/x"])
     #expect(x.status == 0, "\(x.stderr)")
-    return listing(of: out + "/x").map { var e = $0; e["inum"] = nil; return e }
+    return listing(of: out + "/x").map {
+      var e = $0
+      e["inum"] = nil
+      return e
+    }
   }
 
   @Test func everyPrefixOfANodeSplittingCommitLeavesTheOldState() throws {
@@ -356,7 +365,9 @@ enum FreemapFixture {
     #expect(x.status == 0, "\(x.stderr)")
     #expect(FileManager.default.contents(atPath: dir + "/out-\(size)/cli.bin") == Data(F.noise(3_000_000, seed: 3)))
     for g in regions {
-      #expect(FileManager.default.contents(atPath: dir + "/out-\(size)/g\(g)") == Data(F.noise(100_000, seed: UInt64("g\(g)".utf8.count) &* 31 &+ 100_000)))
+      #expect(
+        FileManager.default.contents(atPath: dir + "/out-\(size)/g\(g)")
+          == Data(F.noise(100_000, seed: UInt64("g\(g)".utf8.count) &* 31 &+ 100_000)))
     }
     try? FileManager.default.removeItem(atPath: img)
     return elapsed
@@ -411,12 +422,16 @@ enum FreemapFixture {
       let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
       for k in 0..<(f == 4 ? 14 : 16) {
         // Every MiB differs from every other one.
-        for m in 0..<64 { chunk.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(f << 32 | k << 16 | m), toByteOffset: m << 20, as: UInt64.self) } }
+        for m in 0..<64 {
+          chunk.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(f << 32 | k << 16 | m), toByteOffset: m << 20, as: UInt64.self) }
+        }
         h.write(Data(chunk))
       }
       try h.close()
     }
-    for i in 0..<200 { _ = FileManager.default.createFile(atPath: src + "/sub/small\(i)", contents: Data(F.noise(3000 + i * 37, seed: UInt64(i)))) }
+    for i in 0..<200 {
+      _ = FileManager.default.createFile(atPath: src + "/sub/small\(i)", contents: Data(F.noise(3000 + i * 37, seed: UInt64(i))))
+    }
     let img = dir + "/a.img"
     try mkimage(["new", img, "--size", "200G", "--uuid-seed", "1"])
     try mkimage(["pfs-create", img, "DATA", "--uuid-seed", "2"])

@@ -68,9 +68,19 @@ import Testing
     #expect(H2.setCount * Blockref.byteCount == H2.embeddedBytes)
     // Field offsets: write distinct values through the decoder's offsets and read back.
     var raw = [UInt8](repeating: 0, count: 128)
-    raw[0x00] = 2; raw[0x01] = 0x32; raw[0x03] = 7; raw[0x05] = 1
-    raw[0x08] = 0x11; raw[0x10] = 0x22; raw[0x18] = 0x33; raw[0x20] = 0x4A; raw[0x28] = 0x55
-    raw[0x30] = 0x66; raw[0x38] = 0x05; raw[0x3A] = 2; raw[0x40] = 0x77
+    raw[0x00] = 2
+    raw[0x01] = 0x32
+    raw[0x03] = 7
+    raw[0x05] = 1
+    raw[0x08] = 0x11
+    raw[0x10] = 0x22
+    raw[0x18] = 0x33
+    raw[0x20] = 0x4A
+    raw[0x28] = 0x55
+    raw[0x30] = 0x66
+    raw[0x38] = 0x05
+    raw[0x3A] = 2
+    raw[0x40] = 0x77
     let b = Blockref(raw, at: 0)
     #expect(b.type == .indirect && b.checkMethod == .xxhash64 && b.compression == .lz4)
     #expect(b.keybits == 7 && b.flags == BlockrefFlags.pfsRoot)
@@ -120,7 +130,9 @@ import Testing
     var out = [UInt8](repeating: 0, count: 1 << 16)
     let n = zeros.withUnsafeBytes { src in
       out.withUnsafeMutableBytes { dst in
-        h2_zlib_deflate(src.baseAddress!.assumingMemoryBound(to: UInt8.self), src.count, dst.baseAddress!.assumingMemoryBound(to: UInt8.self), dst.count, 9)
+        h2_zlib_deflate(
+          src.baseAddress!.assumingMemoryBound(to: UInt8.self), src.count, dst.baseAddress!.assumingMemoryBound(to: UInt8.self), dst.count,
+          9)
       }
     }
     #expect(n > 0)

@@ -46,7 +46,10 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let paths = volumePaths(dir, "vol", volumes)
     let spec = paths.joined(separator: ":")
-    try mkv(["new", spec, "--volume-sizes", [String](repeating: "1G", count: volumes).joined(separator: ","), "--uuid-seed", "1", "--time", "1000000000"])
+    try mkv([
+      "new", spec, "--volume-sizes", [String](repeating: "1G", count: volumes).joined(separator: ","), "--uuid-seed", "1", "--time",
+      "1000000000",
+    ])
     try mkv(["pfs-create", spec, "DATA", "--nmasters", "1", "--uuid-seed", "2", "--time", "1000000000"])
     // About 0.8 GiB is free on the root volume, 1 GiB on each later one.
     let fillerMiB = volumes == 2 ? 880 : 1900
@@ -65,7 +68,8 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     var perVolume = [Int](repeating: 0, count: volumes)
     var walker = TopologyWalker(volume: volume, includeFreemap: true, decompressData: true)
     walker.walk { e in
-      guard e.bref.type == .data, let i = extents.firstIndex(where: { $0.offset <= e.bref.mediaOffset && e.bref.mediaOffset < $0.end }) else { return }
+      guard e.bref.type == .data, let i = extents.firstIndex(where: { $0.offset <= e.bref.mediaOffset && e.bref.mediaOffset < $0.end })
+      else { return }
       perVolume[i] += 1
     }
     #expect(walker.findings.isEmpty, "\(walker.findings.prefix(3))")
@@ -77,12 +81,14 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: spec))
     let ino = try reader.resolve("fill/big.bin").inode
     #expect(ino.meta.size == UInt64(fillerMiB) << 20)
-    var blocks = 0, wrong = 0
+    var blocks = 0
+    var wrong = 0
     reader.forEachDataBlock(of: ino, path: "fill/big.bin", findings: &findings) { off, bytes in
       blocks += 1
       var expected = Array(base[Int(off & 0xFFFFF)..<Int(off & 0xFFFFF) + bytes.count])
       if off & 0xFFFFF == 0 { withUnsafeBytes(of: (off >> 20).littleEndian) { expected.replaceSubrange(0..<8, with: $0) } }
-      let same = expected.count == bytes.count
+      let same =
+        expected.count == bytes.count
         && bytes.withUnsafeBytes { b in expected.withUnsafeBytes { e in memcmp(b.baseAddress!, e.baseAddress!, b.count) == 0 } }
       if !same { wrong += 1 }
     }
@@ -112,7 +118,8 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
   @Test func wrongVolumeListsAreRefusedByName() throws {
     let dir = makeTempDir("h2mve")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let a = volumePaths(dir, "a", 3), b = volumePaths(dir, "b", 3)
+    let a = volumePaths(dir, "a", 3)
+    let b = volumePaths(dir, "b", 3)
     try mkv(["new", a.joined(separator: ":"), "--size", "3G", "--uuid-seed", "1"])
     try mkv(["new", b.joined(separator: ":"), "--size", "3G", "--uuid-seed", "2"])
     func refused(_ paths: [String], _ words: [String], sourceLocation: SourceLocation = #_sourceLocation) throws {
@@ -168,7 +175,8 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let paths = volumePaths(dir, "v", 2)
     let spec = paths.joined(separator: ":")
-    let made = try run("h2mkimage", ["new", dir + "/v", "--volumes", "2", "--volume-sizes", "3G,3G", "--uuid-seed", "1", "--time", "1000000000"])
+    let made = try run(
+      "h2mkimage", ["new", dir + "/v", "--volumes", "2", "--volume-sizes", "3G,3G", "--uuid-seed", "1", "--time", "1000000000"])
     #expect(made.status == 0 && made.stdout == spec + "\n", "\(made.stdout) \(made.stderr)")
     let root0 = VolumeHeader(try FileImage(path: paths[0]).read(at: 0, count: 65536))
     let other = try FileImage(path: paths[1])
@@ -177,9 +185,11 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
     #expect(before[0] == before[1])
     let h1 = VolumeHeader(before[0])
     #expect(h1.validate() == nil && h1.voluId == 1 && h1.nvolumes == 2 && h1.fsid == root0.fsid && h1.voluSize == 3 << 30)
-    #expect(h1.srootBlockset.allSatisfy { $0.typeRaw == 7 } && h1.bootBeg == 0 && h1.auxEnd == 0 && h1.allocatorBeg == 0 && h1.allocatorFree == 0)
+    #expect(
+      h1.srootBlockset.allSatisfy { $0.typeRaw == 7 } && h1.bootBeg == 0 && h1.auxEnd == 0 && h1.allocatorBeg == 0 && h1.allocatorFree == 0)
     #expect(h1.allocatorSize == root0.allocatorSize && h1.totalSize == 6 << 30 && root0.totalSize == 6 << 30)
-    #expect(h1.voluLoff[0] == 0 && h1.voluLoff[1] == 3 << 30 && h1.voluLoff[2...].allSatisfy { $0 == .max } && h1.voluLoff == root0.voluLoff)
+    #expect(
+      h1.voluLoff[0] == 0 && h1.voluLoff[1] == 3 << 30 && h1.voluLoff[2...].allSatisfy { $0 == .max } && h1.voluLoff == root0.voluLoff)
     var slots: [Int] = []
     for i in 0..<3 {
       try mkv(["mkdir", spec, "--pfs", "LOCAL", "d\(i)", "--time", "1000000000"])

@@ -94,7 +94,7 @@ struct MutationTests {
     let img = OverlayImage(base: base)
     var loop = try volume.blockrefArray(top)[0]
     loop.dataOff = top.dataOff
-    loop.methods = 0  // check NONE: only loop detection can stop the walk
+    loop.methods = 0 // check NONE: only loop detection can stop the walk
     img.patch(top.mediaOffset, loop.bytes)
     map.resign(idx, in: img)
 

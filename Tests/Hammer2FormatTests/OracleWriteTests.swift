@@ -17,7 +17,8 @@ struct OracleWriteTests {
     let img = dir + "/img"
     try sparseCopy(try Oracle.image(name), img)
     let manifest = try Oracle.manifest(name)
-    var listing = try #require((manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
+    var listing = try #require(
+      (manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
     // Pick a file to replace (deepest regular file with data) and a top-level file to delete.
     let files = listing.filter { $0["type"] as? String == "file" && ($0["nlinks"] as? Int ?? 1) == 1 }
     let replace = try #require(files.max { ($0["path"] as! String).count < ($1["path"] as! String).count })
@@ -44,8 +45,10 @@ struct OracleWriteTests {
       listing[i]["size"] = replacement.count
       listing[i]["sha256"] = SHA256.hash(data: replacement).map { String(format: "%02x", $0) }.joined()
     }
-    listing.append(["path": "h2-added.bin", "type": "file", "mode": "0640", "size": added.count,
-                    "sha256": SHA256.hash(data: added).map { String(format: "%02x", $0) }.joined()])
+    listing.append([
+      "path": "h2-added.bin", "type": "file", "mode": "0640", "size": added.count,
+      "sha256": SHA256.hash(data: added).map { String(format: "%02x", $0) }.joined(),
+    ])
     let volume = try Volume.open(path: img)
     var findings: [Finding] = []
     let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: img))
@@ -57,7 +60,8 @@ struct OracleWriteTests {
     #expect(audit.isEmpty, "\(name): \(audit.prefix(5))")
     // Every other PFS is untouched.
     for other in try volume.pfsList(findings: &findings) where other.name != "DATA" {
-      let expected = try #require((manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == other.name }?["listing"] as? [[String: Any]])
+      let expected = try #require(
+        (manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == other.name }?["listing"] as? [[String: Any]])
       let out = dir + "/o-" + other.name
       _ = try PFSReader(volume: volume, pfs: other).extract(to: out, findings: &findings)
       #expect(compareTree(out, listing: expected).isEmpty, "\(name)/\(other.name) changed")

@@ -9,9 +9,11 @@ import Testing
   @Test func fixturesLoadAndCoverTheRequiredScenarios() throws {
     let specs = try ScenarioSpec.allSpecs()
     let names = Set(specs.map(\.name))
-    for required in ["three-masters-one-behind", "three-masters-one-ahead", "master-two-slaves", "five-masters-two-behind",
-                     "soft-master", "split-brain", "split-brain-two-masters", "corrupted-block", "missing-root",
-                     "big-directory", "big-file", "mixed-compression"] {
+    for required in [
+      "three-masters-one-behind", "three-masters-one-ahead", "master-two-slaves", "five-masters-two-behind",
+      "soft-master", "split-brain", "split-brain-two-masters", "corrupted-block", "missing-root",
+      "big-directory", "big-file", "mixed-compression",
+    ] {
       #expect(names.contains(required), "fixtures/\(required).json is missing")
     }
     // File name = spec name.
@@ -117,4 +119,3 @@ import Testing
     }
   }
 }
-

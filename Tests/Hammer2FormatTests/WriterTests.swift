@@ -88,7 +88,7 @@ func mkimage(_ args: [String]) throws -> CommandResult {
     try h.close()
     try fm.copyItem(atPath: dir + "/blob", toPath: src + "/newfile")
     truncate(src + "/random.bin", 70000)
-    truncate(src + "/small.txt", 1_000_000)  // also the hardlink sub/hardlink
+    truncate(src + "/small.txt", 1_000_000) // also the hardlink sub/hardlink
     try fm.createDirectory(atPath: src + "/sub/newdir", withIntermediateDirectories: false)
     try fm.moveItem(atPath: src + "/text.txt", toPath: src + "/sub/newdir/moved.txt")
     chmod(src + "/sub/newdir/moved.txt", 0o600)
@@ -114,7 +114,11 @@ func mkimage(_ args: [String]) throws -> CommandResult {
     defer { try? FileManager.default.removeItem(atPath: out) }
     let x = try run("h2resync", ["extract", img, "--pfs", "DATA", out + "/x"])
     #expect(x.status == 0, "\(x.stderr)")
-    return listing(of: out + "/x").map { var e = $0; e["inum"] = nil; return e }
+    return listing(of: out + "/x").map {
+      var e = $0
+      e["inum"] = nil
+      return e
+    }
   }
 
   @Test(arguments: [["write", "sub/new.bin", "--from", "BLOB"], ["rm", "sub", "-r"], ["snapshot", "SNAP"]])
@@ -189,7 +193,9 @@ func mkimage(_ args: [String]) throws -> CommandResult {
         return nil
       }
       try img.sync()
-      #expect(try bytes(path, 65536, 4096) == [UInt8](repeating: 0xAA, count: 1024) + [UInt8](repeating: 0x55, count: 1024) + [UInt8](repeating: 0xAA, count: 2048))
+      #expect(
+        try bytes(path, 65536, 4096) == [UInt8](repeating: 0xAA, count: 1024) + [UInt8](repeating: 0x55, count: 1024)
+          + [UInt8](repeating: 0xAA, count: 2048))
       #expect(try bytes(path, 3 << 20, 2048) == [UInt8](repeating: 0x11, count: 2048))
       #expect(img.writes == 3)
     }
@@ -199,7 +205,9 @@ func mkimage(_ args: [String]) throws -> CommandResult {
     try withImage { path, img in
       try img.write(at: 1 << 20, [UInt8](repeating: 0x22, count: 1024), structure: "test")
       try img.write(at: (1 << 20) + 4096, count: 1024, structure: "test") { _ in
-        FormatError(.checkMismatch(method: "xxhash64", expected: "1", found: "2"), at: Location(image: "focus.img", offset: 42, structure: "test block"))
+        FormatError(
+          .checkMismatch(method: "xxhash64", expected: "1", found: "2"),
+          at: Location(image: "focus.img", offset: 42, structure: "test block"))
       }
       #expect(throws: FormatError.self) { try img.sync() }
       #expect(throws: FormatError.self) { try img.write(at: 5 << 20, [UInt8](repeating: 1, count: 1024), structure: "test") }

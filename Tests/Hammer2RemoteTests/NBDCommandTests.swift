@@ -7,7 +7,9 @@ import Testing
 /// image an export named by its file name), against the same commands on the files.
 @Suite(.serialized, .enabled(if: NBDKit.available, "SKIPPED NBD command tests: nbdkit is not installed (apt-get install nbdkit)"))
 struct NBDCommandTests {
-  static let scenarios = ["three-masters-one-behind", "corrupted-block", "split-brain-two-masters", "master-two-slaves", "soft-master", "mixed-compression"]
+  static let scenarios = [
+    "three-masters-one-behind", "corrupted-block", "split-brain-two-masters", "master-two-slaves", "soft-master", "mixed-compression",
+  ]
 
   func build(_ name: String) throws -> (dir: String, images: [String]) {
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
@@ -20,7 +22,7 @@ struct NBDCommandTests {
   /// (table padding: a URI is longer than the file name) made one, and check's elapsed
   /// time masked.
   func normalized(_ text: String, _ server: NBDKit, _ images: [String]) -> String {
-    var t = text.replacing(#"nbd+unix:\/\/\/"#, with: "nbd+unix:///")  // JSON escapes slashes
+    var t = text.replacing(#"nbd+unix:\/\/\/"#, with: "nbd+unix:///") // JSON escapes slashes
     for i in images { t = t.replacing(server.label(i), with: i) }
     // check's one line names its own time.
     t = t.replacing(/checked in [0-9.]+ s/, with: "checked in T s")
@@ -29,8 +31,10 @@ struct NBDCommandTests {
   }
 
   func expectNoQuery(_ r: ToolResult, _ server: NBDKit, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(!r.stdout.contains(server.socket) && !r.stderr.contains(server.socket) && !r.stdout.contains("socket=") && !r.stderr.contains("socket="),
-            "a query string was printed: \(r.stdout.prefix(400)) \(r.stderr.prefix(400))", sourceLocation: sourceLocation)
+    #expect(
+      !r.stdout.contains(server.socket) && !r.stderr.contains(server.socket) && !r.stdout.contains("socket=")
+        && !r.stderr.contains("socket="),
+      "a query string was printed: \(r.stdout.prefix(400)) \(r.stderr.prefix(400))", sourceLocation: sourceLocation)
   }
 
   @Test(arguments: scenarios)
@@ -101,7 +105,9 @@ struct NBDCommandTests {
     let b = try build("three-masters-one-behind")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let env = ["H2RESYNC_NBD_TIMEOUT": "1"]
-    func expectFault(_ args: [String], naming label: String, _ server: NBDKit? = nil, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectFault(_ args: [String], naming label: String, _ server: NBDKit? = nil, sourceLocation: SourceLocation = #_sourceLocation)
+      throws
+    {
       let start = Date()
       let r = try runTool("h2resync", args, environment: env, cwd: b.dir)
       #expect(r.status == 3, "\(args.first ?? ""): exit \(r.status): \(r.stderr.prefix(300))", sourceLocation: sourceLocation)
@@ -139,7 +145,9 @@ struct NBDCommandTests {
     var finished = false
     while !finished, n < 2000 {
       try sparseCopy(original, target)
-      let r = try runTool("h2resync", ["resync", "--yes", "--no-snapshot"] + b.images.map(server.uri), environment: ["H2_CRASH_AFTER_WRITES": String(n)], cwd: b.dir)
+      let r = try runTool(
+        "h2resync", ["resync", "--yes", "--no-snapshot"] + b.images.map(server.uri), environment: ["H2_CRASH_AFTER_WRITES": String(n)],
+        cwd: b.dir)
       let state = try treeDigest(Volume.open(path: target))
       if r.status == 86 {
         #expect(state == oldState, "stopped after \(n) writes over NBD: the node is neither old nor new")
@@ -149,7 +157,9 @@ struct NBDCommandTests {
         }
       } else {
         #expect(r.status == 0, "\(r.stderr.prefix(300))")
-        #expect(Array(state.dropFirst()).filter { !$0.hasPrefix("pfs ") } == newState.filter { !$0.hasPrefix("pfs ") }, "resync finished but the node differs from the focus")
+        #expect(
+          Array(state.dropFirst()).filter { !$0.hasPrefix("pfs ") } == newState.filter { !$0.hasPrefix("pfs ") },
+          "resync finished but the node differs from the focus")
         finished = true
       }
       n += 1

@@ -60,7 +60,10 @@ func treeDigest(_ volume: Volume) throws -> [String] {
     #expect(ImagePath.devices("nbd://h:10809/a:nbd://h:10809/b") == ["nbd://h:10809/a", "nbd://h:10809/b"])
     #expect(ImagePath.devices("nbd+unix:///a?socket=/run/s") == ["nbd+unix:///a?socket=/run/s"])
     #expect(ImagePath.devices("nbd+unix:///a?socket=/s1:/dev/da1") == ["nbd+unix:///a?socket=/s1", "/dev/da1"])
-    #expect(ImagePath.devices("/x/a0.img:nbds://[::1]:10809/v1?tls-certificates=/etc/pki") == ["/x/a0.img", "nbds://[::1]:10809/v1?tls-certificates=/etc/pki"])
+    #expect(
+      ImagePath.devices("/x/a0.img:nbds://[::1]:10809/v1?tls-certificates=/etc/pki") == [
+        "/x/a0.img", "nbds://[::1]:10809/v1?tls-certificates=/etc/pki",
+      ])
     #expect(ImagePath.devices("nbd://host/x:nbd://host") == ["nbd://host/x", "nbd://host"])
     #expect(ImagePath.devices("a.img:b.img") == ["a.img", "b.img"])
     #expect(ImagePath.shortName("nbd+unix:///A.img?socket=/tmp/s/sock") == "A.img")
@@ -141,7 +144,7 @@ struct NBDDeviceTests {
     #expect(try file.read(at: 1 << 20, count: 4096) == header)
     let s = writer.statistics
     #expect(s.bytesWritten == UInt64(data.count + header.count))
-    #expect(s.writeRequests >= 3)  // 6 MiB goes as 4 MiB + 2 MiB, then the header
+    #expect(s.writeRequests >= 3) // 6 MiB goes as 4 MiB + 2 MiB, then the header
     #expect(s.flushRequests >= 1)
     // A read-only device never writes.
     #expect(throws: FormatError.self) { try header.withUnsafeBytes { b in try reader.write(at: 0, from: b) } }

@@ -23,8 +23,10 @@ struct NBDFaultTests {
     return nil
   }
 
-  func expectOneLine(_ e: FormatError?, label: String, errno code: Int32? = nil, saying text: String? = nil,
-                     sourceLocation: SourceLocation = #_sourceLocation) {
+  func expectOneLine(
+    _ e: FormatError?, label: String, errno code: Int32? = nil, saying text: String? = nil,
+    sourceLocation: SourceLocation = #_sourceLocation
+  ) {
     guard let e else {
       Issue.record("no error", sourceLocation: sourceLocation)
       return
@@ -39,10 +41,14 @@ struct NBDFaultTests {
   @Test func refusedConnectionAndMissingSocket() {
     let pool = NBDPool(options: Self.quick)
     // Nothing listens on TCP port 1 of the loopback address.
-    expectOneLine(failure { () throws(FormatError) in _ = try pool.open("nbd://127.0.0.1:1/x", writable: false) }, label: "nbd://127.0.0.1:1/x", errno: ECONNREFUSED, saying: "NBD connect")
+    expectOneLine(
+      failure { () throws(FormatError) in _ = try pool.open("nbd://127.0.0.1:1/x", writable: false) }, label: "nbd://127.0.0.1:1/x",
+      errno: ECONNREFUSED, saying: "NBD connect")
     let dir = makeTempDir("h2nbd-nosock")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    expectOneLine(failure { () throws(FormatError) in _ = try pool.open("nbd+unix:///x?socket=\(dir)/none", writable: false) }, label: "nbd+unix:///x", saying: "NBD connect")
+    expectOneLine(
+      failure { () throws(FormatError) in _ = try pool.open("nbd+unix:///x?socket=\(dir)/none", writable: false) }, label: "nbd+unix:///x",
+      saying: "NBD connect")
   }
 
   @Test func unknownExport() throws {
@@ -61,7 +67,9 @@ struct NBDFaultTests {
     let server = try NBDKit(directory: dir)
     defer { server.stop() }
     let uri = "nbds+unix:///a.img?socket=\(server.socket)&tls-username=alice"
-    expectOneLine(failure { () throws(FormatError) in _ = try NBDPool(options: Self.quick).open(uri, writable: false) }, label: "nbds+unix:///a.img", saying: "NBD connect")
+    expectOneLine(
+      failure { () throws(FormatError) in _ = try NBDPool(options: Self.quick).open(uri, writable: false) }, label: "nbds+unix:///a.img",
+      saying: "NBD connect")
   }
 
   @Test func aServerThatNeverShakesHandsTimesOut() throws {
@@ -108,7 +116,8 @@ struct NBDFaultTests {
     let server = try NBDKit(directory: f.dir, filters: ["error"], readOnly: true, ["error-pread=EIO", "error-pread-rate=100%"])
     defer { server.stop() }
     let device = try NBDPool(options: Self.quick).open(server.uri(f.images[0]), writable: false)
-    expectOneLine(failure { () throws(FormatError) in _ = try device.read(at: 0, count: 65536) }, label: server.label(f.images[0]), errno: EIO)
+    expectOneLine(
+      failure { () throws(FormatError) in _ = try device.read(at: 0, count: 65536) }, label: server.label(f.images[0]), errno: EIO)
   }
 
   @Test func anExportShorterThanItsHeaderSays() throws {
@@ -117,6 +126,8 @@ struct NBDFaultTests {
     defer { server.stop() }
     let device = try NBDPool(options: Self.quick).open(server.uri(f.images[0]), writable: false)
     #expect(device.size == 64 << 20)
-    expectOneLine(failure { () throws(FormatError) in _ = try Volume(io: device) }, label: server.label(f.images[0]), saying: "shorter than its volume header's volu_size")
+    expectOneLine(
+      failure { () throws(FormatError) in _ = try Volume(io: device) }, label: server.label(f.images[0]),
+      saying: "shorter than its volume header's volu_size")
   }
 }

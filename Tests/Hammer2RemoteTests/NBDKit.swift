@@ -21,8 +21,9 @@ final class NBDKit {
   init(filters: [String] = [], readOnly: Bool = false, _ arguments: [String]) throws {
     dir = makeTempDir("h2nbdkit")
     socket = dir + "/sock"
-    process.executableURL = URL(fileURLWithPath: Self.executable!)  // Safe: tests run only when available.
-    process.arguments = ["--exit-with-parent", "--foreground", "--unix", socket] + (readOnly ? ["--readonly"] : [])
+    process.executableURL = URL(fileURLWithPath: Self.executable!) // Safe: tests run only when available.
+    process.arguments =
+      ["--exit-with-parent", "--foreground", "--unix", socket] + (readOnly ? ["--readonly"] : [])
       + filters.map { "--filter=\($0)" } + arguments
     FileManager.default.createFile(atPath: dir + "/log", contents: nil)
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/log"))

@@ -47,8 +47,10 @@ import Testing
     }
 
     // Completions: one file per shell, each naming every subcommand.
-    for file in ["share/bash-completion/completions/h2resync", "share/zsh/site-functions/_h2resync",
-                 "share/fish/vendor_completions.d/h2resync.fish"] {
+    for file in [
+      "share/bash-completion/completions/h2resync", "share/zsh/site-functions/_h2resync",
+      "share/fish/vendor_completions.d/h2resync.fish",
+    ] {
       let text = (try? String(contentsOfFile: prefix + "/" + file, encoding: .utf8)) ?? ""
       #expect(!text.isEmpty, "\(file) is empty or missing")
       for sub in Self.subcommands { #expect(text.contains(sub), "\(file) lacks \(sub)") }
@@ -79,7 +81,8 @@ import Testing
     let stage = makeTempDir("h2stage")
     defer { try? FileManager.default.removeItem(atPath: stage) }
     let root = Oracle.packageRoot.path
-    let install = try shell(["bash", root + "/tools/install.sh", "--bin-dir", productsDirectory.path, "/usr/local"], environment: ["DESTDIR": stage])
+    let install = try shell(
+      ["bash", root + "/tools/install.sh", "--bin-dir", productsDirectory.path, "/usr/local"], environment: ["DESTDIR": stage])
     try #require(install.status == 0, "install.sh failed: \(install.stderr)")
     // Files land under DESTDIR; what they say names the final PREFIX.
     #expect(FileManager.default.isExecutableFile(atPath: stage + "/usr/local/bin/h2resync"))

@@ -21,7 +21,8 @@ struct ReadCommandTests {
   @Test(.needsOracle) func lsCatAndPfsDefault() throws {
     let image = try Oracle.image("v3-none-iscsi32")
     let manifest = try Oracle.manifest("v3-none-iscsi32")
-    let listing = try #require((manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
+    let listing = try #require(
+      (manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
     // --pfs may be omitted: DATA is the only PFS besides LOCAL.
     let ls = try run("h2resync", ["ls", image])
     #expect(ls.status == 0)
@@ -30,7 +31,8 @@ struct ReadCommandTests {
     let long = try run("h2resync", ["ls", image, "--pfs", "DATA", "-l", "/"])
     #expect(long.stdout.split(separator: "\n").count == top.count)
     // cat of the largest file hashes to the manifest's sha256.
-    let file = try #require(listing.filter { $0["type"] as? String == "file" }.max { ($0["size"] as? Int ?? 0) < ($1["size"] as? Int ?? 0) })
+    let file = try #require(
+      listing.filter { $0["type"] as? String == "file" }.max { ($0["size"] as? Int ?? 0) < ($1["size"] as? Int ?? 0) })
     let dir = makeTempDir("h2cat")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let p = Process()
@@ -47,7 +49,8 @@ struct ReadCommandTests {
   @Test(.needsOracle) func extractAndShowFromTheCommandLine() throws {
     let image = try Oracle.image("v4-autozero-zeros")
     let manifest = try Oracle.manifest("v4-autozero-zeros")
-    let listing = try #require((manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
+    let listing = try #require(
+      (manifest["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
     let dir = makeTempDir("h2extract")
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let r = try run("h2resync", ["extract", image, "--pfs", "DATA", dir + "/out"])
@@ -146,7 +149,9 @@ final class BadInputTests {
     let pfs = try PFSReader.choose(try volume.pfsList(findings: &findings), name: "DATA", image: volume.label)
     let reader = PFSReader(volume: volume, pfs: pfs)
     // A file of 1..4 data blocks (its blockrefs sit in the inode itself).
-    let listing = try #require((try Oracle.manifest("v3-none-iscsi32")["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"] as? [[String: Any]])
+    let listing = try #require(
+      (try Oracle.manifest("v3-none-iscsi32")["pfs"] as? [[String: Any]])?.first { $0["name"] as? String == "DATA" }?["listing"]
+        as? [[String: Any]])
     var victim: (String, Blockref)?
     for e in listing where e["type"] as? String == "file" {
       guard let size = e["size"] as? Int, size > 2000, size < 200_000, let p = e["path"] as? String else { continue }

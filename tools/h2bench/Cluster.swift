@@ -18,5 +18,8 @@ struct ClusterBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "cluster",
     abstract: "Benchmarks of h2resync check/diff/resync on generated 3-node clusters (driven by tools/bench-cluster.sh).",
-    subcommands: [GenSrc.self, Overlay.self, Exec.self, DiffCheck.self, ResyncBench.self, SeparateBench.self, RealSizeBench.self, RealSizeCompare.self, ReportCommand.self])
+    subcommands: [
+      GenSrc.self, Overlay.self, Exec.self, DiffCheck.self, ResyncBench.self, SeparateBench.self, RealSizeBench.self, RealSizeCompare.self,
+      ReportCommand.self,
+    ])
 }

@@ -6,7 +6,6 @@ import Hammer2Format
   import Glibc
 #endif
 
-
 // MARK: - (A) diff / check against reading the allocated extents
 
 struct Runs: Codable {
@@ -81,7 +80,9 @@ struct DiffCheckReport: Codable {
 struct DiffCheck: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "diffcheck",
-    abstract: "Time reading the images' allocated extents, `h2resync check` (deep) and `h2resync diff` (fast), interleaved, warm and/or cold cache.")
+    abstract:
+      "Time reading the images' allocated extents, `h2resync check` (deep) and `h2resync diff` (fast), interleaved, warm and/or cold cache."
+  )
   @Argument var images: [String]
   @Option var h2resync: String
   @Option var runs = 3
@@ -155,16 +156,18 @@ struct DiffCheck: ParsableCommand {
       let checkRate = Double(total) / ck.median / 1e6
       let ct = Runs(cats)
       let catRate = Double(total) / ct.median / 1e6
-      modes.append(CacheModeResult(
-        cache: mode, baselineSeconds: base, baselineMedian: bm, baselineMBps: baseRate, baselinePeakRSSKiB: baseRSS,
-        cat: ct, catMBps: catRate, checkOverCat: checkRate / catRate,
-        check: ck, checkMBps: checkRate, checkOverBaseline: checkRate / baseRate, diff: df,
-        diffSpeedupOverCheck: ck.median / df.median))
+      modes.append(
+        CacheModeResult(
+          cache: mode, baselineSeconds: base, baselineMedian: bm, baselineMBps: baseRate, baselinePeakRSSKiB: baseRSS,
+          cat: ct, catMBps: catRate, checkOverCat: checkRate / catRate,
+          check: ck, checkMBps: checkRate, checkOverBaseline: checkRate / baseRate, diff: df,
+          diffSpeedupOverCheck: ck.median / df.median))
     }
     let j = try spawnMeasured(diffArgv + ["--json"], stdout: out + ".diff.json", stderr: out + ".diff.err")
     var differences: Int?
     var bytesChecked: UInt64?
-    if j.status <= 1, let obj = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + ".diff.json"))) as? [String: Any],
+    if j.status <= 1,
+      let obj = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + ".diff.json"))) as? [String: Any],
       let summary = obj["summary"] as? [String: Any]
     {
       differences = summary["differences"] as? Int

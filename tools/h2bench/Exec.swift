@@ -7,7 +7,6 @@ import Hammer2Format
   import Glibc
 #endif
 
-
 // MARK: - exec: one timed command, logged as a JSON line
 
 struct SetupStep: Codable {

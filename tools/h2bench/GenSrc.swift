@@ -71,8 +71,9 @@ struct GenSrc: ParsableCommand {
   func run() throws {
     let target = try parseSizeArg(bytes)
     let nparts = max(1, parts ?? (files + 39_999) / 40_000)
-    var m = GenManifest(seed: seed, files: files, dirs: dirs, targetBytes: target, bigFiles: bigFiles,
-                        extraPercent: extraPercent, mtime: mtime, parts: nparts)
+    var m = GenManifest(
+      seed: seed, files: files, dirs: dirs, targetBytes: target, bigFiles: bigFiles,
+      extraPercent: extraPercent, mtime: mtime, parts: nparts)
     let manifestPath = dir + "/manifest.json"
     if let old = try? readJSON(GenManifest.self, manifestPath), old.seed == seed, old.files == files, old.dirs == dirs,
       old.targetBytes == target, old.bigFiles == bigFiles, old.extraPercent == extraPercent, old.mtime == mtime, old.parts == nparts
@@ -99,7 +100,12 @@ struct GenSrc: ParsableCommand {
       let w = vocab[Int(rng.next() % 4096)]
       corpus += w
       col += w.count + 1
-      if col > 72 { corpus.append(10); col = 0 } else { corpus.append(32) }
+      if col > 72 {
+        corpus.append(10)
+        col = 0
+      } else {
+        corpus.append(32)
+      }
     }
     let top = max(1, Int(Double(dirs).squareRoot() * 0.9))
     let leaves = (0..<dirs).map { i in String(format: "d%03d/s%03d", i % top, i / top) }
@@ -149,7 +155,8 @@ struct GenSrc: ParsableCommand {
     var smallBytes: UInt64 = 0
     for i in 0..<small {
       var r = SplitMix64(state: seed ^ (UInt64(i + 1) &* 0xD1B5_4A32_D192_ED03))
-      let a = r.next(), b = r.next()
+      let a = r.next()
+      let b = r.next()
       let bucket = a % 100
       let size = bucket < 60 ? b % 4096 : bucket < 90 ? 4096 + b % 12288 : 16384 + b % 49152
       let text = (a >> 32) & 1 == 0
@@ -157,18 +164,31 @@ struct GenSrc: ParsableCommand {
       let path = "\(dir)/\(extra ? "extra" : baseTree(i % dirs))/\(leaves[i % dirs])/f\(String(format: "%06d", i)).\(text ? "txt" : "bin")"
       try writeFile(path, size: size, textChunk: { _ in text }, r: &r)
       smallBytes += size
-      if extra { m.extraFiles += 1; m.extraBytes += size } else { m.baseFiles += 1; m.baseBytes += size }
+      if extra {
+        m.extraFiles += 1
+        m.extraBytes += size
+      } else {
+        m.baseFiles += 1
+        m.baseBytes += size
+      }
       if i % 20000 == 0 { note("gensrc: \(i)/\(files) files") }
     }
     let each = max(1 << 20, (target > smallBytes ? target - smallBytes : 0) / UInt64(bigFiles))
     let bigExtra = Int((Double(bigFiles * extraPercent) / 100).rounded())
     for j in 0..<bigFiles {
       var r = SplitMix64(state: seed ^ 0xB16F_11E5 ^ UInt64(j))
-      let size = each + UInt64(j) * 4099  // not block-aligned: the tail blocks matter too
+      let size = each + UInt64(j) * 4099 // not block-aligned: the tail blocks matter too
       let extra = j >= bigFiles - bigExtra
-      try writeFile("\(dir)/\(extra ? "extra" : bigBase)/big/big\(j).dat", size: size,
-                    textChunk: { k in (k + j) % 2 == 0 }, r: &r)
-      if extra { m.extraFiles += 1; m.extraBytes += size } else { m.baseFiles += 1; m.baseBytes += size }
+      try writeFile(
+        "\(dir)/\(extra ? "extra" : bigBase)/big/big\(j).dat", size: size,
+        textChunk: { k in (k + j) % 2 == 0 }, r: &r)
+      if extra {
+        m.extraFiles += 1
+        m.extraBytes += size
+      } else {
+        m.baseFiles += 1
+        m.baseBytes += size
+      }
     }
     // Directory mtimes last, deepest first.
     var all: [String] = []

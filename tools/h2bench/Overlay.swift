@@ -6,13 +6,14 @@ import Hammer2Format
   import Glibc
 #endif
 
-
 // MARK: - Overlay: add a tree's missing files to a PFS
 
 struct Overlay: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "overlay",
-    abstract: "Add SRC's files to the PFS, descending into directories that exist already (as `populate` does, in one transaction per --batch inodes).")
+    abstract:
+      "Add SRC's files to the PFS, descending into directories that exist already (as `populate` does, in one transaction per --batch inodes)."
+  )
   @Argument var image: String
   @Option var pfs: String
   @Argument var source: String
@@ -25,16 +26,20 @@ struct Overlay: ParsableCommand {
     // Optional so that a batch's Transaction (and its image lock) is released before the
     // next one opens the image.
     var tx: Transaction? = try Transaction(path: image)
-    var ed: PFSEditor! = try tx!.editor(pfs: pfs)  // Safe: just made.
+    var ed: PFSEditor! = try tx!.editor(pfs: pfs) // Safe: just made.
     var pending: [(String, String)] = [(source, "")]
     var dirsToStamp: [(String, stat)] = []
-    var created = 0, files = 0
+    var created = 0
+    var files = 0
     var bytes: UInt64 = 0
     func us(_ t: timespec) -> UInt64 { UInt64(max(0, t.tv_sec)) * 1_000_000 + UInt64(max(0, t.tv_nsec)) / 1000 }
     func stampDirs() throws {
       for (dir, st) in dirsToStamp {
         let inum = try ed.resolve(dir)
-        try ed.updateMeta(inum) { $0.mtime = us(st.st_mtim); $0.mode = UInt32(st.st_mode & 0o7777) }
+        try ed.updateMeta(inum) {
+          $0.mtime = us(st.st_mtim)
+          $0.mode = UInt32(st.st_mode & 0o7777)
+        }
       }
       dirsToStamp.removeAll()
     }
@@ -68,7 +73,10 @@ struct Overlay: ParsableCommand {
           var off: UInt64 = 0
           while true {
             let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(off)) }
-            guard n >= 0 else { close(fd); throw BenchError("read \(path)") }
+            guard n >= 0 else {
+              close(fd)
+              throw BenchError("read \(path)")
+            }
             if n == 0 { break }
             try ed.write(inum, at: off, Array(buf[0..<n]))
             off += UInt64(n)
@@ -84,7 +92,7 @@ struct Overlay: ParsableCommand {
         }
         if created > 0, created % batch == 0 {
           try stampDirs()
-          _ = try tx!.commit()  // Safe: set below right after each release.
+          _ = try tx!.commit() // Safe: set below right after each release.
           ed = nil
           tx = nil
           tx = try Transaction(path: image)
@@ -93,7 +101,7 @@ struct Overlay: ParsableCommand {
       }
     }
     try stampDirs()
-    _ = try tx!.commit()  // Safe: never nil here.
+    _ = try tx!.commit() // Safe: never nil here.
     print("overlay \(image): \(files) files, \(bytes) bytes in \(String(format: "%.1f", seconds(since: t0))) s")
   }
 }

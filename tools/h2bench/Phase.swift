@@ -84,14 +84,14 @@ func runPhase(_ phase: Phase, image: String, pfs: String?, tmpdir: String, cache
     guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else {
       throw BenchError("mkdtemp in \(tmpdir): \(String(cString: strerror(errno)))")
     }
-    defer { try? FileManager.default.removeItem(atPath: dir) }  // not timed
+    defer { try? FileManager.default.removeItem(atPath: dir) } // not timed
     let t0 = now()
     let volume = try openVolume()
     var findings: [Finding] = []
     let list = try volume.pfsList(findings: &findings)
     let info: PFSInfo
     if pfs == nil, list.filter({ $0.name != "LOCAL" }).count > 1 {
-      info = list.first { $0.name != "LOCAL" }!  // Safe: count > 1.
+      info = list.first { $0.name != "LOCAL" }! // Safe: count > 1.
     } else {
       info = try PFSReader.choose(list, name: pfs, image: image)
     }

@@ -87,7 +87,10 @@ struct ReadBench: ParsableCommand {
   @Option(help: "Comma-separated phases to run: cat,extents,walk,extract.")
   var phases = "cat,extents,walk,extract"
 
-  @Option(help: "Where extract writes its temporary tree (default: /dev/shm when writable, a tmpfs, so the disk file system's inode allocator is not what gets measured; else $TMPDIR).")
+  @Option(
+    help:
+      "Where extract writes its temporary tree (default: /dev/shm when writable, a tmpfs, so the disk file system's inode allocator is not what gets measured; else $TMPDIR)."
+  )
   var tmpdir = defaultTmpdir()
 
   @Option(help: "Volume cache budget in MiB (default: the library's, 64).")
@@ -110,12 +113,14 @@ struct ReadBench: ParsableCommand {
     let wanted = phases.split(separator: ",").compactMap { Phase(rawValue: String($0)) }
     let tmp = tmpdir.hasSuffix("/") && tmpdir.count > 1 ? String(tmpdir.dropLast()) : tmpdir
     let idle = try? runChild(.idle, image: "-", pfs: nil, tmpdir: tmp)
-    var report = Report(runs: runs, cache: "warm (whole image, holes included, read once before measuring)",
-                        idlePeakRSSKiB: idle?.peakRSSKiB, images: [])
+    var report = Report(
+      runs: runs, cache: "warm (whole image, holes included, read once before measuring)",
+      idlePeakRSSKiB: idle?.peakRSSKiB, images: [])
     for image in images {
       FileHandle.standardError.write(Data("h2bench: \(image): warm-up read...\n".utf8))
-      var summary = ImageSummary(image: image, apparentBytes: apparentSize(image),
-                                 allocatedBytes: allocatedBytes(image), phases: [])
+      var summary = ImageSummary(
+        image: image, apparentBytes: apparentSize(image),
+        allocatedBytes: allocatedBytes(image), phases: [])
       do {
         _ = try readExtents(image, holes: true)
       } catch {
@@ -128,7 +133,7 @@ struct ReadBench: ParsableCommand {
         var results: [PhaseResult] = []
         var failure: String?
         for _ in 0..<runs {
-          sync()  // start each run with no dirty pages left by the previous one (not timed)
+          sync() // start each run with no dirty pages left by the previous one (not timed)
           do {
             results.append(try runChild(phase, image: image, pfs: pfs, tmpdir: tmp, cacheMiB: cacheMib))
           } catch {
@@ -137,17 +142,20 @@ struct ReadBench: ParsableCommand {
           }
         }
         guard let last = results.last, failure == nil else {
-          summary.phases.append(PhaseSummary(phase: phase.rawValue, seconds: .nan, allSeconds: [], bytes: 0,
-                                             mbPerSec: .nan, peakRSSKiB: 0, error: failure))
+          summary.phases.append(
+            PhaseSummary(
+              phase: phase.rawValue, seconds: .nan, allSeconds: [], bytes: 0,
+              mbPerSec: .nan, peakRSSKiB: 0, error: failure))
           continue
         }
         let secs = results.map(\.seconds)
         let med = median(secs)
-        summary.phases.append(PhaseSummary(
-          phase: phase.rawValue, seconds: med, allSeconds: secs, bytes: last.bytes,
-          mbPerSec: med > 0 ? Double(last.bytes) / med / 1e6 : .infinity,
-          peakRSSKiB: results.map(\.peakRSSKiB).max() ?? 0, count: last.count,
-          bytesWritten: last.bytesWritten, findings: last.findings, pfs: last.pfs))
+        summary.phases.append(
+          PhaseSummary(
+            phase: phase.rawValue, seconds: med, allSeconds: secs, bytes: last.bytes,
+            mbPerSec: med > 0 ? Double(last.bytes) / med / 1e6 : .infinity,
+            peakRSSKiB: results.map(\.peakRSSKiB).max() ?? 0, count: last.count,
+            bytesWritten: last.bytesWritten, findings: last.findings, pfs: last.pfs))
       }
       let catRate = summary.phases.first { $0.phase == "cat" && $0.error == nil }?.mbPerSec
       let extRate = summary.phases.first { $0.phase == "extents" && $0.error == nil }?.mbPerSec
@@ -170,10 +178,13 @@ struct ReadBench: ParsableCommand {
   }
 
   func printTable(_ report: Report) {
-    print("h2bench read: median of \(report.runs) run(s), warm page cache; peak RSS = child VmHWM"
-          + (report.idlePeakRSSKiB.map { String(format: " (idle child: %.1f MiB)", Double($0) / 1024) } ?? ""))
-    let header = [pad("image", 28, left: true), pad("phase", 8, left: true), pad("bytes", 10), pad("sec", 8),
-                  pad("MB/s", 9), pad("x_cat", 7), pad("x_ext", 7), pad("peakRSS", 10), "  notes"]
+    print(
+      "h2bench read: median of \(report.runs) run(s), warm page cache; peak RSS = child VmHWM"
+        + (report.idlePeakRSSKiB.map { String(format: " (idle child: %.1f MiB)", Double($0) / 1024) } ?? ""))
+    let header = [
+      pad("image", 28, left: true), pad("phase", 8, left: true), pad("bytes", 10), pad("sec", 8),
+      pad("MB/s", 9), pad("x_cat", 7), pad("x_ext", 7), pad("peakRSS", 10), "  notes",
+    ]
     print(header.joined(separator: " "))
     for img in report.images {
       let name = (img.image as NSString).lastPathComponent
@@ -192,12 +203,14 @@ struct ReadBench: ParsableCommand {
           if let n = p.pfs { notes.append("pfs \(n)") }
         }
         if let f = p.findings, f > 0 { notes.append("\(f) findings") }
-        let row = [pad("", 28), pad(p.phase, 8, left: true), pad(fmtBytes(p.bytes), 10),
-                   pad(String(format: "%.3f", p.seconds), 8), pad(String(format: "%.0f", p.mbPerSec), 9),
-                   pad(p.ratioVsCat.map { String(format: "%.3f", $0) } ?? "-", 7),
-                   pad(p.ratioVsExtents.map { String(format: "%.3f", $0) } ?? "-", 7),
-                   pad(String(format: "%.1f MiB", Double(p.peakRSSKiB) / 1024), 10),
-                   "  " + notes.joined(separator: ", ")]
+        let row = [
+          pad("", 28), pad(p.phase, 8, left: true), pad(fmtBytes(p.bytes), 10),
+          pad(String(format: "%.3f", p.seconds), 8), pad(String(format: "%.0f", p.mbPerSec), 9),
+          pad(p.ratioVsCat.map { String(format: "%.3f", $0) } ?? "-", 7),
+          pad(p.ratioVsExtents.map { String(format: "%.3f", $0) } ?? "-", 7),
+          pad(String(format: "%.1f MiB", Double(p.peakRSSKiB) / 1024), 10),
+          "  " + notes.joined(separator: ", "),
+        ]
         print(row.joined(separator: " "))
       }
     }

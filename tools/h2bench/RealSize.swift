@@ -70,7 +70,9 @@ struct RealSizeReport: Codable {
 struct RealSizeBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "realsize",
-    abstract: "Time check, diff and resync of a 3-master set against reading its extents, cp + fsync of the focus and resync's floor (diff + dd of its bytes).")
+    abstract:
+      "Time check, diff and resync of a 3-master set against reading its extents, cp + fsync of the focus and resync's floor (diff + dd of its bytes)."
+  )
   @Argument var images: [String]
   @Option var focus: String
   @Option(help: "The node that is behind: resync's target, copied fresh for every run.") var stale: String
@@ -93,7 +95,9 @@ struct RealSizeBench: ParsableCommand {
   func run() throws {
     let fm = FileManager.default
     try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
-    let copy = workdir + "/stale-copy.img", cpTarget = workdir + "/focus-copy.img", ddTarget = workdir + "/floor.bin"
+    let copy = workdir + "/stale-copy.img"
+    let cpTarget = workdir + "/focus-copy.img"
+    let ddTarget = workdir + "/floor.bin"
     let resyncImages = images.map { $0 == stale ? copy : $0 }
     let alloc = images.map(allocatedBytes)
     let total = alloc.reduce(0, +)
@@ -123,28 +127,36 @@ struct RealSizeBench: ParsableCommand {
         note("warm-up: reading the allocated extents of \(images.count) images (\(fmtBytes(total)))")
         for i in images { _ = try readExtents(i) }
       }
-      var ext: [Double] = [], extRSS: UInt64 = 0
-      var checks: [Spawned] = [], diffs: [Spawned] = [], resyncs: [Spawned] = [], dds: [Spawned] = []
-      var cps: [Spawned] = [], fsyncs: [Spawned] = []
-      var written: [UInt64] = [], inSync: [Bool] = []
+      var ext: [Double] = []
+      var extRSS: UInt64 = 0
+      var checks: [Spawned] = []
+      var diffs: [Spawned] = []
+      var resyncs: [Spawned] = []
+      var dds: [Spawned] = []
+      var cps: [Spawned] = []
+      var fsyncs: [Spawned] = []
+      var written: [UInt64] = []
+      var inSync: [Bool] = []
       for run in 1...runs {
         var s = 0.0
         if !resyncOnly {
-        prepare()
-        for i in images {
-          let r = try runChild(.extents, image: i, pfs: nil, tmpdir: workdir)
-          s += r.seconds
-          extRSS = max(extRSS, r.peakRSSKiB)
-        }
-        ext.append(s)
-        prepare()
-        let c = try timed("check", checkArgv, okStatus: 0...1)
-        checks.append(c)
-        prepare()
-        let d = try timed("diff", diffArgv, okStatus: 0...1)
-        diffs.append(d)
-        note(String(format: "%@ run %d: extents %.2f s, check %.2f s (exit %d, %@), diff %.3f s (exit %d, %@)",
-                    mode, run, s, c.seconds, c.status, fmtMiB(c.peakRSSKiB), d.seconds, d.status, fmtMiB(d.peakRSSKiB)))
+          prepare()
+          for i in images {
+            let r = try runChild(.extents, image: i, pfs: nil, tmpdir: workdir)
+            s += r.seconds
+            extRSS = max(extRSS, r.peakRSSKiB)
+          }
+          ext.append(s)
+          prepare()
+          let c = try timed("check", checkArgv, okStatus: 0...1)
+          checks.append(c)
+          prepare()
+          let d = try timed("diff", diffArgv, okStatus: 0...1)
+          diffs.append(d)
+          note(
+            String(
+              format: "%@ run %d: extents %.2f s, check %.2f s (exit %d, %@), diff %.3f s (exit %d, %@)",
+              mode, run, s, c.seconds, c.status, fmtMiB(c.peakRSSKiB), d.seconds, d.status, fmtMiB(d.peakRSSKiB)))
         }
 
         _ = try timed("setup-copy", ["cp", "--sparse=always", stale, copy])
@@ -178,24 +190,33 @@ struct RealSizeBench: ParsableCommand {
         cps.append(cp)
         fsyncs.append(fs)
         try? fm.removeItem(atPath: cpTarget)
-        note(String(format: "%@ run %d: resync %.2f s (exit %d, %@, %llu bytes written, in sync after: %@), dd %.2f s, cp %.2f s + fsync %.2f s",
-                    mode, run, r.seconds, r.status, fmtMiB(r.peakRSSKiB), bytes, v.status == 0 ? "yes" : "NO",
-                    dd.seconds, cp.seconds, fs.seconds))
+        note(
+          String(
+            format: "%@ run %d: resync %.2f s (exit %d, %@, %llu bytes written, in sync after: %@), dd %.2f s, cp %.2f s + fsync %.2f s",
+            mode, run, r.seconds, r.status, fmtMiB(r.peakRSSKiB), bytes, v.status == 0 ? "yes" : "NO",
+            dd.seconds, cp.seconds, fs.seconds))
       }
-      if resyncOnly {  // the floor still needs diff's time
+      if resyncOnly { // the floor still needs diff's time
         prepare()
         diffs.append(try timed("diff", diffArgv, okStatus: 0...1))
       }
       let em = median(ext)
-      let ck = Runs(checks), df = Runs(diffs), rs = Runs(resyncs), dd = Runs(dds), cp = Runs(cps), fs = Runs(fsyncs)
+      let ck = Runs(checks)
+      let df = Runs(diffs)
+      let rs = Runs(resyncs)
+      let dd = Runs(dds)
+      let cp = Runs(cps)
+      let fs = Runs(fsyncs)
       let cpf = median(zip(cps, fsyncs).map { $0.seconds + $1.seconds })
       let floor = df.median + dd.median
-      let checkRate = Double(total) / ck.median / 1e6, extRate = Double(total) / em / 1e6
-      modes.append(RealSizeMode(
-        cache: mode, extents: ext, extentsMedian: em, extentsPeakRSSKiB: extRSS, check: ck, diff: df, resync: rs, dd: dd,
-        cp: cp, fsync: fs, cpPlusFsyncMedian: cpf, floorSeconds: floor, bytesWritten: written, inSyncAfterResync: inSync,
-        checkMBps: checkRate, extentsMBps: extRate, checkOverExtents: checkRate / extRate,
-        resyncSpeedupOverCpFsync: cpf / rs.median, resyncOverFloor: rs.median / floor))
+      let checkRate = Double(total) / ck.median / 1e6
+      let extRate = Double(total) / em / 1e6
+      modes.append(
+        RealSizeMode(
+          cache: mode, extents: ext, extentsMedian: em, extentsPeakRSSKiB: extRSS, check: ck, diff: df, resync: rs, dd: dd,
+          cp: cp, fsync: fs, cpPlusFsyncMedian: cpf, floorSeconds: floor, bytesWritten: written, inSyncAfterResync: inSync,
+          checkMBps: checkRate, extentsMBps: extRate, checkOverExtents: checkRate / extRate,
+          resyncSpeedupOverCpFsync: cpf / rs.median, resyncOverFloor: rs.median / floor))
     }
     let rep = RealSizeReport(
       images: images, focus: focus, stale: stale, apparentBytes: images.map(apparentSize), allocatedBytes: alloc,
@@ -211,23 +232,30 @@ func printRealSizeTable(_ r: RealSizeReport) {
   func ok(_ c: Bool) -> String { c ? "ok" : "MISSED" }
   func rssOK(_ kib: UInt64) -> Bool { Double(kib) * 1024 < 200e6 }
   let nominal = r.apparentBytes.max() ?? 0
-  print("== real-size set: \(r.images.count) masters of \(nominal) bytes nominal (\(fmtBytes(nominal))), allocated \(r.allocatedBytes.map(fmtBytes).joined(separator: " / ")), median of \(r.runs)")
+  print(
+    "== real-size set: \(r.images.count) masters of \(nominal) bytes nominal (\(fmtBytes(nominal))), allocated \(r.allocatedBytes.map(fmtBytes).joined(separator: " / ")), median of \(r.runs)"
+  )
   print("  \(pad("cache", 5, left: true)) \(pad("what", 34, left: true)) \(pad("sec", 8)) \(pad("peak RSS", 11))  goal")
   for m in r.modes {
     func row(_ what: String, _ s: Double, _ rss: UInt64?, _ goal: String) {
       print("  \(pad(m.cache, 5, left: true)) \(pad(what, 34, left: true)) \(pad(f(s, 3), 8)) \(pad(rss.map(fmtMiB) ?? "-", 11))  \(goal)")
     }
     row("read allocated extents (pread)", m.extentsMedian, m.extentsPeakRSSKiB, String(format: "%.0f MB/s", m.extentsMBps))
-    row("h2resync check (deep)", m.check.median, m.check.peakRSSKiB,
-        String(format: "%.0f MB/s = %.2f of the extent read", m.checkMBps, m.checkOverExtents)
-          + (m.cache == "cold" ? " (goal >= 0.7: \(ok(m.checkOverExtents >= 0.7)))" : ""))
+    row(
+      "h2resync check (deep)", m.check.median, m.check.peakRSSKiB,
+      String(format: "%.0f MB/s = %.2f of the extent read", m.checkMBps, m.checkOverExtents)
+        + (m.cache == "cold" ? " (goal >= 0.7: \(ok(m.checkOverExtents >= 0.7)))" : ""))
     row("h2resync diff", m.diff.median, m.diff.peakRSSKiB, "")
-    row("h2resync resync", m.resync.median, m.resync.peakRSSKiB,
-        "\(f(m.resyncSpeedupOverCpFsync, 1))x faster than cp + fsync (goal >= 10: \(ok(m.resyncSpeedupOverCpFsync >= 10))); \(f(m.resyncOverFloor))x its floor (goal <= 2: \(ok(m.resyncOverFloor <= 2)))")
+    row(
+      "h2resync resync", m.resync.median, m.resync.peakRSSKiB,
+      "\(f(m.resyncSpeedupOverCpFsync, 1))x faster than cp + fsync (goal >= 10: \(ok(m.resyncSpeedupOverCpFsync >= 10))); \(f(m.resyncOverFloor))x its floor (goal <= 2: \(ok(m.resyncOverFloor <= 2)))"
+    )
     row("floor: diff + dd of the bytes", m.floorSeconds, nil, "dd \(f(m.dd.median, 3)) s for \(fmtBytes(m.bytesWritten.last ?? 0))")
     row("cp --sparse=always FOCUS", m.cp.median, m.cp.peakRSSKiB, "")
     row("cp + fsync of the copy", m.cpPlusFsyncMedian, nil, "fsync \(f(m.fsync.median, 3)) s")
     let h2 = [m.check.peakRSSKiB, m.diff.peakRSSKiB, m.resync.peakRSSKiB].max() ?? 0
-    print("  \(pad(m.cache, 5, left: true)) peak RSS goal < 200 MB, h2resync commands: \(ok(rssOK(h2))) (max \(fmtMiB(h2))); in sync after every resync: \(m.inSyncAfterResync.allSatisfy { $0 } ? "yes" : "NO"); bytes written per run: \(m.bytesWritten.map(String.init).joined(separator: ", "))")
+    print(
+      "  \(pad(m.cache, 5, left: true)) peak RSS goal < 200 MB, h2resync commands: \(ok(rssOK(h2))) (max \(fmtMiB(h2))); in sync after every resync: \(m.inSyncAfterResync.allSatisfy { $0 } ? "yes" : "NO"); bytes written per run: \(m.bytesWritten.map(String.init).joined(separator: ", "))"
+    )
   }
 }

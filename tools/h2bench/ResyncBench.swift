@@ -6,7 +6,6 @@ import Hammer2Format
   import Glibc
 #endif
 
-
 // MARK: - (B) resync against cp --sparse=always
 
 struct NodeWrites: Codable {
@@ -59,12 +58,16 @@ struct ResyncBench: ParsableCommand {
   @Option(help: "Where the fresh copies go (same file system as the originals' copies).") var workdir: String
   @Option var runs = 3
   @Option var jsonOut: String?
-  @Option(help: "warm (the fresh copies as the page cache holds them), hot (every allocated extent of the images read, untimed, before resync and the focus's before cp) or cold (the page cache dropped before resync and before cp; needs root).")
+  @Option(
+    help:
+      "warm (the fresh copies as the page cache holds them), hot (every allocated extent of the images read, untimed, before resync and the focus's before cp) or cold (the page cache dropped before resync and before cp; needs root)."
+  )
   var cache = "warm"
 
   func run() throws {
     let fm = FileManager.default
-    let cold = cache == "cold", hot = cache == "hot"
+    let cold = cache == "cold"
+    let hot = cache == "hot"
     if cold, !dropCaches() { throw BenchError("--cache cold: cannot drop the page cache (not root?)") }
     try fm.createDirectory(atPath: workdir, withIntermediateDirectories: true)
     let work = images.map { workdir + "/" + ($0 as NSString).lastPathComponent }
@@ -86,7 +89,8 @@ struct ResyncBench: ParsableCommand {
       let setup = seconds(since: t0)
       if run == 1 {
         let j = try spawnMeasured([h2resync, "diff"] + work + ["--json"], stdout: out + ".plan.json", stderr: out + ".plan.err")
-        if j.status <= 1, let obj = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + ".plan.json"))) as? [String: Any],
+        if j.status <= 1,
+          let obj = try? JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + ".plan.json"))) as? [String: Any],
           let summary = obj["summary"] as? [String: Any]
         {
           plannedDiffs = summary["differences"] as? Int
@@ -116,18 +120,21 @@ struct ResyncBench: ParsableCommand {
       guard cp.status == 0 else { throw BenchError("cp of the focus failed") }
       let fs = try spawnMeasured(["sync", copy])
       try? fm.removeItem(atPath: copy)
-      note(String(format: "run %d: resync %.2f s (exit %d, peak RSS %@, %llu bytes written), cp %.2f s + fsync %.2f s; in sync after: %@",
-                  run, r.seconds, r.status, fmtMiB(r.peakRSSKiB), nodes.reduce(0) { $0 + $1.bytes }, cp.seconds, fs.seconds,
-                  v.status == 0 ? "yes" : "NO (diff exit \(v.status))"))
+      note(
+        String(
+          format: "run %d: resync %.2f s (exit %d, peak RSS %@, %llu bytes written), cp %.2f s + fsync %.2f s; in sync after: %@",
+          run, r.seconds, r.status, fmtMiB(r.peakRSSKiB), nodes.reduce(0) { $0 + $1.bytes }, cp.seconds, fs.seconds,
+          v.status == 0 ? "yes" : "NO (diff exit \(v.status))"))
       results.append(ResyncRun(setupSeconds: setup, resync: r, nodes: nodes, afterResyncInSync: v.status == 0, cp: cp, fsync: fs))
     }
     for w in work { try? fm.removeItem(atPath: w) }
     let rs = Runs(results.map(\.resync))
     let cps = Runs(results.map(\.cp))
     let cpf = median(results.map { $0.cp.seconds + $0.fsync.seconds })
-    let last = results.last!  // Safe: runs >= 1.
+    let last = results.last! // Safe: runs >= 1.
     let rep = ResyncReport(
-      images: images, focus: focus, allocatedBytes: images.map(allocatedBytes), inUseBytes: images.map(inUseBytes), runs: results, resync: rs, cp: cps,
+      images: images, focus: focus, allocatedBytes: images.map(allocatedBytes), inUseBytes: images.map(inUseBytes), runs: results,
+      resync: rs, cp: cps,
       cpPlusFsyncMedian: cpf, speedupVsCp: cps.median / rs.median, speedupVsCpFsync: cpf / rs.median,
       bytesWritten: last.nodes.reduce(0) { $0 + $1.bytes }, writes: last.nodes.reduce(0) { $0 + $1.writes },
       plannedBytesToWrite: planned, plannedDifferences: plannedDiffs, resyncCommand: argv, cache: cache)

@@ -49,7 +49,8 @@ struct SeparateReport: Codable {
 struct SeparateBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "separate",
-    abstract: "Resync a master built separately from the focus's tree minus its last 10% of directories (every tid differs, 90% of the content is equal) against `cp --sparse=always FOCUS COPY`.",
+    abstract:
+      "Resync a master built separately from the focus's tree minus its last 10% of directories (every tid differs, 90% of the content is equal) against `cp --sparse=always FOCUS COPY`.",
     discussion: """
       The target is copied fresh into --workdir before each run (not timed); the other
       images are used in place (resync only reads them). Each run: `h2resync resync --yes
@@ -75,7 +76,8 @@ struct SeparateBench: ParsableCommand {
   /// "resynced IMG: P paths, W writes, B bytes, volume header slot S, T tids-only..." and
   /// the line after it, "  bytes written by block type: DATA n, INODE n, ...".
   static func parseResync(_ text: String) -> (paths: Int, tids: Int, bytes: UInt64, byType: [String: UInt64]) {
-    var paths = 0, tids = 0
+    var paths = 0
+    var tids = 0
     var bytes: UInt64 = 0
     var byType: [String: UInt64] = [:]
     for line in text.split(separator: "\n") {
@@ -138,24 +140,31 @@ struct SeparateBench: ParsableCommand {
       guard cp.status == 0 else { throw BenchError("cp of the focus failed") }
       try? fm.removeItem(atPath: focusCopy)
       let added = before.flatMap { b in after.map { Int64($0) - Int64(b) } }
-      note(String(format: "separate run %d: resync %.2f s (exit %d, %llu bytes written, %@), cp %.2f s; in sync after: %@",
-                  run, r.seconds, r.status, parsed.bytes, parsed.byType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
-                  cp.seconds, v.status == 0 ? "yes" : "NO (diff exit \(v.status))"))
-      results.append(SeparateRun(resync: r, bytesByType: parsed.byType, bytesWritten: parsed.bytes, pathsChanged: parsed.paths,
-                                 tidsStamped: parsed.tids, inUseAdded: added, afterResyncInSync: v.status == 0, cp: cp))
+      note(
+        String(
+          format: "separate run %d: resync %.2f s (exit %d, %llu bytes written, %@), cp %.2f s; in sync after: %@",
+          run, r.seconds, r.status, parsed.bytes,
+          parsed.byType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+          cp.seconds, v.status == 0 ? "yes" : "NO (diff exit \(v.status))"))
+      results.append(
+        SeparateRun(
+          resync: r, bytesByType: parsed.byType, bytesWritten: parsed.bytes, pathsChanged: parsed.paths,
+          tidsStamped: parsed.tids, inUseAdded: added, afterResyncInSync: v.status == 0, cp: cp))
     }
     try? fm.removeItem(atPath: copy)
     let summary = plan?["summary"] as? [String: Any]
     let focusInUse = inUseBytes(focus)
     let focusAllocated = allocatedBytes(focus)
-    let rs = Runs(results.map(\.resync)), cps = Runs(results.map(\.cp))
-    let last = results.last!  // Safe: runs >= 1.
+    let rs = Runs(results.map(\.resync))
+    let cps = Runs(results.map(\.cp))
+    let last = results.last! // Safe: runs >= 1.
     let rep = SeparateReport(
       images: images, focus: focus, target: target, focusAllocatedBytes: focusAllocated, focusInUseBytes: focusInUse,
       plannedDifferences: summary?["differences"] as? Int,
       plannedClasses: summary?["classes"] as? [String: Int],
       plannedTidsOnly: (summary?["tids_only"] as? [String: Any])?.values.compactMap { ($0 as? NSNumber)?.intValue }.reduce(0, +),
-      plannedBytesToWrite: (summary?["bytes_to_write"] as? [String: Any])?.values.compactMap { ($0 as? NSNumber)?.uint64Value }.reduce(0, +),
+      plannedBytesToWrite: (summary?["bytes_to_write"] as? [String: Any])?.values.compactMap { ($0 as? NSNumber)?.uint64Value }.reduce(
+        0, +),
       runs: results, resync: rs, cp: cps, timeOverCp: rs.median / cps.median,
       writtenOverFocusInUse: focusInUse.map { Double(last.bytesWritten) / Double(max(1, $0)) },
       writtenOverFocusAllocated: Double(last.bytesWritten) / Double(max(1, focusAllocated)),
@@ -168,14 +177,24 @@ struct SeparateBench: ParsableCommand {
   static func printTable(_ r: SeparateReport) {
     func f(_ x: Double, _ d: Int = 2) -> String { String(format: "%.\(d)f", x) }
     func ok(_ c: Bool) -> String { c ? "ok" : "MISSED" }
-    let last = r.runs.last!  // Safe: at least one run.
+    let last = r.runs.last! // Safe: at least one run.
     print("== (C) resync of a master built separately from the focus's tree minus its last 10% of directories, median of \(r.runs.count)")
-    print("  planned: \(r.plannedDifferences.map(String.init) ?? "?") differing paths \(r.plannedClasses.map { $0.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") } ?? ""), \(r.plannedTidsOnly.map(String.init) ?? "?") tids only, \(r.plannedBytesToWrite.map(fmtBytes) ?? "?") of file data to write")
+    print(
+      "  planned: \(r.plannedDifferences.map(String.init) ?? "?") differing paths \(r.plannedClasses.map { $0.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ") } ?? ""), \(r.plannedTidsOnly.map(String.init) ?? "?") tids only, \(r.plannedBytesToWrite.map(fmtBytes) ?? "?") of file data to write"
+    )
     print("  \(pad("what", 28, left: true)) \(pad("sec", 8)) \(pad("peak RSS", 11))  ratio")
-    print("  \(pad("h2resync resync", 28, left: true)) \(pad(f(r.resync.median), 8)) \(pad(fmtMiB(r.resync.peakRSSKiB), 11))  \(f(r.timeOverCp)) of cp (goal <= 2: \(ok(r.timeOverCp <= 2)))")
+    print(
+      "  \(pad("h2resync resync", 28, left: true)) \(pad(f(r.resync.median), 8)) \(pad(fmtMiB(r.resync.peakRSSKiB), 11))  \(f(r.timeOverCp)) of cp (goal <= 2: \(ok(r.timeOverCp <= 2)))"
+    )
     print("  \(pad("cp --sparse=always FOCUS", 28, left: true)) \(pad(f(r.cp.median), 8)) \(pad(fmtMiB(r.cp.peakRSSKiB), 11))  1.00")
-    print("  bytes written by block type: " + last.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \(fmtBytes($0.value))" }.joined(separator: ", "))
-    print("  bytes written \(fmtBytes(last.bytesWritten)) = \(f((r.writtenOverFocusInUse ?? .nan) * 100, 1))% of the focus's \(r.focusInUseBytes.map(fmtBytes) ?? "?") in use (goal < 25%: \(ok((r.writtenOverFocusInUse ?? 1) < 0.25))), \(f(r.writtenOverFocusAllocated * 100, 1))% of its \(fmtBytes(r.focusAllocatedBytes)) allocated extents; freemap in-use growth \(last.inUseAdded.map { fmtBytes(UInt64(max(0, $0))) } ?? "?")")
-    print("  paths changed \(last.pathsChanged) (\(last.tidsStamped) tids only); in sync after every resync: \(r.runs.allSatisfy(\.afterResyncInSync) ? "yes" : "NO")")
+    print(
+      "  bytes written by block type: "
+        + last.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \(fmtBytes($0.value))" }.joined(separator: ", "))
+    print(
+      "  bytes written \(fmtBytes(last.bytesWritten)) = \(f((r.writtenOverFocusInUse ?? .nan) * 100, 1))% of the focus's \(r.focusInUseBytes.map(fmtBytes) ?? "?") in use (goal < 25%: \(ok((r.writtenOverFocusInUse ?? 1) < 0.25))), \(f(r.writtenOverFocusAllocated * 100, 1))% of its \(fmtBytes(r.focusAllocatedBytes)) allocated extents; freemap in-use growth \(last.inUseAdded.map { fmtBytes(UInt64(max(0, $0))) } ?? "?")"
+    )
+    print(
+      "  paths changed \(last.pathsChanged) (\(last.tidsStamped) tids only); in sync after every resync: \(r.runs.allSatisfy(\.afterResyncInSync) ? "yes" : "NO")"
+    )
   }
 }

@@ -37,7 +37,8 @@ func spawnMeasured(_ argv: [String], stdout: String? = nil, stderr: String? = ni
     defer { try? FileManager.default.removeItem(atPath: rssFile) }
     var r = try spawnWaited([gnuTime, "-f", "%M", "-o", rssFile, "--"] + argv, stdout: stdout, stderr: stderr)
     r.argv = argv
-    if let text = try? String(contentsOfFile: rssFile, encoding: .utf8), let kib = text.split(separator: "\n").last.flatMap({ UInt64($0) }) {
+    if let text = try? String(contentsOfFile: rssFile, encoding: .utf8), let kib = text.split(separator: "\n").last.flatMap({ UInt64($0) })
+    {
       r.peakRSSKiB = kib
     }
     return r
@@ -65,6 +66,7 @@ private func spawnWaited(_ argv: [String], stdout: String?, stderr: String?) thr
   let secs = seconds(since: t0)
   let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
   func tv(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
-  return Spawned(argv: argv, seconds: secs, status: code, peakRSSKiB: UInt64(ru.ru_maxrss),
-                 userSeconds: tv(ru.ru_utime), systemSeconds: tv(ru.ru_stime))
+  return Spawned(
+    argv: argv, seconds: secs, status: code, peakRSSKiB: UInt64(ru.ru_maxrss),
+    userSeconds: tv(ru.ru_utime), systemSeconds: tv(ru.ru_stime))
 }

@@ -1,11 +1,11 @@
 import Foundation
+import Hammer2Format
 
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import Hammer2Format
 
 /// Local files; `H2_CRASH_AFTER_WRITES=N` (crash-safety tests) stops each image after N
 /// writes, those reaching the file, with exit status 86 (h2resync has the same hook).

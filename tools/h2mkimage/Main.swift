@@ -11,8 +11,10 @@ struct H2MkImage: ParsableCommand {
     commandName: "h2mkimage",
     abstract: "Build and modify HAMMER2 images (each change is one crash-safe copy-on-write transaction).",
     discussion: "Exit codes: 0 done; 3 could not run (bad arguments, unreadable image, no space).",
-    subcommands: [New.self, PfsCreate.self, Populate.self, Write.self, Rm.self, Mkdir.self, Mv.self, Chmod.self,
-                  Truncate.self, Setcomp.self, Snapshot.self, Corrupt.self, Symlink.self, Link.self]
+    subcommands: [
+      New.self, PfsCreate.self, Populate.self, Write.self, Rm.self, Mkdir.self, Mv.self, Chmod.self,
+      Truncate.self, Setcomp.self, Snapshot.self, Corrupt.self, Symlink.self, Link.self,
+    ]
   )
 
   static func main() {
@@ -54,7 +56,8 @@ struct Target: ParsableArguments {
 
   /// Applies `edit` in one transaction on the PFS and commits.
   func apply(_ edit: Edit) throws {
-    try ImageEdits(image: image, pfs: pfs, openTransaction: { try Transaction(path: $0, opener: deviceOpener) }).apply([edit], time: common.micros)
+    try ImageEdits(image: image, pfs: pfs, openTransaction: { try Transaction(path: $0, opener: deviceOpener) }).apply(
+      [edit], time: common.micros)
   }
 }
 
@@ -90,7 +93,8 @@ struct New: ParsableCommand {
       --volume-sizes one size per volume (1G,1G,2G).
       """)
   @Argument(help: "The image, or the volume files joined by ':'.") var image: String
-  @Option(help: "Image size, e.g. 2G, 200G, 1T or 16T (at least 1G; the file is sparse); with several volumes their total.") var size: String = "2G"
+  @Option(help: "Image size, e.g. 2G, 200G, 1T or 16T (at least 1G; the file is sparse); with several volumes their total.") var size:
+    String = "2G"
   @Option(help: "Sizes of the volumes, comma-separated (every one but the last a multiple of 1G).") var volumeSizes: String?
   @Option(help: "Number of volumes (1-64): files IMAGE.0, IMAGE.1, ...") var volumes: Int?
   @Option(help: "Compression of the LOCAL PFS.") var comp: String = "lz4"
@@ -107,10 +111,12 @@ struct New: ParsableCommand {
       if n > 1 { paths = (0..<n).map { "\(image).\($0)" } }
     }
     guard paths.count > 1 || volumeSizes == nil else { throw ValidationError("--volume-sizes needs several volumes joined by ':'") }
-    let sizes = try volumeSizes.map { list in try list.split(separator: ",").map { try parseSize(String($0)) } }
+    let sizes =
+      try volumeSizes.map { list in try list.split(separator: ",").map { try parseSize(String($0)) } }
       ?? NewfsVolumes.split(total: try parseSize(size), count: paths.count)
-    try NewfsVolumes.format(paths: paths, sizes: sizes, labels: ["LOCAL"], compAlgo: try parseComp(comp),
-                            checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
+    try NewfsVolumes.format(
+      paths: paths, sizes: sizes, labels: ["LOCAL"], compAlgo: try parseComp(comp),
+      checkAlgo: try parseCheck(check), uuids: &uuids, time: common.micros)
     if volumes != nil, paths.count > 1 { print(paths.joined(separator: ":")) }
   }
 }
@@ -135,8 +141,9 @@ struct PfsCreate: ParsableCommand {
     let c = try clid.map { s in try H2UUID(string: s) ?? { throw ValidationError("bad --clid") }() } ?? uuids.next()
     let f = try fsid.map { s in try H2UUID(string: s) ?? { throw ValidationError("bad --fsid") }() } ?? uuids.next()
     let tx = try Transaction(path: image, opener: deviceOpener)
-    try tx.createPFS(name: name, type: t, clid: c, fsid: f, nmasters: nmasters, compAlgo: try parseComp(comp),
-                     checkAlgo: try parseCheck(check), time: common.micros)
+    try tx.createPFS(
+      name: name, type: t, clid: c, fsid: f, nmasters: nmasters, compAlgo: try parseComp(comp),
+      checkAlgo: try parseCheck(check), time: common.micros)
     try tx.commit()
   }
 }
@@ -224,7 +231,8 @@ struct Truncate: ParsableCommand {
 }
 
 struct Setcomp: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Set an inode's comp_algo (applies to data written from now on, as `hammer2 setcomp`).")
+  static let configuration = CommandConfiguration(
+    abstract: "Set an inode's comp_algo (applies to data written from now on, as `hammer2 setcomp`).")
   @OptionGroup var target: Target
   @Argument var path: String
   @Argument var algo: String
@@ -239,12 +247,14 @@ struct Snapshot: ParsableCommand {
 
   func run() throws {
     var uuids = target.common.uuids
-    try ImageEdits(image: target.image, pfs: target.pfs, openTransaction: { try Transaction(path: $0, opener: deviceOpener) }).snapshot(name: name, uuids: &uuids, time: target.common.micros)
+    try ImageEdits(image: target.image, pfs: target.pfs, openTransaction: { try Transaction(path: $0, opener: deviceOpener) }).snapshot(
+      name: name, uuids: &uuids, time: target.common.micros)
   }
 }
 
 struct Corrupt: ParsableCommand {
-  static let configuration = CommandConfiguration(abstract: "Flip bytes of data block N of a file in place, without fixing its check (simulated media damage).")
+  static let configuration = CommandConfiguration(
+    abstract: "Flip bytes of data block N of a file in place, without fixing its check (simulated media damage).")
   @Argument var image: String
   @Option var pfs: String
   @Argument var path: String
@@ -253,8 +263,9 @@ struct Corrupt: ParsableCommand {
   func run() throws {
     let offset: UInt64
     do {
-      offset = try DeliberateDamage.corrupt(image: image, pfs: pfs, path: path, block: block,
-                                              openImage: { try WritableImage(path: $0, opener: deviceOpener) })
+      offset = try DeliberateDamage.corrupt(
+        image: image, pfs: pfs, path: path, block: block,
+        openImage: { try WritableImage(path: $0, opener: deviceOpener) })
     } catch let e as BuildError {
       throw ValidationError(e.message)
     }

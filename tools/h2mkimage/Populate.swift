@@ -8,7 +8,10 @@ struct Populate: ParsableCommand {
     abstract: "Copy a directory tree into a PFS: files (holes kept), directories, symlinks, hardlinks, FIFOs, device nodes, modes, mtimes.")
   @OptionGroup var target: Target
   @Argument(help: "Source directory.") var source: String
-  @Option(help: "Compression for the copied tree: none, autozero, lz4, zlib[:LEVEL], zstd[:LEVEL] (zstd is an h2resync extension DragonFly cannot read).")
+  @Option(
+    help:
+      "Compression for the copied tree: none, autozero, lz4, zlib[:LEVEL], zstd[:LEVEL] (zstd is an h2resync extension DragonFly cannot read)."
+  )
   var comp: String?
   @Option(help: "Check code: none, disabled, iscsi32, xxhash64, sha192.") var check: String?
   @Option(help: "Commit every N new inodes (bounds memory on big trees).") var batch: Int = 50_000
@@ -18,7 +21,7 @@ struct Populate: ParsableCommand {
     let check = try self.check.map(parseCheck)
     let stamp = target.common.time.map { $0 * 1_000_000 }
     var pending: [(src: String, dir: String)] = [(source, "")]
-    var hardlinks: [String: UInt64] = [:]  // "dev:ino" -> inum
+    var hardlinks: [String: UInt64] = [:] // "dev:ino" -> inum
     var tx = try Transaction(path: target.image, opener: deviceOpener)
     var ed = try tx.editor(pfs: target.pfs)
     var created = 0
@@ -71,9 +74,12 @@ struct Populate: ParsableCommand {
           let m = us(st.st_mtim)
           try ed.updateMeta(inum) { $0.mtime = m }
         case S_IFIFO, S_IFCHR, S_IFBLK:
-          let type: ObjectType = (st.st_mode & S_IFMT) == S_IFIFO ? .fifo : (st.st_mode & S_IFMT) == S_IFCHR ? .characterDevice : .blockDevice
-          let rdev = (UInt32((st.st_rdev >> 8) & 0xFFF) | UInt32((st.st_rdev >> 32) & 0xFFFF_F000),
-                      UInt32(st.st_rdev & 0xFF) | UInt32((st.st_rdev >> 12) & 0xFFFF_FF00))
+          let type: ObjectType =
+            (st.st_mode & S_IFMT) == S_IFIFO ? .fifo : (st.st_mode & S_IFMT) == S_IFCHR ? .characterDevice : .blockDevice
+          let rdev = (
+            UInt32((st.st_rdev >> 8) & 0xFFF) | UInt32((st.st_rdev >> 32) & 0xFFFF_F000),
+            UInt32(st.st_rdev & 0xFF) | UInt32((st.st_rdev >> 12) & 0xFFFF_FF00)
+          )
           let inum = try ed.create(bname, in: dirInum, type: type, mode: mode, time: ctime, rdev: rdev, uid: st.st_uid, gid: st.st_gid)
           let m = us(st.st_mtim)
           try ed.updateMeta(inum) { $0.mtime = m }
@@ -99,7 +105,10 @@ struct Populate: ParsableCommand {
     for (dir, st) in dirs {
       let inum = try ed.resolve(dir)
       let m = UInt64(max(0, st.st_mtim.tv_sec)) * 1_000_000 + UInt64(max(0, st.st_mtim.tv_nsec)) / 1000
-      try ed.updateMeta(inum) { $0.mtime = m; $0.mode = UInt32(st.st_mode & 0o7777) }
+      try ed.updateMeta(inum) {
+        $0.mtime = m
+        $0.mode = UInt32(st.st_mode & 0o7777)
+      }
     }
     dirs.removeAll()
   }

@@ -41,7 +41,8 @@ public struct ClusterError: Error, CustomStringConvertible, Sendable {
       return "pfs_fsid \(fsid) appears on both \(other) and \(image ?? "?"): a duplicated or cloned image; refusing"
     case .noNode(let clid): return "no node of cluster \(clid) on these images"
     case .notANode: return "\(image ?? "?") is not one of the cluster's images"
-    case .cacheBudgetOutOfRange(let mib, let range): return "a cache budget of \(mib) MiB is outside \(range.lowerBound) to \(range.upperBound) MiB"
+    case .cacheBudgetOutOfRange(let mib, let range):
+      return "a cache budget of \(mib) MiB is outside \(range.lowerBound) to \(range.upperBound) MiB"
     }
   }
 

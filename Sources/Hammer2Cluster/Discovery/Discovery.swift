@@ -35,9 +35,11 @@ public struct ClusterGroup {
   /// by `clid`, else by PFS `name`, else the cluster found on the most images (all of
   /// them, normally). Refuses duplicated fsids.
   /// Each node's volume gets its share of `cacheBudget` (`CacheBudget.nodeShare`).
-  public static func discover(images: [String], name: String?, clid wanted: H2UUID?,
-                              cacheBudget: CacheBudget = .standard,
-                              opener: DeviceOpener = LocalDeviceOpener()) throws -> ClusterGroup {
+  public static func discover(
+    images: [String], name: String?, clid wanted: H2UUID?,
+    cacheBudget: CacheBudget = .standard,
+    opener: DeviceOpener = LocalDeviceOpener()
+  ) throws -> ClusterGroup {
     let share = cacheBudget.nodeShare(nodes: images.count)
     var all: [(image: String, volume: Volume, pfs: [PFSInfo])] = []
     for image in images {
@@ -87,16 +89,21 @@ public struct ClusterGroup {
         }
         fsids[p.fsid] = image
         if p.inode.meta.pfsTypeRaw >> 4 != 0 {
-          notes.append("\(image): PFS \(p.name) has a pending type transition (pfs_type 0x\(hex(UInt64(p.inode.meta.pfsTypeRaw), width: 2))); its active type is used")
+          notes.append(
+            "\(image): PFS \(p.name) has a pending type transition (pfs_type 0x\(hex(UInt64(p.inode.meta.pfsTypeRaw), width: 2))); its active type is used"
+          )
         }
         let role = Role(pfsType: p.inode.meta.pfsTypeRaw)
-        nodes.append(ClusterNode(index: nodes.count, image: image, volume: volume, pfs: p,
-                                 role: role, reader: PFSReader(volume: volume, pfs: p)))
+        nodes.append(
+          ClusterNode(
+            index: nodes.count, image: image, volume: volume, pfs: p,
+            role: role, reader: PFSReader(volume: volume, pfs: p)))
       }
     }
     guard !nodes.isEmpty else { throw ClusterError(.noNode(clid: clid.description), image: nil) }
     let masters = nodes.filter { $0.role == .master }.count
     let q = quorumSize(storedNmasters: nodes.map(\.pfs.nmasters), mastersPresent: masters)
-    return ClusterGroup(clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, nodeNotes: notes, opener: opener)
+    return ClusterGroup(
+      clid: clid, nodes: nodes, excluded: excluded, configured: q.configured, nquorum: q.nquorum, nodeNotes: notes, opener: opener)
   }
 }

@@ -60,9 +60,14 @@ public enum ClusterNote: Sendable, Equatable, CustomStringConvertible {
     if let t = voting.trusted { notes.append(.trusting(fsid: group.nodes[t].pfs.fsid.description)) }
     let nodes = group.nodes
     if Set(nodes.map(\.pfs.nmasters)).count > 1 {
-      notes.append(.text("pfs_nmasters disagree between nodes (\(nodes.map { "\($0.label)=\($0.pfs.nmasters)" }.joined(separator: ", "))); using \(voting.configured)"))
+      notes.append(
+        .text(
+          "pfs_nmasters disagree between nodes (\(nodes.map { "\($0.label)=\($0.pfs.nmasters)" }.joined(separator: ", "))); using \(voting.configured)"
+        ))
     }
-    if nodes.count > H2.maxCluster { notes.append(.text("\(nodes.count) nodes share the cluster id; the kernel would use only \(H2.maxCluster)")) }
+    if nodes.count > H2.maxCluster {
+      notes.append(.text("\(nodes.count) nodes share the cluster id; the kernel would use only \(H2.maxCluster)"))
+    }
     return notes
   }
 }

@@ -131,8 +131,10 @@ public struct Resyncer {
 
   /// The focus's element for `path`: its entry, inode and inode blockref (the inode the
   /// read-ahead read for that blockref, when it did).
-  private func focusElement(_ path: String, _ known: PlanAction? = nil,
-                            _ prepared: FocusReadAhead.PreparedInode? = nil) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
+  private func focusElement(
+    _ path: String, _ known: PlanAction? = nil,
+    _ prepared: FocusReadAhead.PreparedInode? = nil
+  ) throws(FormatError) -> (DirEntry, Blockref, InodeData) {
     if let d = known, let e = d.focusEntry, let b = d.focusInode, b.key == e.inum {
       let ino: InodeData
       if let p = prepared, p.bref == b {
@@ -186,9 +188,11 @@ public struct Resyncer {
       return (e.inum, name)
     }
     // Every action below that reads the focus's element, in this loop's order.
-    let readAhead = FocusReadAhead(image: focus.image, opener: group.opener, items: actions.indices.compactMap { k in
-      actions[k].readsFocus ? actions[k].focusInode.map { FocusReadAhead.Item(position: k, inode: $0) } : nil
-    })
+    let readAhead = FocusReadAhead(
+      image: focus.image, opener: group.opener,
+      items: actions.indices.compactMap { k in
+        actions[k].readsFocus ? actions[k].focusInode.map { FocusReadAhead.Item(position: k, inode: $0) } : nil
+      })
     readAhead.start()
     defer { readAhead.stop() }
     for (k, d) in actions.enumerated() {
@@ -204,7 +208,7 @@ public struct Resyncer {
           outcome.tidsStamped += 1
           outcome.pathsChanged += 1
         }
-        continue  // the root's own fields are copied last
+        continue // the root's own fields are copied last
       default: break
       }
       let (dir, name) = try parentAndName(d.path)
@@ -228,7 +232,10 @@ public struct Resyncer {
       case .stampTids, .copyContent:
         let (e, fb, fino) = try focusElement(d.path, d, prepared)
         if fino.meta.type == .directory { focusDirs[d.path] = (fb, fino) }
-        guard let mine = try ed.lookup(name, in: dir) else { try create(d.path, in: dir, name: name, ed, d, prepared); break }
+        guard let mine = try ed.lookup(name, in: dir) else {
+          try create(d.path, in: dir, name: name, ed, d, prepared)
+          break
+        }
         if d.kind == .stampTids, mine.inum == e.inum, mine.type == fino.meta.typeRaw {
           // Equal attributes and content under another tid: the focus's tid alone, on the
           // inode (its block and the index path above it); its data blocks stay as they are.
@@ -323,10 +330,13 @@ public struct Resyncer {
   /// Creates `path` on the node as a copy of the focus's element (same inode number);
   /// true when that made a new inode (not one more name of an existing one).
   @discardableResult
-  private func create(_ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: PlanAction? = nil,
-                      _ prepared: FocusReadAhead.PreparedInode? = nil) throws -> Bool {
+  private func create(
+    _ path: String, in dir: UInt64, name: [UInt8], _ ed: PFSEditor, _ known: PlanAction? = nil,
+    _ prepared: FocusReadAhead.PreparedInode? = nil
+  ) throws -> Bool {
     let (e, fb, fino) = try focusElement(path, known, prepared)
-    let created = try ed.createCopy(name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
+    let created = try ed.createCopy(
+      name, in: dir, inum: e.inum, meta: fino.meta, filename: fino.filename, direntTid: e.bref.modifyTid, tid: fb.modifyTid)
     try copyContent(e.inum, fino, ed, rewriteAll: false)
     try ed.stamp(e.inum, tid: fb.modifyTid)
     // Complete: written now, so memory stays bounded (a later touch reloads it).
@@ -352,7 +362,7 @@ public struct Resyncer {
       var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image] in
         Location(image: image, offset: 0, structure: "inode \(inum)")
       }
-      it.cachesBlocks = false  // each file is copied once
+      it.cachesBlocks = false // each file is copied once
       var el = it.lookup(0, size - 1)
       while let e = el {
         switch e {
@@ -360,7 +370,9 @@ public struct Resyncer {
         case .leaf(let fb):
           guard fb.type == .data else { break }
           let existing = mine.removeValue(forKey: fb.key)
-          if !rewriteAll, let nb = existing, nb.modifyTid == fb.modifyTid, nb.methods == fb.methods, nb.check == fb.check, nb.radix == fb.radix {
+          if !rewriteAll, let nb = existing, nb.modifyTid == fb.modifyTid, nb.methods == fb.methods, nb.check == fb.check,
+            nb.radix == fb.radix
+          {
             break
           }
           if raw, fb.radix != 0, fb.keybits == H2.pbufRadix, fb.compression != nil {

@@ -120,10 +120,11 @@ public struct ResyncPlan {
     targets = nodes.map { n in
       PlanTarget(node: n, state: report.nodeStates[n.index], actions: Self.actions(for: n.index, report.differences), space: space[n.index])
     }
-    refusal = targets.lazy.compactMap { t in
-      (t.state == .ahead || t.state == .splitBrain) && !options.snapshot && !options.allowRollback
-        ? ResyncRefusal(kind: .rollbackWithoutSnapshot(state: t.state), image: t.node.image) : nil
-    }.first
+    refusal =
+      targets.lazy.compactMap { t in
+        (t.state == .ahead || t.state == .splitBrain) && !options.snapshot && !options.allowRollback
+          ? ResyncRefusal(kind: .rollbackWithoutSnapshot(state: t.state), image: t.node.image) : nil
+      }.first
   }
 
   /// Node `i`'s actions for `differences`, in their order. Paths below a name the plan
@@ -151,8 +152,10 @@ public struct ResyncPlan {
       case .stale, .ahead, .splitBrain, .damaged: kind = .copyContent(rewriteAll: cls == .damaged)
       default: continue
       }
-      out.append(PlanAction(kind: kind, path: d.path, inum: d.inum, focusEntry: d.focusEntry, focusInode: d.focusInode,
-                            nodeInode: d.nodeInodes.indices.contains(i) ? d.nodeInodes[i] : nil))
+      out.append(
+        PlanAction(
+          kind: kind, path: d.path, inum: d.inum, focusEntry: d.focusEntry, focusInode: d.focusInode,
+          nodeInode: d.nodeInodes.indices.contains(i) ? d.nodeInodes[i] : nil))
     }
     return out
   }

@@ -81,7 +81,10 @@ extension Resyncer {
 extension SpaceEstimate {
   /// The no-space error of a plan that does not fit on `need`'s node.
   static func noSpace(_ need: SpaceNeed) -> FormatError {
-    FormatError(.noSpace(needed: need.needed, what: "the resync plan (an estimate: file data as raw 64 KiB blocks, inodes, copied index paths)", free: need.free),
-                at: Location(image: need.image, offset: 0, structure: "freemap"))
+    FormatError(
+      .noSpace(
+        needed: need.needed, what: "the resync plan (an estimate: file data as raw 64 KiB blocks, inodes, copied index paths)",
+        free: need.free),
+      at: Location(image: need.image, offset: 0, structure: "freemap"))
   }
 }

@@ -112,8 +112,12 @@ public struct ClusterReport {
     group.nodes.map { n in
       let i = n.index
       let planned = focus != nil && focus?.index != i
-      let needed = !planned ? 0 : SpaceEstimate.commitBytes(paths: stats.nodeDifferences[i], fileMedia: stats.mediaBytesToWrite[i],
-                                             indexEntries: scannedIndexEntries, snapshot: snapshot)
+      let needed =
+        !planned
+        ? 0
+        : SpaceEstimate.commitBytes(
+          paths: stats.nodeDifferences[i], fileMedia: stats.mediaBytesToWrite[i],
+          indexEntries: scannedIndexEntries, snapshot: snapshot)
       return SpaceNeed(image: n.image, needed: needed, free: n.volume.header.allocatableBytes)
     }
   }

@@ -3,14 +3,19 @@ import Hammer2Format
 /// How one node's copy of one path compares with the focus. The raw values are the
 /// report's spelling, which scripts parse.
 public enum PathClass: String, Codable, Sendable, CaseIterable, Comparable {
-  case inSync = "in-sync", stale, ahead, missing, extra, splitBrain = "split-brain"
-  case shapeMismatch = "shape-mismatch", damaged, inHole = "in-hole", conflict, undecidable
+  case inSync = "in-sync"
+  case stale, ahead, missing, extra
+  case splitBrain = "split-brain"
+  case shapeMismatch = "shape-mismatch"
+  case damaged
+  case inHole = "in-hole"
+  case conflict, undecidable
   /// A soft master's own local change (it never votes and resync leaves it alone unless
   /// told to overwrite soft masters): reported, never counted against the cluster.
   case softLocal = "soft-local"
 
   public static func < (a: PathClass, b: PathClass) -> Bool {
-    allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!  // Safe: every case is in allCases.
+    allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)! // Safe: every case is in allCases.
   }
 
   /// Whether a resync can repair it without a human.
@@ -53,7 +58,10 @@ public struct Difference: Sendable {
 /// The state of one node at the end of a walk: the one state text, JSON and metrics
 /// print.
 public enum NodeState: String, Codable, Sendable, CaseIterable {
-  case inSync = "in-sync", stale, ahead, splitBrain = "split-brain", damaged, conflict, focus
+  case inSync = "in-sync"
+  case stale, ahead
+  case splitBrain = "split-brain"
+  case damaged, conflict, focus
   /// A soft master whose only differences are its own local changes.
   case softLocal = "soft-local"
 }

@@ -19,12 +19,13 @@ public struct ArrayElementSource: ElementSource {
   public init(_ elements: [TreeElement]) { self.elements = elements }
   public mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {
     end = keyEnd
-    index = elements.firstIndex {
-      switch $0 {
-      case .leaf(let b): return b.keyEnd >= keyBeg
-      case .hole(_, let hi, _): return hi >= keyBeg
-      }
-    } ?? elements.count
+    index =
+      elements.firstIndex {
+        switch $0 {
+        case .leaf(let b): return b.keyEnd >= keyBeg
+        case .hole(_, let hi, _): return hi >= keyBeg
+        }
+      } ?? elements.count
     return next()
   }
   public mutating func next() -> TreeElement? {
@@ -101,7 +102,7 @@ public struct ClusterCursor<Source: ElementSource> {
     self.keyEnd = keyEnd
     for i in sources.indices {
       guard sources[i] != nil else { continue }
-      setHead(i, sources[i]!.source.lookup(keyBeg, keyEnd))  // Safe: checked non-nil above.
+      setHead(i, sources[i]!.source.lookup(keyBeg, keyEnd)) // Safe: checked non-nil above.
       holeReported[i] = false
     }
     return form()
@@ -155,7 +156,7 @@ public struct ClusterCursor<Source: ElementSource> {
       holeReported[i] = true
       return
     }
-    setHead(i, sources[i]!.source.next())  // Safe: callers check participation.
+    setHead(i, sources[i]!.source.next()) // Safe: callers check participation.
     holeReported[i] = false
   }
 
@@ -171,7 +172,7 @@ public struct ClusterCursor<Source: ElementSource> {
       var moved = false
       for i in heads.indices where sources[i] != nil {
         if headKind[i] == .hole, holeReported[i], k == nil || headHi[i] < k! {
-          setHead(i, sources[i]!.source.next())  // Safe: participation checked.
+          setHead(i, sources[i]!.source.next()) // Safe: participation checked.
           holeReported[i] = false
           moved = true
         }

@@ -76,7 +76,9 @@ final class DirectoryWalker {
   static func sameInlineDirent(_ slots: [Slot]) -> Blockref? {
     guard case .present(let first)? = slots.first, first.type == .dirent, (1...64).contains(first.direntNameLength) else { return nil }
     for slot in slots.dropFirst() {
-      guard case .present(let b) = slot, b.typeRaw == first.typeRaw, b.embed0 == first.embed0, b.embed1 == first.embed1, b.check == first.check else { return nil }
+      guard case .present(let b) = slot, b.typeRaw == first.typeRaw, b.embed0 == first.embed0, b.embed1 == first.embed1,
+        b.check == first.check
+      else { return nil }
     }
     return first
   }
@@ -91,16 +93,22 @@ final class DirectoryWalker {
   /// directory found below to `push`, in key order.
   func list(_ task: DirectoryTask, push: (DirectoryTask) -> Void) {
     let n = readers.count
-    let path = task.path, dirs = task.dirs, unreadable = task.unreadable
+    let path = task.path
+    let dirs = task.dirs
+    let unreadable = task.unreadable
     /// The per-node directories to enter for `views` (a directory somewhere).
     func subtask(_ path: String, _ views: [NodeView]) -> DirectoryTask {
-      DirectoryTask(path: path, dirs: views.map { $0.inode?.meta.type == .directory ? $0.inode : nil },
-                    unreadable: views.map { v in v.inode == nil && v.dirent?.typeRaw == ObjectType.directory.rawValue ? v.damaged ?? v.unknown : v.unknown },
-                    depth: task.depth + 1)
+      DirectoryTask(
+        path: path, dirs: views.map { $0.inode?.meta.type == .directory ? $0.inode : nil },
+        unreadable: views.map { v in
+          v.inode == nil && v.dirent?.typeRaw == ObjectType.directory.rawValue ? v.damaged ?? v.unknown : v.unknown
+        },
+        depth: task.depth + 1)
     }
-    var cursor = ClusterCursor<DirSource>(dirs.enumerated().map { i, d in
-      DirSource(reader: readers[i], dir: d, unreadable: unreadable[i])
-    })
+    var cursor = ClusterCursor<DirSource>(
+      dirs.enumerated().map { i, d in
+        DirSource(reader: readers[i], dir: d, unreadable: unreadable[i])
+      })
     var more = cursor.lookup(H2.dirhashVisible, .max)
     while more {
       // The common case decided from the blockrefs alone, before decoding anything: the
@@ -138,7 +146,7 @@ final class DirectoryWalker {
       let childPath = path == "." ? childName : path + "/" + childName
       var others: [(Int, DirEntry)] = []
       for i in 0..<n {
-        if let d = views[i].dirent, d.name != name! {  // Safe: name is set when any dirent is.
+        if let d = views[i].dirent, d.name != name! { // Safe: name is set when any dirent is.
           others.append((i, d))
           views[i].dirent = nil
         }
@@ -188,13 +196,14 @@ final class DirectoryWalker {
         var found: (Blockref, InodeData)?
         if let b = shared.suspectRefs[d.inum]?[i] { found = try reader.inode(at: b, inum: d.inum) }
         if found == nil { found = try reader.inodeWithBlockref(d.inum) }
-        let (b, ino) = found!  // Safe: set just above.
+        let (b, ino) = found! // Safe: set just above.
         views[i].inode = ino
         views[i].inodeBref = b
       } catch {
         // Unreadable, or named by a directory entry but missing from the inode index.
         views[i].damaged = error
-        note(Finding(error: error, fallback: Location(image: shared.images[i], offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+        note(
+          Finding(error: error, fallback: Location(image: shared.images[i], offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
       }
     }
     // Content is read where it can change the verdict: copies under different tids (the
@@ -206,7 +215,8 @@ final class DirectoryWalker {
     // Fast mode, attributes already different: the versions differ whatever the bytes,
     // so the content is compared by its blockrefs (methods and check codes) without
     // reading the data; that only itemizes "data" for the report.
-    let metas = Set(views.indices.compactMap { i in views[i].inode.flatMap { ino in views[i].dirent.map { Self.identity($0, ino, content: 0) } } })
+    let metas = Set(
+      views.indices.compactMap { i in views[i].inode.flatMap { ino in views[i].dirent.map { Self.identity($0, ino, content: 0) } } })
     let byBlockrefs = shared.mode == .fast && metas.count > 1
     // Big files on several nodes are read in parallel (each node has its own volume).
     var early = [ContentDigest?](repeating: nil, count: views.count)
@@ -216,7 +226,9 @@ final class DirectoryWalker {
     // not read; anything else is read and compared below.
     if needContent && !byBlockrefs && shared.mode == .fast && inums.count == 1 && metas.count == 1 {
       let stored = views.indices.map { i -> ContentDigest? in
-        guard views[i].dirent != nil, let ino = views[i].inode, ino.meta.type == .regularFile || ino.meta.type == .symlink else { return nil }
+        guard views[i].dirent != nil, let ino = views[i].inode, ino.meta.type == .regularFile || ino.meta.type == .symlink else {
+          return nil
+        }
         return Self.blockrefDigest(readers[i], ino, path: path)
       }
       let present = stored.compactMap { $0 }
@@ -231,7 +243,7 @@ final class DirectoryWalker {
       }
       let distinct = Set(big.map { ObjectIdentifier(readers[$0].volume) }).count == big.count
       if big.count > 1, distinct {
-        let jobs = big.map { (readers[$0], views[$0].inode!) }  // Safe: filtered above.
+        let jobs = big.map { (readers[$0], views[$0].inode!) } // Safe: filtered above.
         let results = ParallelResults<ContentDigest>(count: jobs.count)
         let box = UncheckedSendable(jobs)
         DispatchQueue.concurrentPerform(iterations: jobs.count) { k in
@@ -257,7 +269,8 @@ final class DirectoryWalker {
         views[i].version = Version(tid: b.modifyTid, identity: Self.identity(d, ino, content: content))
       } catch {
         views[i].damaged = error
-        note(Finding(error: error, fallback: Location(image: shared.images[i], offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+        note(
+          Finding(error: error, fallback: Location(image: shared.images[i], offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
       }
     }
   }
@@ -311,11 +324,12 @@ final class DirectoryWalker {
       var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset) { [label = reader.volume.label, inum = m.inum] in
         Location(image: label, offset: 0, structure: "inode \(inum)")
       }
-      it.cachesBlocks = false  // each file's digest is taken once
+      it.cachesBlocks = false // each file's digest is taken once
       var el = it.lookup(0, m.size - 1)
       while let e = el {
         switch e {
-        case .hole(_, _, let err): out.findings.append(Finding(error: err, fallback: reader.volume.location(of: reader.pfs.bref), path: path))
+        case .hole(_, _, let err):
+          out.findings.append(Finding(error: err, fallback: reader.volume.location(of: reader.pfs.bref), path: path))
         case .leaf(let b):
           // Weak check methods make this coarse; it only itemizes "data" for files whose
           // attributes already differ.
@@ -324,7 +338,11 @@ final class DirectoryWalker {
         }
         el = it.next()
       }
-      out.findings += it.findings.map { var f = $0; f.path = path; return f }
+      out.findings += it.findings.map {
+        var f = $0
+        f.path = path
+        return f
+      }
     }
     out.value = h.value
     return out
@@ -350,7 +368,10 @@ final class DirectoryWalker {
   static func identity(_ d: DirEntry, _ ino: InodeData, content: UInt64) -> UInt64 {
     let m = ino.meta
     let h = Hasher64()
-    h.add(d.name); h.add(d.inum); h.addClusterWide(m); h.add(content)
+    h.add(d.name)
+    h.add(d.inum)
+    h.addClusterWide(m)
+    h.add(content)
     return h.value
   }
 
@@ -367,7 +388,9 @@ final class DirectoryWalker {
     if x.nlinks != y.nlinks { out.append("nlinks") }
     if x.compAlgo != y.compAlgo || x.checkAlgo != y.checkAlgo { out.append("methods") }
     if x.inum != y.inum { out.append("inum") }
-    if a.contentDigest != nil, f.contentDigest != nil, a.contentDigest != f.contentDigest, a.contentDigest != 0 || f.contentDigest != 0 { out.append("data") }
+    if a.contentDigest != nil, f.contentDigest != nil, a.contentDigest != f.contentDigest, a.contentDigest != 0 || f.contentDigest != 0 {
+      out.append("data")
+    }
     return out
   }
 
@@ -378,7 +401,9 @@ final class DirectoryWalker {
     let n = shared.images.count
     let inputs = (0..<n).map { i -> ResolveInput in
       let v = views[i]
-      if v.damaged != nil, let d = v.dirent { return ResolveInput(role: shared.roles[i], version: Version(tid: 0, identity: d.inum), errored: true) }
+      if v.damaged != nil, let d = v.dirent {
+        return ResolveInput(role: shared.roles[i], version: Version(tid: 0, identity: d.inum), errored: true)
+      }
       return ResolveInput(role: shared.roles[i], version: v.unknown != nil ? nil : v.version, errored: v.unknown != nil)
     }
     let r = isRoot ? shared.rootResolution : resolve(inputs, nquorum: shared.nquorum)
@@ -399,11 +424,23 @@ final class DirectoryWalker {
         classes[i] = allSame ? .inSync : .conflict
         continue
       }
-      if v.unknown != nil { classes[i] = .inHole; continue }
-      if v.damaged != nil { classes[i] = .damaged; continue }
-      guard let mine = v.version else { classes[i] = .missing; continue }
+      if v.unknown != nil {
+        classes[i] = .inHole
+        continue
+      }
+      if v.damaged != nil {
+        classes[i] = .damaged
+        continue
+      }
+      guard let mine = v.version else {
+        classes[i] = .missing
+        continue
+      }
       if mine == fv { continue }
-      if let t = v.inode?.meta.typeRaw, let ft = views[fi].inode?.meta.typeRaw, t != ft { classes[i] = .shapeMismatch; continue }
+      if let t = v.inode?.meta.typeRaw, let ft = views[fi].inode?.meta.typeRaw, t != ft {
+        classes[i] = .shapeMismatch
+        continue
+      }
       if mine.identity == fv.identity {
         // Same attributes and content under another tid: DragonFly compares modify_tids
         // (hammer2_cluster_check), so it never counts this copy at the focus's version.
@@ -434,13 +471,21 @@ final class DirectoryWalker {
       stats.bytesToWrite[i] += bytes[i]
       stats.mediaBytesToWrite[i] = SpaceEstimate.plus(stats.mediaBytesToWrite[i], SpaceEstimate.fileMediaBytes(logical: bytes[i]))
     }
-    if classes.contains(.missing) || classes.contains(.extra) { element = "dirent" } else if classes.contains(.shapeMismatch) { element = "type" } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) { element = "data" }
+    if classes.contains(.missing) || classes.contains(.extra) {
+      element = "dirent"
+    } else if classes.contains(.shapeMismatch) {
+      element = "type"
+    } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) {
+      element = "data"
+    }
     let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
     let rf = shared.rootResolution.focus
-    sink(Difference(path: path, inum: inum, element: element, classes: classes,
-                    details: views.indices.map { tidsOnly[$0] ? [Self.tidsOnlyDetail] : Self.whatDiffers(views[$0], ref) }, bytesToWrite: bytes,
-                    tidsOnly: tidsOnly, focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref },
-                    nodeInodes: views.map(\.inodeBref)))
+    sink(
+      Difference(
+        path: path, inum: inum, element: element, classes: classes,
+        details: views.indices.map { tidsOnly[$0] ? [Self.tidsOnlyDetail] : Self.whatDiffers(views[$0], ref) }, bytesToWrite: bytes,
+        tidsOnly: tidsOnly, focusEntry: rf.flatMap { views[$0].dirent }, focusInode: rf.flatMap { views[$0].inodeBref },
+        nodeInodes: views.map(\.inodeBref)))
     return classes
   }
 

@@ -98,7 +98,10 @@ final class NodeScanner: @unchecked Sendable {
       volume.cachesArrays = false
     } catch {
       note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))
-      queue.push(SummaryBatch(items: [InodeSummary(key: 0, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0, end: true))
+      queue.push(
+        SummaryBatch(
+          items: [InodeSummary(key: 0, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0,
+          end: true))
       return
     }
     let reader = PFSReader(volume: volume, pfs: pfs)
@@ -110,9 +113,13 @@ final class NodeScanner: @unchecked Sendable {
       // Index entries only: a plain descent through clean arrays; the iterator takes
       // over from the first irregularity (it reports it as a hole or finding).
       var next: UInt64 = 0
-      resume = descend(pfs.inode.blockset.filter { !$0.isEmpty }, volume: volume, lo: 0, hi: .max, end: H2.dirhashVisible - 1, depth: 0, next: &next) { b in
-        batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
-                                  bref: b.type == .inode ? b : nil))
+      resume = descend(
+        pfs.inode.blockset.filter { !$0.isEmpty }, volume: volume, lo: 0, hi: .max, end: H2.dirhashVisible - 1, depth: 0, next: &next
+      ) { b in
+        batch.append(
+          InodeSummary(
+            key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
+            bref: b.type == .inode ? b : nil))
         if batch.count >= Self.batchSize {
           queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
           reported = volume.bytesRead
@@ -120,7 +127,8 @@ final class NodeScanner: @unchecked Sendable {
         }
       }
     }
-    var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
+    var it = KeyRangeIterator(
+      volume: volume, array: pfs.inode.blockset, location: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
     var el = resume.flatMap { it.lookup($0, H2.dirhashVisible - 1) }
     while let e = el {
       switch e {
@@ -131,8 +139,10 @@ final class NodeScanner: @unchecked Sendable {
         if deep {
           batch.append(summarize(b, reader: reader, volume: volume))
         } else {
-          batch.append(InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
-                                  bref: b.type == .inode ? b : nil))
+          batch.append(
+            InodeSummary(
+              key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
+              bref: b.type == .inode ? b : nil))
         }
       }
       if batch.count >= Self.batchSize {
@@ -153,8 +163,10 @@ final class NodeScanner: @unchecked Sendable {
   /// [lo, hi], readable clean indirect blocks, bounded depth. Returns nil when done,
   /// else the key to resume from with the iterator (every key below it was emitted).
   /// `next` is the lowest key not yet emitted.
-  private func descend(_ array: [Blockref], volume: Volume, lo: UInt64, hi: UInt64, end: UInt64, depth: Int,
-                       next: inout UInt64, _ emit: (Blockref) -> Void) -> UInt64? {
+  private func descend(
+    _ array: [Blockref], volume: Volume, lo: UInt64, hi: UInt64, end: UInt64, depth: Int,
+    next: inout UInt64, _ emit: (Blockref) -> Void
+  ) -> UInt64? {
     var prevEnd: UInt64?
     for e in array {
       guard e.keybits <= 64, e.key >= lo, e.key >= next, e.keyEnd <= hi, prevEnd.map({ e.key > $0 }) ?? true else { return next }
@@ -170,7 +182,7 @@ final class NodeScanner: @unchecked Sendable {
       default:
         guard e.keyEnd <= end else { return next }
         emit(e)
-        next = e.keyEnd + 1  // keyEnd <= end < .max
+        next = e.keyEnd + 1 // keyEnd <= end < .max
       }
     }
     return nil
@@ -178,8 +190,9 @@ final class NodeScanner: @unchecked Sendable {
 
   /// Reads, verifies and digests one inode and everything below it.
   private func summarize(_ b: Blockref, reader: PFSReader, volume: Volume) -> InodeSummary {
-    var s = InodeSummary(key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: false,
-                         bref: b.type == .inode ? b : nil)
+    var s = InodeSummary(
+      key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: false,
+      bref: b.type == .inode ? b : nil)
     guard b.type == .inode else {
       note(Finding(.damage, at: volume.location(of: b), "\(b.summary) in the inode index"))
       s.damaged = true
@@ -195,14 +208,20 @@ final class NodeScanner: @unchecked Sendable {
     }
     let m = ino.meta
     let h = Hasher64()
-    h.add(m.inum); h.addClusterWide(m); h.add(UInt64(m.opFlags & OpFlags.directData))
+    h.add(m.inum)
+    h.addClusterWide(m)
+    h.add(UInt64(m.opFlags & OpFlags.directData))
     if m.isDirectData {
       h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
     } else if m.type == .directory {
       var it = reader.entryIterator(of: ino)
       while let r = it.next(reader: reader) {
         switch r {
-        case .success(let e): h.add(e.bref.key); h.add(e.inum); h.add(UInt64(e.typeRaw)); h.add(e.name)
+        case .success(let e):
+          h.add(e.bref.key)
+          h.add(e.inum)
+          h.add(UInt64(e.typeRaw))
+          h.add(e.name)
         case .failure(let err):
           note(Finding(error: err, fallback: volume.location(of: b)))
           s.damaged = true

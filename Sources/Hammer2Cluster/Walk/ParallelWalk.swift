@@ -46,7 +46,7 @@ final class ParallelWalk {
       for (i, s) in segments.enumerated() {
         guard case .subtree(let t) = s else { continue }
         subtrees += 1
-        if t.depth < Self.maxSplitDepth, pick == nil || t.depth < pick!.depth { pick = (i, t.depth) }  // Safe: checked first.
+        if t.depth < Self.maxSplitDepth, pick == nil || t.depth < pick!.depth { pick = (i, t.depth) } // Safe: checked first.
       }
       guard subtrees < threads * jobsPerThread, let (i, _) = pick, case .subtree(let t) = segments[i] else { break }
       var out: [Difference] = []
@@ -73,9 +73,14 @@ final class ParallelWalk {
       // meanwhile); the others open the images again.
       walkers.append(DirectoryWalker(shared: primary.shared, readers: primary.readers))
       for _ in 1..<min(threads, jobs.count) {
-        guard let readers = try? primary.readers.map({ r throws(FormatError) in
-          PFSReader(volume: try Volume.open(path: r.volume.label, opener: r.volume.opener, cacheBudget: CacheBudget.walkThreadShare(ofNode: r.volume.cacheBudget)), pfs: r.pfs)
-        }) else { break }
+        guard
+          let readers = try? primary.readers.map({ r throws(FormatError) in
+            PFSReader(
+              volume: try Volume.open(
+                path: r.volume.label, opener: r.volume.opener, cacheBudget: CacheBudget.walkThreadShare(ofNode: r.volume.cacheBudget)),
+              pfs: r.pfs)
+          })
+        else { break }
         walkers.append(DirectoryWalker(shared: primary.shared, readers: readers))
       }
     }

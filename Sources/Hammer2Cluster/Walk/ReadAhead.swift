@@ -137,13 +137,14 @@ final class FocusReadAhead: @unchecked Sendable {
         }
         if k - consumed < aheadItems, pending < aheadBytes { break }
         wakeAt = items[min(consumed + max(1, aheadItems / 8), k)].position
-        cond.broadcast()  // for `waitUntilIdle`
+        cond.broadcast() // for `waitUntilIdle`
         cond.wait()
       }
-      let stop = stopping, passed = items[k].position <= reached
+      let stop = stopping
+      let passed = items[k].position <= reached
       cond.unlock()
       if stop { return }
-      if passed { continue }  // the copy got there first
+      if passed { continue } // the copy got there first
       // The next inodes are asked for in batches: their reads overlap, and the read
       // below then rarely waits.
       if inodesAsked <= k {
@@ -174,7 +175,7 @@ final class FocusReadAhead: @unchecked Sendable {
       if case .leaf(let b) = e, b.type == .data, let n = b.mediaSize, n > 0 {
         let off = b.mediaOffset
         let (end, overflow) = off.addingReportingOverflow(UInt64(n))
-        if overflow { break }  // damage: the copy's read reports it
+        if overflow { break } // damage: the copy's read reports it
         if let r = run, r.end == off {
           run = (r.off, end)
         } else {
@@ -230,7 +231,8 @@ final class BlockReadAhead: @unchecked Sendable {
           guard budget > 0 else { break }
           let (end, overflow) = b.offset.addingReportingOverflow(UInt64(max(0, b.size)) + page - 1)
           if overflow { continue }
-          let lo = b.offset & ~(page - 1), hi = end & ~(page - 1)
+          let lo = b.offset & ~(page - 1)
+          let hi = end & ~(page - 1)
           if let r = run, lo <= r.hi {
             run = (r.lo, max(r.hi, hi))
           } else {

@@ -4,8 +4,14 @@ import Hammer2Format
 /// transition in the high nibble does not change the role (unlike the kernel's raw-byte
 /// comparison, seed defect W12).
 public enum Role: String, Sendable, Codable, CaseIterable {
-  case master = "MASTER", slave = "SLAVE", softMaster = "SOFT_MASTER", softSlave = "SOFT_SLAVE"
-  case cache = "CACHE", dummy = "DUMMY", suproot = "SUPROOT", unknown = "UNKNOWN"
+  case master = "MASTER"
+  case slave = "SLAVE"
+  case softMaster = "SOFT_MASTER"
+  case softSlave = "SOFT_SLAVE"
+  case cache = "CACHE"
+  case dummy = "DUMMY"
+  case suproot = "SUPROOT"
+  case unknown = "UNKNOWN"
 
   /// The role of a raw `pfs_type` byte.
   public init(pfsType raw: UInt8) {
@@ -68,8 +74,10 @@ public struct ClusterFlags: OptionSet, Sendable, Hashable {
 
   /// Names, for reports.
   public var names: [String] {
-    let all: [(ClusterFlags, String)] = [(.wrHard, "WRHARD"), (.rdHard, "RDHARD"), (.wrSoft, "WRSOFT"), (.rdSoft, "RDSOFT"),
-      (.unHard, "UNHARD"), (.unSoft, "UNSOFT"), (.noHard, "NOHARD"), (.noSoft, "NOSOFT"), (.mSynced, "MSYNCED"), (.sSynced, "SSYNCED")]
+    let all: [(ClusterFlags, String)] = [
+      (.wrHard, "WRHARD"), (.rdHard, "RDHARD"), (.wrSoft, "WRSOFT"), (.rdSoft, "RDSOFT"),
+      (.unHard, "UNHARD"), (.unSoft, "UNSOFT"), (.noHard, "NOHARD"), (.noSoft, "NOSOFT"), (.mSynced, "MSYNCED"), (.sSynced, "SSYNCED"),
+    ]
     return all.filter { contains($0.0) }.map(\.1)
   }
 }
@@ -131,8 +139,10 @@ public func resolve(_ inputs: [ResolveInput], nquorum: Int) -> Resolution {
   var support: [Version: [Int]] = [:]
   var erroredTids: [UInt64: [Int]] = [:]
   var absentMasters = 0
-  var ttlMasters = 0, ttlSlaves = 0
-  var softMaster: Int?, softSlave: Int?
+  var ttlMasters = 0
+  var ttlSlaves = 0
+  var softMaster: Int?
+  var softSlave: Int?
   for (i, inp) in inputs.enumerated() {
     if inp.version == nil && !inp.errored { items[i].insert(.missing) }
     if inp.errored { items[i].insert(.errored) }
@@ -181,15 +191,24 @@ public func resolve(_ inputs: [ResolveInput], nquorum: Int) -> Resolution {
   if softSlave != nil { flags.insert(.rdSoft) }
   if ttlMasters == 0 { flags.insert(.noHard) }
   if ttlSlaves == 0 { flags.insert(.noSoft) }
-  var mSynced = true, sSynced = true
+  var mSynced = true
+  var sSynced = true
   for (i, inp) in inputs.enumerated() {
     let matches = absent ? (inp.version == nil && !inp.errored) : (version != nil && inp.version == version && !inp.errored)
     if !matches { items[i].insert(.invalid) }
     switch inp.role {
     case .master:
-      if !matches { mSynced = false; flags.insert(.unHard) } else if softMaster == nil, !absent { items[i].insert(.femod) }
+      if !matches {
+        mSynced = false
+        flags.insert(.unHard)
+      } else if softMaster == nil, !absent {
+        items[i].insert(.femod)
+      }
     case .slave:
-      if !matches { sSynced = false; flags.insert(.unSoft) }
+      if !matches {
+        sSynced = false
+        flags.insert(.unSoft)
+      }
     case .softMaster:
       if i == softMaster { items[i].insert(.femod) }
     default: break

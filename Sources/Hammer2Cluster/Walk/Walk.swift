@@ -126,7 +126,7 @@ public final class ClusterWalker {
     }
     let r = resolve(inputs, nquorum: voting.nquorum)
     var byVersion: [Version: [Int]] = [:]
-    for (i, inp) in inputs.enumerated() { byVersion[inp.version!, default: []].append(i) }  // Safe: every root has a version.
+    for (i, inp) in inputs.enumerated() { byVersion[inp.version!, default: []].append(i) } // Safe: every root has a version.
     root = RootDecision(resolution: r, versions: byVersion.map { ($0.key, $0.value) }.sorted { $0.version > $1.version })
   }
 
@@ -136,8 +136,13 @@ public final class ClusterWalker {
   /// Root attributes that are cluster-wide (not ctime/btime, not PFS identity).
   static func rootIdentity(_ m: InodeMeta) -> UInt64 {
     let h = Hasher64()
-    h.add(UInt64(m.mode)); h.add(m.mtime); h.add(UInt64(m.uflags)); h.add(UInt64(m.compAlgo)); h.add(UInt64(m.checkAlgo))
-    h.add(m.uid); h.add(m.gid)
+    h.add(UInt64(m.mode))
+    h.add(m.mtime)
+    h.add(UInt64(m.uflags))
+    h.add(UInt64(m.compAlgo))
+    h.add(UInt64(m.checkAlgo))
+    h.add(m.uid)
+    h.add(m.gid)
     return h.value
   }
 
@@ -194,9 +199,10 @@ public final class ClusterWalker {
     let readAhead = BlockReadAhead(images: group.nodes.map(\.image), opener: group.opener, blocks: inodeBlocks)
     defer { readAhead.wait() }
     enter = directoriesToEnter()
-    let shared = WalkShared(images: group.nodes.map(\.image), roles: voting.roles, nquorum: voting.nquorum,
-                            mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter,
-                            overwriteSoftMasters: overwriteSoftMasters)
+    let shared = WalkShared(
+      images: group.nodes.map(\.image), roles: voting.roles, nquorum: voting.nquorum,
+      mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter,
+      overwriteSoftMasters: overwriteSoftMasters)
     let primary = DirectoryWalker(shared: shared, readers: group.nodes.map(\.reader))
     primary.onBytes = onBytes
     withoutActuallyEscaping(emit) { emit in
@@ -204,8 +210,9 @@ public final class ClusterWalker {
       defer { primary.sink = { _ in } }
       // The root itself.
       var views = group.nodes.map { node in
-        DirectoryWalker.NodeView(dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref,
-                                 version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
+        DirectoryWalker.NodeView(
+          dirent: nil, inode: node.pfs.inode, inodeBref: node.pfs.bref,
+          version: Version(tid: node.pfs.rootModifyTid, identity: Self.rootIdentity(node.pfs.inode.meta)))
       }
       _ = primary.decide(path: ".", views: &views, isRoot: true)
       let top = DirectoryTask(path: ".", dirs: group.nodes.map { $0.pfs.inode }, unreadable: .init(repeating: nil, count: n), depth: 0)
@@ -258,10 +265,12 @@ public final class ClusterWalker {
     guard classes.contains(where: { $0 != .inSync }) else { return }
     stats.count(classes, tidsOnly: tidsOnly)
     for i in 0..<n where classes[i] != .inSync { nodeClasses[i].insert(classes[i]) }
-    emit(Difference(path: "/", inum: 1, element: "inode", classes: classes,
-                    details: tidsOnly.map { $0 ? [DirectoryWalker.tidsOnlyDetail] : [] },
-                    bytesToWrite: .init(repeating: 0, count: n), tidsOnly: tidsOnly,
-                    focusEntry: nil, focusInode: group.nodes[f].pfs.bref))
+    emit(
+      Difference(
+        path: "/", inum: 1, element: "inode", classes: classes,
+        details: tidsOnly.map { $0 ? [DirectoryWalker.tidsOnlyDetail] : [] },
+        bytesToWrite: .init(repeating: 0, count: n), tidsOnly: tidsOnly,
+        focusEntry: nil, focusInode: group.nodes[f].pfs.bref))
   }
 
   /// Fast mode: the directories a walk must enter to meet every suspect, or nil when
@@ -354,7 +363,7 @@ public final class ClusterWalker {
       var k: UInt64?
       for i in 0..<n where ready(i) {
         let hk = pending[i][pos[i]].key
-        if k == nil || hk < k! { k = hk }  // Safe: k checked first.
+        if k == nil || hk < k! { k = hk } // Safe: k checked first.
       }
       guard let key = k else { break }
       indexEntries += 1
@@ -375,7 +384,8 @@ public final class ClusterWalker {
       // Only holes at this key: nothing to compare.
       guard first >= 0 else { continue }
       var same = !hole
-      let tid = pending[first][at[first]].modifyTid, digest = pending[first][at[first]].digest
+      let tid = pending[first][at[first]].modifyTid
+      let digest = pending[first][at[first]].digest
       for i in 0..<n {
         guard at[i] >= 0 else {
           same = false
@@ -444,14 +454,28 @@ extension Hasher64 {
   /// An inode's cluster-wide attributes: not the node-local ones (block tables and their
   /// check codes, iparent, name_key, btime).
   func addClusterWide(_ m: InodeMeta) {
-    add(UInt64(m.typeRaw)); add(UInt64(m.mode)); add(m.size); add(m.mtime); add(m.ctime)
-    add(UInt64(m.uflags)); add(m.uid); add(m.gid); add(UInt64(m.rmajor)); add(UInt64(m.rminor))
-    add(m.nlinks); add(UInt64(m.compAlgo)); add(UInt64(m.checkAlgo))
+    add(UInt64(m.typeRaw))
+    add(UInt64(m.mode))
+    add(m.size)
+    add(m.mtime)
+    add(m.ctime)
+    add(UInt64(m.uflags))
+    add(m.uid)
+    add(m.gid)
+    add(UInt64(m.rmajor))
+    add(UInt64(m.rminor))
+    add(m.nlinks)
+    add(UInt64(m.compAlgo))
+    add(UInt64(m.checkAlgo))
   }
 
   /// How a DATA block is stored: key, size, methods and (with a medium) its check code.
   func addStoredBlock(_ b: Blockref, withCheck: Bool) {
-    add(b.key); add(UInt64(b.keybits)); add(UInt64(b.typeRaw)); add(UInt64(b.methods)); add(UInt64(b.radix))
+    add(b.key)
+    add(UInt64(b.keybits))
+    add(UInt64(b.typeRaw))
+    add(UInt64(b.methods))
+    add(UInt64(b.radix))
     if withCheck, b.radix != 0 { add(b.check.bytes) }
   }
 }
@@ -467,8 +491,16 @@ final class ParallelResults<T>: @unchecked Sendable {
   private var slots: [T?]
   private let lock = NSLock()
   init(count: Int) { slots = .init(repeating: nil, count: count) }
-  func set(_ i: Int, _ v: T) { lock.lock(); slots[i] = v; lock.unlock() }
-  func get(_ i: Int) -> T? { lock.lock(); defer { lock.unlock() }; return slots[i] }
+  func set(_ i: Int, _ v: T) {
+    lock.lock()
+    slots[i] = v
+    lock.unlock()
+  }
+  func get(_ i: Int) -> T? {
+    lock.lock()
+    defer { lock.unlock() }
+    return slots[i]
+  }
 }
 
 /// A 64-bit content digest (XXH3, streaming) over typed fields, for identities: fast

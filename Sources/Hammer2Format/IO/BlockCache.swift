@@ -12,8 +12,8 @@ final class BlockCache<Value> {
   private var nodes: [Node] = []
   private var free: [Int] = []
   private var index: [UInt64: Int] = [:]
-  private var head = -1  // most recent
-  private var tail = -1  // least recent
+  private var head = -1 // most recent
+  private var tail = -1 // least recent
   private(set) var used = 0
   let budget: Int
 
@@ -35,7 +35,13 @@ final class BlockCache<Value> {
     } else {
       let node = Node(key: key, value: value, cost: cost, prev: -1, next: head)
       let i: Int
-      if let f = free.popLast() { nodes[f] = node; i = f } else { nodes.append(node); i = nodes.count - 1 }
+      if let f = free.popLast() {
+        nodes[f] = node
+        i = f
+      } else {
+        nodes.append(node)
+        i = nodes.count - 1
+      }
       if head >= 0 { nodes[head].prev = i }
       head = i
       if tail < 0 { tail = i }
@@ -46,7 +52,8 @@ final class BlockCache<Value> {
   }
 
   private func unlink(_ i: Int) {
-    let p = nodes[i].prev, n = nodes[i].next
+    let p = nodes[i].prev
+    let n = nodes[i].next
     if p >= 0 { nodes[p].next = n } else { head = n }
     if n >= 0 { nodes[n].prev = p } else { tail = p }
     nodes[i].prev = -1

@@ -36,8 +36,9 @@ extension BlockDevice {
   }
 
   public func setSize(_ newSize: UInt64) throws(FormatError) {
-    throw FormatError(.unsupported("resizing this device (it keeps its size of \(size) bytes)"),
-                      at: Location(image: label, offset: 0, structure: "image"))
+    throw FormatError(
+      .unsupported("resizing this device (it keeps its size of \(size) bytes)"),
+      at: Location(image: label, offset: 0, structure: "image"))
   }
 }
 
@@ -59,8 +60,9 @@ public protocol DeviceOpener: Sendable {
 
 extension DeviceOpener {
   public func create(_ spec: String) throws(FormatError) -> BlockDevice {
-    throw FormatError(.unsupported("creating a device with this opener (it opens existing devices only)"),
-                      at: Location(image: spec, offset: 0, structure: "image"))
+    throw FormatError(
+      .unsupported("creating a device with this opener (it opens existing devices only)"),
+      at: Location(image: spec, offset: 0, structure: "image"))
   }
 
   public var writeHook: WriteHook? { nil }

@@ -47,7 +47,10 @@ public final class FileImage: BlockDevice {
     guard f >= 0 else {
       let e = errno
       if writable {
-        throw FormatError(e == EBUSY ? .invalidArgument("\(path) is busy (mounted or open exclusively elsewhere)") : .io(errno: e, operation: "open for writing"), at: loc)
+        throw FormatError(
+          e == EBUSY
+            ? .invalidArgument("\(path) is busy (mounted or open exclusively elsewhere)") : .io(errno: e, operation: "open for writing"),
+          at: loc)
       }
       throw FormatError(.io(errno: e, operation: "open"), at: loc)
     }
@@ -125,10 +128,12 @@ public final class FileImage: BlockDevice {
       let n = pread(fd, base + done, count - done, off_t(offset) + off_t(done))
       if n < 0 {
         if errno == EINTR { continue }
-        throw FormatError(.io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
+        throw FormatError(
+          .io(errno: errno, operation: "pread"), at: Location(image: label, offset: offset + UInt64(done), structure: "read"))
       }
       if n == 0 {
-        throw FormatError(.truncated(needed: UInt64(count), available: UInt64(done)), at: Location(image: label, offset: offset, structure: "read"))
+        throw FormatError(
+          .truncated(needed: UInt64(count), available: UInt64(done)), at: Location(image: label, offset: offset, structure: "read"))
       }
       done += n
     }
@@ -164,7 +169,9 @@ public final class FileImage: BlockDevice {
       let n = pwrite(fd, base + done, count - done, off_t(offset) + off_t(done))
       if n < 0 && errno == EINTR { continue }
       guard n > 0 else {
-        throw FormatError(.io(errno: n < 0 ? errno : EIO, operation: "pwrite"), at: Location(image: label, offset: offset + UInt64(done), structure: "write"))
+        throw FormatError(
+          .io(errno: n < 0 ? errno : EIO, operation: "pwrite"),
+          at: Location(image: label, offset: offset + UInt64(done), structure: "write"))
       }
       done += n
     }
@@ -190,7 +197,9 @@ public final class FileImage: BlockDevice {
 
   public func lockExclusive() throws(FormatError) {
     guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-      throw FormatError(.invalidArgument("\(label) is locked by another h2resync/h2mkimage process"), at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(
+        .invalidArgument("\(label) is locked by another h2resync/h2mkimage process"),
+        at: Location(image: label, offset: 0, structure: "image"))
     }
   }
 

@@ -86,7 +86,8 @@ public final class OverlayImage: ImageIO {
     while page * 4096 < end {
       if let data = pages[page] {
         let pStart = page * 4096
-        let from = max(pStart, offset), to = min(pStart + 4096, end)
+        let from = max(pStart, offset)
+        let to = min(pStart + 4096, end)
         for pos in from..<to { buf[Int(pos - offset)] = data[Int(pos - pStart)] }
       }
       page += 1

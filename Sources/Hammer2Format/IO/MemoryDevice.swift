@@ -68,7 +68,10 @@ public final class MemoryImage: BlockDevice {
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
     var out = [UInt8](repeating: 0, count: count)
     let r: Result<Void, FormatError> = out.withUnsafeMutableBytes { b in
-      do throws(FormatError) { try read(at: offset, into: b); return .success(()) } catch { return .failure(error) }
+      do throws(FormatError) {
+        try read(at: offset, into: b)
+        return .success(())
+      } catch { return .failure(error) }
     }
     try r.get()
     return out
@@ -119,7 +122,8 @@ public final class MemoryImage: BlockDevice {
       let n = min(bytes.count - done, Self.pageBytes - inPage)
       var p = pages.removeValue(forKey: page) ?? [UInt8](repeating: 0, count: Self.pageBytes)
       p.withUnsafeMutableBytes { dst in
-        UnsafeMutableRawBufferPointer(rebasing: dst[inPage..<inPage + n]).copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[done..<done + n]))
+        UnsafeMutableRawBufferPointer(rebasing: dst[inPage..<inPage + n]).copyMemory(
+          from: UnsafeRawBufferPointer(rebasing: bytes[done..<done + n]))
       }
       pages[page] = p
       done += n

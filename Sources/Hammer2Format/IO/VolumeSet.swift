@@ -9,7 +9,7 @@ public enum ImagePath {
   /// NBD URI is one device (`DeviceSpec.split`).
   public static func devices(_ spec: String) -> [String] {
     guard spec.contains(":"), access(spec, F_OK) != 0 else { return [spec] }
-    if spec.contains("://") { return DeviceSpec.split(spec) }  // NBD URIs stay whole
+    if spec.contains("://") { return DeviceSpec.split(spec) } // NBD URIs stay whole
     let parts = spec.split(separator: ":", omittingEmptySubsequences: true).map(String.init)
     return parts.isEmpty ? [spec] : parts
   }
@@ -59,7 +59,9 @@ public func openNode(_ spec: String, access: NodeAccess = .read, opener: DeviceO
     return NodeDevices(spec: spec, devices: [device], volumes: nil)
   }
   guard access != .create else {
-    throw FormatError(.invalidArgument("a multi-volume image is created by its newfs, one device at a time"), at: Location(image: spec, offset: 0, structure: "image"))
+    throw FormatError(
+      .invalidArgument("a multi-volume image is created by its newfs, one device at a time"),
+      at: Location(image: spec, offset: 0, structure: "image"))
   }
   let readOnly = try specs.map { s throws(FormatError) in try opener.open(s, writable: false) }
   let extents = try VolumeSet.verify(spec: spec, devices: readOnly)
@@ -121,18 +123,22 @@ public enum VolumeSet {
   /// file system; the volumes' extents. `spec` is the path string as the user gave it.
   public static func verify(spec: String, devices: [ImageIO]) throws(FormatError) -> [VolumeExtent] {
     guard devices.count <= maxVolumes else {
-      throw FormatError(.invalidArgument("\(devices.count) volumes given; a HAMMER2 file system has at most \(maxVolumes)"),
-                        at: Location(image: spec, offset: 0, structure: "volume list"))
+      throw FormatError(
+        .invalidArgument("\(devices.count) volumes given; a HAMMER2 file system has at most \(maxVolumes)"),
+        at: Location(image: spec, offset: 0, structure: "volume list"))
     }
     var headers: [(VolumeHeader, Int, Location)] = []
     for io in devices {
       let chosen = try Volume.chooseHeader(io: io, span: io.size).chosen
-      let h = chosen.header!  // Safe: chooseHeader returns a valid copy.
+      let h = chosen.header! // Safe: chooseHeader returns a valid copy.
       headers.append((h, chosen.slot, Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")))
     }
     let (root, _, rootLoc) = headers[0]
     guard root.voluId == 0 else {
-      throw FormatError(.invalidArgument("this is volume \(root.voluId) of a \(root.nvolumes)-volume file system, not its root volume: give the volumes in id order, root volume (id 0) first"), at: rootLoc)
+      throw FormatError(
+        .invalidArgument(
+          "this is volume \(root.voluId) of a \(root.nvolumes)-volume file system, not its root volume: give the volumes in id order, root volume (id 0) first"
+        ), at: rootLoc)
     }
     guard root.fstype == VolumeHeader.hammer2FSType else {
       throw FormatError(.unsupported("fstype \(root.fstype) is not HAMMER2's"), at: rootLoc)
@@ -149,7 +155,10 @@ public enum VolumeSet {
       let io = devices[i]
       // Same file system (`hammer2_init_volumes`: version, nvolumes, fsid, fstype).
       guard h.fsid == root.fsid else {
-        throw FormatError(.invalidArgument("not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"), at: loc)
+        throw FormatError(
+          .invalidArgument(
+            "not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"
+          ), at: loc)
       }
       guard h.fstype == root.fstype else {
         throw FormatError(.invalidArgument("fstype \(h.fstype), but the root volume's is \(root.fstype)"), at: loc)
@@ -167,7 +176,8 @@ public enum VolumeSet {
       }
       seen[id] = io.label
       guard id == i else {
-        throw FormatError(.invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
+        throw FormatError(
+          .invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
       }
       let off = h.voluLoff[id]
       guard !off.addingReportingOverflow(h.voluSize).overflow else {
@@ -180,7 +190,10 @@ public enum VolumeSet {
     guard Int(root.nvolumes) == devices.count else {
       let missing = (devices.count..<max(devices.count, Int(root.nvolumes))).map(String.init).joined(separator: ", ")
       let what = Int(root.nvolumes) > devices.count ? "volume(s) \(missing) missing" : "\(devices.count - Int(root.nvolumes)) too many"
-      throw FormatError(.invalidArgument("the file system has \(root.nvolumes) volumes, \(devices.count) given (\(what)): give all of them joined by ':', in id order"), at: rootSlotLoc)
+      throw FormatError(
+        .invalidArgument(
+          "the file system has \(root.nvolumes) volumes, \(devices.count) given (\(what)): give all of them joined by ':', in id order"),
+        at: rootSlotLoc)
     }
     var sum: UInt64 = 0
     for e in extents {
@@ -189,7 +202,8 @@ public enum VolumeSet {
       sum = s
     }
     guard root.totalSize == sum else {
-      throw FormatError(.invalidField("total_size 0x\(hex(root.totalSize)) is not the sum of the volume sizes 0x\(hex(sum))"), at: rootSlotLoc)
+      throw FormatError(
+        .invalidField("total_size 0x\(hex(root.totalSize)) is not the sum of the volume sizes 0x\(hex(sum))"), at: rootSlotLoc)
     }
     for i in 0..<maxVolumes {
       let v = root.voluLoff[i]
@@ -213,12 +227,14 @@ public enum VolumeSet {
       } else {
         let prev = extents[i - 1]
         guard e.offset == prev.end else {
-          throw FormatError(.invalidField("volu_loff 0x\(hex(e.offset)) does not follow volume \(i - 1) (which ends at 0x\(hex(prev.end)))"), at: loc)
+          throw FormatError(
+            .invalidField("volu_loff 0x\(hex(e.offset)) does not follow volume \(i - 1) (which ends at 0x\(hex(prev.end)))"), at: loc)
         }
       }
       if i != extents.count - 1 {
         guard e.size >= level1, e.size & (level1 - 1) == 0 else {
-          throw FormatError(.invalidField("volu_size 0x\(hex(e.size)) of a volume that is not the last is not a multiple of 1 GiB"), at: loc)
+          throw FormatError(
+            .invalidField("volu_size 0x\(hex(e.size)) of a volume that is not the last is not a multiple of 1 GiB"), at: loc)
         }
       } else {
         guard e.size & (H2.volumeAlign - 1) == 0 else {
@@ -232,7 +248,10 @@ public enum VolumeSet {
   /// The error for a device shorter than its header's `volu_size`
   /// (`hammer2_verify_volumes_common`: "size ... exceeds device size ...").
   public static func shorterThanVolume(deviceSize: UInt64, voluSize: UInt64, at loc: Location) -> FormatError {
-    FormatError(.invalidField("the image is 0x\(hex(deviceSize)) bytes (\(deviceSize)), shorter than its volume header's volu_size 0x\(hex(voluSize)) (\(voluSize)): truncated or the wrong device"), at: loc)
+    FormatError(
+      .invalidField(
+        "the image is 0x\(hex(deviceSize)) bytes (\(deviceSize)), shorter than its volume header's volu_size 0x\(hex(voluSize)) (\(voluSize)): truncated or the wrong device"
+      ), at: loc)
   }
 }
 
@@ -275,8 +294,9 @@ public final class MultiVolumeImage: ImageIO {
     }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= volumes[i].end else {
-      throw FormatError(.invalidArgument("a read of \(count) bytes at 0x\(hex(offset)) straddles the end of volume \(i) (0x\(hex(volumes[i].end)))"),
-                        at: Location(image: label, offset: offset, structure: "read"))
+      throw FormatError(
+        .invalidArgument("a read of \(count) bytes at 0x\(hex(offset)) straddles the end of volume \(i) (0x\(hex(volumes[i].end)))"),
+        at: Location(image: label, offset: offset, structure: "read"))
     }
     return (i, offset - volumes[i].offset)
   }
@@ -298,7 +318,8 @@ public final class MultiVolumeImage: ImageIO {
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     let last = overflow ? UInt64.max : end
     for (i, v) in volumes.enumerated() where v.offset < last && offset < v.end {
-      let lo = max(offset, v.offset), hi = min(last, v.end)
+      let lo = max(offset, v.offset)
+      let hi = min(last, v.end)
       devices[i].willNeed(at: lo - v.offset, count: Int(hi - lo))
     }
   }

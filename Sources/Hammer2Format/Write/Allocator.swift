@@ -100,8 +100,9 @@ final class FreemapAllocator {
   }
 
   func noSpace(_ bytes: UInt64, for what: String) -> FormatError {
-    FormatError(.noSpace(needed: bytes, what: what, free: freeBytes),
-                at: Location(image: volume.label, offset: 0, structure: "freemap"))
+    FormatError(
+      .noSpace(needed: bytes, what: what, free: freeBytes),
+      at: Location(image: volume.label, offset: 0, structure: "freemap"))
   }
 
   /// The leaf for `region`: in memory, read from disk, or (with `create`) a new one
@@ -183,7 +184,9 @@ final class FreemapAllocator {
 
   /// Writes every modified leaf and node into its next rotation set and returns the new
   /// freemap blockset of the volume header.
-  func commit(oldBlockset: [Blockref], mirrorTid: UInt64, writer: (UInt64, [UInt8], String) throws(FormatError) -> Void) throws(FormatError) -> [Blockref] {
+  func commit(oldBlockset: [Blockref], mirrorTid: UInt64, writer: (UInt64, [UInt8], String) throws(FormatError) -> Void) throws(FormatError)
+    -> [Blockref]
+  {
     try commit(mirrorTid: mirrorTid, writer: writer)
   }
 }

@@ -23,14 +23,16 @@ extension Transaction {
     var changed = 0
     for r in ranges where !r.isEmpty {
       guard r.lowerBound >= header.allocatorBeg, r.upperBound <= total else {
-        throw FormatError(.invalidArgument("range 0x\(hex(r.lowerBound))-0x\(hex(r.upperBound)) is not under freemap control"),
-                          at: Location(image: image.label, offset: r.lowerBound, structure: "freemap"))
+        throw FormatError(
+          .invalidArgument("range 0x\(hex(r.lowerBound))-0x\(hex(r.upperBound)) is not under freemap control"),
+          at: Location(image: image.label, offset: r.lowerBound, structure: "freemap"))
       }
       var c = r.lowerBound & ~(chunk - 1)
       while c < r.upperBound {
         guard c & ((1 << 30) - 1) >= H2.zoneSeg else {
-          throw FormatError(.invalidArgument("chunk 0x\(hex(c)) lies in the reserved segment of GiB \(c >> 30)"),
-                            at: Location(image: image.label, offset: c, structure: "freemap"))
+          throw FormatError(
+            .invalidArgument("chunk 0x\(hex(c)) lies in the reserved segment of GiB \(c >> 30)"),
+            at: Location(image: image.label, offset: c, structure: "freemap"))
         }
         if try markChunkAllocated(c) { changed += 1 }
         c += chunk
@@ -72,11 +74,16 @@ extension Transaction {
   /// first in a transaction, before anything is allocated. Throws when the check found
   /// more chunk runs than it keeps (`runsTruncated`): a partial repair would leave the
   /// allocator free to overwrite the rest.
-  public func repairFreemap(memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) throws(FormatError) -> (check: FreemapCrossCheckResult, chunksMarked: Int) {
+  public func repairFreemap(memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) throws(FormatError) -> (
+    check: FreemapCrossCheckResult, chunksMarked: Int
+  ) {
     let check = FreemapCrossCheck(volume: volume, memoryBudget: memoryBudget).run()
     guard !check.runsTruncated else {
-      throw FormatError(.unsupported("the freemap marks more than \(check.unallocatedRuns.count) separate runs of referenced chunks free; repair it with DragonFly's bulkfree"),
-                        at: Location(image: image.label, offset: 0, structure: "freemap"))
+      throw FormatError(
+        .unsupported(
+          "the freemap marks more than \(check.unallocatedRuns.count) separate runs of referenced chunks free; repair it with DragonFly's bulkfree"
+        ),
+        at: Location(image: image.label, offset: 0, structure: "freemap"))
     }
     let n = try markAllocated(check.unallocatedRuns)
     return (check, n)

@@ -30,8 +30,10 @@ extension FreemapAllocator {
     var relaxedNow = relaxed
     while true {
       let region = bnext >> 30
-      if let off = try tryAllocate(region: region, start: Int((bnext & (regionSize - 1)) >> 22), cls: cls,
-                                   radix: radix, relaxed: relaxedNow, key: key) {
+      if let off = try tryAllocate(
+        region: region, start: Int((bnext & (regionSize - 1)) >> 22), cls: cls,
+        radix: radix, relaxed: relaxedNow, key: key)
+      {
         relaxed = relaxed || relaxedNow
         heuristic[Int(type.rawValue)] = bnext
         return off
@@ -51,7 +53,8 @@ extension FreemapAllocator {
 
   /// `hammer2_freemap_try_alloc` for one region: the leaf (created when missing), its
   /// entries from `start` forward and backward; nil when nothing fits.
-  private func tryAllocate(region: UInt64, start: Int, cls: UInt16, radix: UInt8, relaxed: Bool, key: UInt64) throws(FormatError) -> UInt64? {
+  private func tryAllocate(region: UInt64, start: Int, cls: UInt16, radix: UInt8, relaxed: Bool, key: UInt64) throws(FormatError) -> UInt64?
+  {
     let ek = ExhaustedKey(region: region, cls: cls, radix: radix, relaxed: relaxed)
     if exhausted.contains(ek) { return nil }
     guard try leafState(region: region, create: true, radix: radix) != nil else {
@@ -62,14 +65,17 @@ extension FreemapAllocator {
     // Safe: every `leaves[region]!` below: the leaf was loaded just above and stays
     // until this function returns. The scan borrows the entries (no dictionary lookup
     // per entry, no copy); the one entry changed is stored back in place.
-    if let (n, entry, offset, bgsize) = Self.scanLeaf(leaves[region]!.leaf.entries, start: start, cls: cls, radix: radix,
-                                                      relaxed: relaxed, key: key) {
+    if let (n, entry, offset, bgsize) = Self.scanLeaf(
+      leaves[region]!.leaf.entries, start: start, cls: cls, radix: radix,
+      relaxed: relaxed, key: key)
+    {
       let off = base + UInt64(n) * H2.zoneSeg + UInt64(offset)
       // hammer2_freemap_init pre-marks everything no allocation may take; a free chunk
       // there means the freemap on disk is damaged: refuse rather than overwrite.
       guard off >= allocatorBeg, off + (1 << UInt64(radix)) <= totalSize, off & (regionSize - 1) >= H2.zoneSeg else {
-        throw FormatError(.invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
-                          at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
+        throw FormatError(
+          .invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
+          at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
       }
       leaves[region]!.leaf.entries[n] = entry
       if !leaves[region]!.dirty {
@@ -97,8 +103,10 @@ extension FreemapAllocator {
   /// The entries of one leaf from `start` alternately forward and backward
   /// (`hammer2_freemap_try_alloc`'s loop): the first that takes a 2^radix block, with
   /// the entry as changed, the offset inside its segment and the bytes newly taken.
-  static func scanLeaf(_ entries: [BmapData], start: Int, cls: UInt16, radix: UInt8, relaxed: Bool,
-                       key: UInt64) -> (index: Int, entry: BmapData, offset: Int, bgsize: UInt64)? {
+  static func scanLeaf(
+    _ entries: [BmapData], start: Int, cls: UInt16, radix: UInt8, relaxed: Bool,
+    key: UInt64
+  ) -> (index: Int, entry: BmapData, offset: Int, bgsize: UInt64)? {
     let count = min(entries.count, BmapData.perLeaf)
     for step in 0..<count {
       if start + step >= count && start - step < 0 { break }

@@ -154,8 +154,9 @@ extension FreemapAllocator {
       // Safe: a full parent has children.
       let smallest = parent.children.min { $0.keybits != $1.keybits ? $0.keybits < $1.keybits : $0.key < $1.key }!
       guard let l = FreemapTree.level(keybits: smallest.keybits), l + 1 < parent.level else {
-        throw FormatError(.invalidField("freemap parent at key 0x\(hex(parent.key)) is full and cannot be split"),
-                          at: Location(image: volume.label, offset: 0, structure: "freemap"))
+        throw FormatError(
+          .invalidField("freemap parent at key 0x\(hex(parent.key)) is full and cannot be split"),
+          at: Location(image: volume.label, offset: 0, structure: "freemap"))
       }
       let bits = UInt64(FreemapTree.radix(level: l + 1))
       let nkey = smallest.key & ~((1 << bits) - 1)
@@ -199,7 +200,9 @@ extension FreemapAllocator {
     return root.children + [Blockref](repeating: Blockref(), count: H2.setCount - root.children.count)
   }
 
-  private func write(_ node: FreemapNode, mirrorTid: UInt64, writer: (UInt64, [UInt8], String) throws(FormatError) -> Void) throws(FormatError) {
+  private func write(_ node: FreemapNode, mirrorTid: UInt64, writer: (UInt64, [UInt8], String) throws(FormatError) -> Void)
+    throws(FormatError)
+  {
     guard node.dirty else { return }
     for i in node.children.indices {
       let c = node.children[i]

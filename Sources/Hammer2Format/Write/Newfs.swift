@@ -55,8 +55,10 @@ public enum Newfs {
   /// The super-root inode and one PFS root per label, packed from `auxEnd` in the first
   /// 64 KiB block after the aux area (`format_hammer2_inode`), and the super-root's
   /// blockref for the volume header. Shared with `NewfsVolumes`.
-  static func staticInodes(labels: [String], auxEnd: UInt64, compAlgo: UInt8, checkAlgo: UInt8,
-                           uuids: inout UUIDSource, time: UInt64) throws(FormatError) -> (bytes: [UInt8], sroot: Blockref) {
+  static func staticInodes(
+    labels: [String], auxEnd: UInt64, compAlgo: UInt8, checkAlgo: UInt8,
+    uuids: inout UUIDSource, time: UInt64
+  ) throws(FormatError) -> (bytes: [UInt8], sroot: Blockref) {
     // Super-root and PFS roots share the first 64 KiB block after the aux area.
     var block = [UInt8](repeating: 0, count: 65536)
     var pfsBrefs: [Blockref] = []
@@ -130,11 +132,15 @@ public enum Newfs {
 
   /// Creates `path` of `size` bytes (rounded down to 8 MiB) with PFSs `labels`
   /// (MASTER, fresh cluster ids), made by `opener`. Times are µs since the epoch.
-  public static func format(path: String, size requested: UInt64, labels: [String] = ["LOCAL"],
-                            compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
-                            uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) {
+  public static func format(
+    path: String, size requested: UInt64, labels: [String] = ["LOCAL"],
+    compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
+    uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()
+  ) throws(FormatError) {
     let size = requested & ~(H2.volumeAlign - 1)
-    guard size >= 1 << 30 else { throw FormatError(.invalidArgument("an image needs at least 1 GiB"), at: Location(image: path, offset: 0, structure: "image")) }
+    guard size >= 1 << 30 else {
+      throw FormatError(.invalidArgument("an image needs at least 1 GiB"), at: Location(image: path, offset: 0, structure: "image"))
+    }
     let loc = Location(image: path, offset: 0, structure: "image")
     var st = stat()
     if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
@@ -144,11 +150,14 @@ public enum Newfs {
     try img.setSize(size)
     let boot = areaSize(default: 64 << 20, total: size)
     let aux = areaSize(default: 256 << 20, total: size)
-    let bootBeg = H2.zoneSeg, bootEnd = bootBeg + boot, auxEnd = bootEnd + aux
+    let bootBeg = H2.zoneSeg
+    let bootEnd = bootBeg + boot
+    let auxEnd = bootEnd + aux
     let regions = (size + (1 << 30) - 1) >> 30
     let allocatorSize = size - regions * H2.zoneSeg - boot - aux
 
-    let (inodes, srootBref) = try staticInodes(labels: labels, auxEnd: auxEnd, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time)
+    let (inodes, srootBref) = try staticInodes(
+      labels: labels, auxEnd: auxEnd, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time)
     try img.write(at: auxEnd, inodes, structure: "static inodes")
 
     var hdr = VolumeHeader([UInt8](repeating: 0, count: VolumeHeader.byteCount))

@@ -34,16 +34,20 @@ public enum NewfsVolumes {
   /// Creates the device files `paths` (in volume id order, root first) of `sizes`
   /// (rounded as `rounded` says) with PFSs `labels`, made by `opener`. One path is
   /// `Newfs.format`.
-  public static func format(paths: [String], sizes requested: [UInt64], labels: [String] = ["LOCAL"],
-                            compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
-                            uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()) throws(FormatError) {
+  public static func format(
+    paths: [String], sizes requested: [UInt64], labels: [String] = ["LOCAL"],
+    compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
+    uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()
+  ) throws(FormatError) {
     let spec = paths.joined(separator: ":")
     let loc = Location(image: spec, offset: 0, structure: "volume list")
     guard paths.count == requested.count, !paths.isEmpty else {
       throw FormatError(.invalidArgument("\(paths.count) volumes but \(requested.count) sizes"), at: loc)
     }
     if paths.count == 1 {
-      try Newfs.format(path: paths[0], size: requested[0], labels: labels, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time, opener: opener)
+      try Newfs.format(
+        path: paths[0], size: requested[0], labels: labels, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time,
+        opener: opener)
       return
     }
     guard paths.count <= VolumeSet.maxVolumes else {
@@ -52,16 +56,20 @@ public enum NewfsVolumes {
     guard Set(paths).count == paths.count else { throw FormatError(.invalidArgument("a volume is named twice"), at: loc) }
     let sizes = rounded(requested)
     for (i, s) in sizes.enumerated() where i < sizes.count - 1 && s < level1 {
-      throw FormatError(.invalidArgument("volume \(i) needs at least 1 GiB (every volume but the last is a multiple of 1 GiB)"),
-                        at: Location(image: paths[i], offset: 0, structure: "image"))
+      throw FormatError(
+        .invalidArgument("volume \(i) needs at least 1 GiB (every volume but the last is a multiple of 1 GiB)"),
+        at: Location(image: paths[i], offset: 0, structure: "image"))
     }
     guard let lastSize = sizes.last, lastSize >= H2.volumeAlign else {
-      throw FormatError(.invalidArgument("the last volume needs at least 8 MiB"), at: Location(image: paths[paths.count - 1], offset: 0, structure: "image"))
+      throw FormatError(
+        .invalidArgument("the last volume needs at least 8 MiB"), at: Location(image: paths[paths.count - 1], offset: 0, structure: "image")
+      )
     }
     for p in paths {
       var st = stat()
       if stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
-        throw FormatError(.invalidArgument("\(p) exists and is not empty; refusing to overwrite it"), at: Location(image: p, offset: 0, structure: "image"))
+        throw FormatError(
+          .invalidArgument("\(p) exists and is not empty; refusing to overwrite it"), at: Location(image: p, offset: 0, structure: "image"))
       }
     }
     var offsets: [UInt64] = []
@@ -73,14 +81,17 @@ public enum NewfsVolumes {
     // `hammer2_mkfs`: areas sized from the total; reserved 4 MiB per GiB of the total.
     let boot = Newfs.areaSize(default: 64 << 20, total: total)
     let aux = Newfs.areaSize(default: 256 << 20, total: total)
-    let bootBeg = H2.zoneSeg, bootEnd = bootBeg + boot, auxEnd = bootEnd + aux
+    let bootBeg = H2.zoneSeg
+    let bootEnd = bootBeg + boot
+    let auxEnd = bootEnd + aux
     let regions = (total + level1 - 1) / level1
     let allocatorSize = total - regions * H2.zoneSeg - boot - aux
 
-    let (inodes, srootBref) = try Newfs.staticInodes(labels: labels, auxEnd: auxEnd, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time)
+    let (inodes, srootBref) = try Newfs.staticInodes(
+      labels: labels, auxEnd: auxEnd, compAlgo: compAlgo, checkAlgo: checkAlgo, uuids: &uuids, time: time)
     let fsid = uuids.next()
     var invalid = Blockref()
-    invalid.typeRaw = 7  // HAMMER2_BREF_TYPE_INVALID: the non-root volumes' sroot blockset
+    invalid.typeRaw = 7 // HAMMER2_BREF_TYPE_INVALID: the non-root volumes' sroot blockset
     let loffTable = offsets + [UInt64](repeating: .max, count: VolumeSet.maxVolumes - offsets.count)
 
     // The other volumes first, the root volume (which makes it a file system) last.

@@ -87,9 +87,12 @@ public final class PFSEditor {
     if inum == 1 || inodes[inum] != nil || written[inum] != nil { return true }
     if deleted.contains(inum) { return false }
     if let indexed = reader.isIndexed(inum) { return indexed }
-    do throws(FormatError) { _ = try reader.inode(inum); return true } catch {
+    do throws(FormatError) {
+      _ = try reader.inode(inum)
+      return true
+    } catch {
       if case .notFound = error.kind { return false }
-      return true  // unreadable: never reuse the number
+      return true // unreadable: never reuse the number
     }
   }
 
@@ -190,8 +193,13 @@ public final class PFSEditor {
   func addEntryForResync(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType, tid: UInt64) throws(FormatError) {
     try addEntry(dir, name: name, inum: inum, type: type)
     // The entry carries the focus's modify_tid.
-    if let key = dir.names?[name], case .existing(var b)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .existing(b) }
-    else if let key = dir.names?[name], case .nameBlock(var b, let n)? = dir.table?[key] { b.modifyTid = tid; dir.table![key] = .nameBlock(b, name: n) }
+    if let key = dir.names?[name], case .existing(var b)? = dir.table?[key] {
+      b.modifyTid = tid
+      dir.table![key] = .existing(b)
+    } else if let key = dir.names?[name], case .nameBlock(var b, let n)? = dir.table?[key] {
+      b.modifyTid = tid
+      dir.table![key] = .nameBlock(b, name: n)
+    }
   }
 
   func dirty(_ inum: UInt64, known: Blockref? = nil) throws(FormatError) -> DirtyInode {
@@ -250,7 +258,9 @@ public final class PFSEditor {
   // MARK: directory entries
 
   func addEntry(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType) throws(FormatError) {
-    guard dir.data.meta.type == .directory else { throw FormatError(.invalidArgument("inode \(dir.data.meta.inum) is not a directory"), at: loc("directory")) }
+    guard dir.data.meta.type == .directory else {
+      throw FormatError(.invalidArgument("inode \(dir.data.meta.inum) is not a directory"), at: loc("directory"))
+    }
     guard !name.isEmpty, name.count <= 255, name != [0x2E], name != [0x2E, 0x2E], !name.contains(0x2F), !name.contains(0) else {
       throw FormatError(.invalidArgument("invalid file name"), at: loc("directory"))
     }
@@ -311,8 +321,10 @@ public final class PFSEditor {
 
   /// Creates `name` in directory `dir`; returns the new inode number.
   @discardableResult
-  public func create(_ name: [UInt8], in dir: UInt64, type: ObjectType, mode: UInt32, time: UInt64,
-                     rdev: (UInt32, UInt32) = (0, 0), uid: UInt32 = 0, gid: UInt32 = 0) throws(FormatError) -> UInt64 {
+  public func create(
+    _ name: [UInt8], in dir: UInt64, type: ObjectType, mode: UInt32, time: UInt64,
+    rdev: (UInt32, UInt32) = (0, 0), uid: UInt32 = 0, gid: UInt32 = 0
+  ) throws(FormatError) -> UInt64 {
     let parent = try dirty(dir)
     while exists(nextInum) { nextInum += 1 }
     let inum = nextInum
@@ -390,7 +402,9 @@ public final class PFSEditor {
   /// Moves `name` of `fromDir` to `newName` in `toDir` (an existing non-directory
   /// target is replaced, as rename(2) does).
   public func rename(_ name: [UInt8], in fromDir: UInt64, to newName: [UInt8], in toDir: UInt64) throws(FormatError) {
-    guard let e = try lookup(name, in: fromDir) else { throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("rename")) }
+    guard let e = try lookup(name, in: fromDir) else {
+      throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("rename"))
+    }
     if e.type == ObjectType.directory.rawValue {
       var up = toDir
       var guardCount = 0
@@ -467,14 +481,14 @@ public final class PFSEditor {
           d.table![k] = .existing(nb)
           changes[k] = nb
         case nil: changes[k] = .some(nil)
-        case .data?, .inode?: break  // never in a directory
+        case .data?, .inode?: break // never in a directory
         }
       }
       d.changedKeys = []
     }
     if !changes.isEmpty {
       // A directory (and the PFS root's index): a path copy of the changed keys.
-      let sorted = changes.keys.sorted().map { k in (key: k, bref: changes[k]!) }  // Safe: the dictionary's own keys.
+      let sorted = changes.keys.sorted().map { k in (key: k, bref: changes[k]!) } // Safe: the dictionary's own keys.
       let live = d.data.blockset.filter { !$0.isEmpty }.sorted { $0.key < $1.key }
       let method = forcedMetadataCheck(b.checkMethodRaw)
       let merged = try tx.updateTable(live, changes: sorted[...], checkMethod: method)

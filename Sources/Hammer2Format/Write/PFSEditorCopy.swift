@@ -41,8 +41,10 @@ extension PFSEditor {
   /// `source` (its check code is `source.check`, so it is not computed again); it runs
   /// later on the write path's own thread, and an error it returns stops the transaction
   /// (`WritableImage.write(at:count:structure:fill:)`).
-  public func putRawBlock(_ inum: UInt64, source: Blockref, tid: UInt64,
-                          physical fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
+  public func putRawBlock(
+    _ inum: UInt64, source: Blockref, tid: UInt64,
+    physical fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?
+  ) throws(FormatError) {
     let d = try dirty(inum)
     if d.data.meta.isDirectData { leaveDirectData(d) }
     try loadTable(d)
@@ -136,7 +138,9 @@ extension PFSEditor {
   /// that number when the node lacks it, else one more link to it. Returns true when a
   /// new inode was made (its link count is then the focus's already).
   @discardableResult
-  public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64) throws(FormatError) -> Bool {
+  public func createCopy(_ name: [UInt8], in dir: UInt64, inum: UInt64, meta: InodeMeta, filename: [UInt8], direntTid: UInt64, tid: UInt64)
+    throws(FormatError) -> Bool
+  {
     let type = meta.type ?? .regularFile
     var oldBref: Blockref?
     if exists(inum) {

@@ -49,7 +49,9 @@ extension PFSEditor {
     try requireData(d)
     let oldSize = d.data.meta.size
     let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
-    guard !overflow, end < 1 << 62 else { throw FormatError(.invalidArgument("write beyond the largest file size"), at: loc("inode \(inum)")) }
+    guard !overflow, end < 1 << 62 else {
+      throw FormatError(.invalidArgument("write beyond the largest file size"), at: loc("inode \(inum)"))
+    }
     let newSize = max(oldSize, end)
     d.modifyTid = modifyTid
     d.touched = true
@@ -71,7 +73,11 @@ extension PFSEditor {
       let inBlock = Int(pos - key)
       let n = min(bytes.count - i, H2.pbufSize - inBlock)
       var logical = inBlock == 0 && n == H2.pbufSize ? [] : try logicalBlock(d, key)
-      if logical.isEmpty { logical = Array(bytes[i..<i + n]) } else { logical.replaceSubrange(inBlock..<inBlock + n, with: bytes[i..<i + n]) }
+      if logical.isEmpty {
+        logical = Array(bytes[i..<i + n])
+      } else {
+        logical.replaceSubrange(inBlock..<inBlock + n, with: bytes[i..<i + n])
+      }
       // Blocks before the EOF block, and a full EOF block, are final: write them now
       // so memory stays bounded. A partial EOF block waits (an append may extend it),
       // kept trimmed to the bytes the file has.
@@ -123,7 +129,10 @@ extension PFSEditor {
   func finalizeData(_ d: DirtyInode, _ key: UInt64) throws(FormatError) {
     guard case .data(let logical)? = d.table?[key] else { return }
     let size = d.data.meta.size
-    guard key < size else { d.table![key] = nil; return }
+    guard key < size else {
+      d.table![key] = nil
+      return
+    }
     let comp = CompressionMethod(rawValue: d.data.meta.compAlgo & 0x0F) ?? .lz4
     let check = CheckMethod(rawValue: d.data.meta.checkAlgo & 0x0F) ?? .xxhash64
     let isEOF = key == (size - 1) & ~0xFFFF

@@ -27,7 +27,7 @@ public final class Transaction {
   let allocator: FreemapAllocator
   private var superRoot: InodeData
   private var superRootLeaves: [UInt64: PendingLeaf]
-  private var editors: [UInt64: PFSEditor] = [:]  // by key under the super-root
+  private var editors: [UInt64: PFSEditor] = [:] // by key under the super-root
   private var committed = false
   /// Test-only: fill the freemap to its last chunk once this commit's blocks are placed.
   var fillFreemapForTest = false
@@ -45,12 +45,16 @@ public final class Transaction {
     mirrorTid = (volume.headerCopies.compactMap { $0.isValid ? $0.header?.mirrorTid : nil }.max() ?? header.mirrorTid) + 1
     allocator = try FreemapAllocator(volume: volume, header: header)
     if header.freemapTid < header.mirrorTid {
-      throw FormatError(.unsupported("freemap_tid \(header.freemapTid) < mirror_tid \(header.mirrorTid): the freemap awaits DragonFly's mount-time recovery; mount the image once read-write (or run bulkfree) first"),
-                        at: Location(image: path, offset: UInt64(volume.headerSlot) * H2.zoneBytes64, structure: "volume header #\(volume.headerSlot)"))
+      throw FormatError(
+        .unsupported(
+          "freemap_tid \(header.freemapTid) < mirror_tid \(header.mirrorTid): the freemap awaits DragonFly's mount-time recovery; mount the image once read-write (or run bulkfree) first"
+        ),
+        at: Location(image: path, offset: UInt64(volume.headerSlot) * H2.zoneBytes64, structure: "volume header #\(volume.headerSlot)"))
     }
     superRoot = try volume.superRoot()
     superRootLeaves = [:]
-    var it = KeyRangeIterator(volume: volume, array: superRoot.blockset, location: volume.location(of: volume.superRootBlockref, "super-root inode"))
+    var it = KeyRangeIterator(
+      volume: volume, array: superRoot.blockset, location: volume.location(of: volume.superRootBlockref, "super-root inode"))
     var el = it.lookup(0, .max)
     while let e = el {
       switch e {
@@ -117,7 +121,8 @@ public final class Transaction {
   /// The editor for the PFS whose cluster id is `clid` and fsid `fsid`.
   public func editor(clid: H2UUID, fsid: H2UUID) throws(FormatError) -> PFSEditor {
     guard let info = try pfsList().first(where: { $0.clid == clid && $0.fsid == fsid }) else {
-      throw FormatError(.notFound("PFS with clid \(clid) fsid \(fsid)"), at: Location(image: image.label, offset: 0, structure: "super-root"))
+      throw FormatError(
+        .notFound("PFS with clid \(clid) fsid \(fsid)"), at: Location(image: image.label, offset: 0, structure: "super-root"))
     }
     return try editor(pfs: info.name)
   }
@@ -137,9 +142,11 @@ public final class Transaction {
   /// Creates a PFS under the super-root (`hammer2_ioctl_pfs_create`): an empty root
   /// directory with the given identity, type and methods.
   @discardableResult
-  public func createPFS(name: String, type: PFSType, clid: H2UUID, fsid: H2UUID, nmasters: UInt8,
-                        compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
-                        time: UInt64) throws(FormatError) -> PFSEditor {
+  public func createPFS(
+    name: String, type: PFSType, clid: H2UUID, fsid: H2UUID, nmasters: UInt8,
+    compAlgo: UInt8 = CompressionMethod.lz4.rawValue, checkAlgo: UInt8 = CheckMethod.xxhash64.rawValue,
+    time: UInt64
+  ) throws(FormatError) -> PFSEditor {
     let nameBytes = Array(name.utf8)
     guard !nameBytes.isEmpty, nameBytes.count < 256 else { throw FormatError(.invalidArgument("PFS name must be 1..255 bytes")) }
     guard try !pfsList().contains(where: { $0.name == name }) else { throw FormatError(.invalidArgument("PFS \"\(name)\" exists")) }
@@ -208,7 +215,7 @@ public final class Transaction {
     bref.key = key
     bref.leafCount = 0
     let ed = try PFSEditor(transaction: self, bref: bref, root: ino, isNew: true)
-    ed.root.sharedTableBref = src.pfsBref  // the blockset is shared, stats copied
+    ed.root.sharedTableBref = src.pfsBref // the blockset is shared, stats copied
     ed.root.modifyTid = tid
     editors[key] = ed
     superRootLeaves[key] = .inode(1)
@@ -234,7 +241,7 @@ public final class Transaction {
   /// Returns the slot written. A transaction without changes writes nothing.
   @discardableResult
   public func commit() throws(FormatError) -> Int? {
-    precondition(!committed, "a transaction commits once")  // Safe: programming error, not disk data.
+    precondition(!committed, "a transaction commits once") // Safe: programming error, not disk data.
     committed = true
     if isEmpty {
       image.unlock()
@@ -265,7 +272,8 @@ public final class Transaction {
     if fillFreemapForTest { try allocator.fillForTest() }
     // The freemap last among the blocks: it must cover everything allocated above. Its
     // blocks have fixed places (nothing is allocated), so it cannot run out of space.
-    header.freemapBlockset = try allocator.commit(oldBlockset: header.freemapBlockset, mirrorTid: mirrorTid) { off, bytes, what throws(FormatError) in
+    header.freemapBlockset = try allocator.commit(oldBlockset: header.freemapBlockset, mirrorTid: mirrorTid) {
+      off, bytes, what throws(FormatError) in
       try image.write(at: off, bytes, structure: what)
       bytesWrittenByType["FREEMAP", default: 0] += UInt64(bytes.count)
     }

@@ -50,11 +50,15 @@ extension Transaction {
       var last: UInt64? = nil
       for l in leaves {
         let p = kb >= 64 ? 0 : l.key >> UInt64(kb)
-        if p != last { n += 1; last = p }
+        if p != last {
+          n += 1
+          last = p
+        }
       }
       return n
     }
-    var lo = minKb, hi = 63
+    var lo = minKb
+    var hi = 63
     while lo < hi {
       let mid = (lo + hi) / 2
       if groups(mid) <= capacity { hi = mid } else { lo = mid + 1 }
@@ -81,15 +85,18 @@ extension Transaction {
   /// the changed keys' paths: untouched subtrees are kept as they are, whatever their
   /// size. Returns the new live entries, sorted, possibly more than the table holds
   /// (`buildTable` then nests them). `depth` bounds a damaged tree's recursion.
-  func updateTable(_ entries: [Blockref], changes: ArraySlice<(key: UInt64, bref: Blockref?)>, checkMethod: CheckMethod,
-                   depth: Int = 0) throws(FormatError) -> [Blockref] {
+  func updateTable(
+    _ entries: [Blockref], changes: ArraySlice<(key: UInt64, bref: Blockref?)>, checkMethod: CheckMethod,
+    depth: Int = 0
+  ) throws(FormatError) -> [Blockref] {
     var out: [Blockref] = []
     out.reserveCapacity(entries.count + changes.count)
     var ci = changes.startIndex
     var prevEnd: UInt64? = nil
     for e in entries {
       guard prevEnd.map({ e.key > $0 }) ?? true, e.keybits <= 64 else {
-        throw FormatError(.invalidField("block table entries overlap at key 0x\(hex(e.key)): not updated in place"), at: volume.location(of: e))
+        throw FormatError(
+          .invalidField("block table entries overlap at key 0x\(hex(e.key)): not updated in place"), at: volume.location(of: e))
       }
       prevEnd = e.keyEnd
       // New keys in the gap before this entry stay at this level.
@@ -107,7 +114,8 @@ extension Transaction {
         guard depth < 40 else { throw FormatError(.invalidField("indirect blocks nested more than 40 deep"), at: volume.location(of: e)) }
         let children = try volume.blockrefArray(e)
         if let bad = children.first(where: { $0.key < e.key || $0.keyEnd > e.keyEnd || $0.keybits >= e.keybits }) {
-          throw FormatError(.invalidField("entry at key 0x\(hex(bad.key)) lies outside its indirect block's range"), at: volume.location(of: e))
+          throw FormatError(
+            .invalidField("entry at key 0x\(hex(bad.key)) lies outside its indirect block's range"), at: volume.location(of: e))
         }
         let merged = try updateTable(children, changes: changes[ci..<cj], checkMethod: checkMethod, depth: depth + 1)
         if !merged.isEmpty {
@@ -129,7 +137,9 @@ extension Transaction {
   }
 
   /// Writes one INDIRECT block holding `children` (recursing when they do not fit).
-  private func writeIndirect(_ children: ArraySlice<Blockref>, key: UInt64, keybits: UInt8, checkMethod: CheckMethod) throws(FormatError) -> Blockref {
+  private func writeIndirect(_ children: ArraySlice<Blockref>, key: UInt64, keybits: UInt8, checkMethod: CheckMethod) throws(FormatError)
+    -> Blockref
+  {
     // 4 KiB like the kernel's directory blocks when that fits, else 16 or 64 KiB.
     let entries = children.count <= 32 ? 32 : children.count <= 128 ? 128 : 512
     let table = try buildTable(children, capacity: entries, checkMethod: checkMethod)
@@ -164,8 +174,10 @@ extension Transaction {
   /// into the write path's buffer by `fill` (a verified copy of another node's block
   /// under the same methods): nothing is hashed again. `fill` runs later, on the write
   /// path's own thread (`WritableImage.write(at:count:structure:fill:)`).
-  func placeBlock(_ b: inout Blockref, size: Int, type: BlockrefType, check: CheckArea,
-                  fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
+  func placeBlock(
+    _ b: inout Blockref, size: Int, type: BlockrefType, check: CheckArea,
+    fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?
+  ) throws(FormatError) {
     let radix = UInt64(size.trailingZeroBitCount)
     let off = try allocator.allocate(size: size, type: type, key: b.key)
     try image.write(at: off, count: size, structure: type.blockName, fill: fill)

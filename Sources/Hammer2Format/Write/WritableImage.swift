@@ -61,7 +61,9 @@ public final class WritableImage: ImageIO {
     if devices.count == 1 { return (devices[0], offset) }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard let d = devices.last(where: { $0.offset <= offset }), !overflow, offset < d.end, end <= d.end else {
-      throw FormatError(.invalidArgument("0x\(hex(UInt64(count))) bytes at 0x\(hex(offset)) are not inside one volume"), at: Location(image: label, offset: offset, structure: structure))
+      throw FormatError(
+        .invalidArgument("0x\(hex(UInt64(count))) bytes at 0x\(hex(offset)) are not inside one volume"),
+        at: Location(image: label, offset: offset, structure: structure))
     }
     return (d, offset - d.offset)
   }
@@ -70,8 +72,9 @@ public final class WritableImage: ImageIO {
     if pendingOverlaps(offset, count) { try drain() }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= size else {
-      throw FormatError(.truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
-                        at: Location(image: label, offset: offset, structure: "read"))
+      throw FormatError(
+        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "read"))
     }
     let (device, devOffset) = try route(offset, count, structure: "read")
     return try device.device.read(at: devOffset, count: count)
@@ -116,8 +119,10 @@ public final class WritableImage: ImageIO {
   /// returns stops every later write of this image (that window included) and is thrown
   /// by the next write, read of pending bytes or `sync`: the caller then abandons the
   /// transaction (resync stops, the volume header is never written).
-  public func write(at offset: UInt64, count: Int, structure: String,
-                    fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?) throws(FormatError) {
+  public func write(
+    at offset: UInt64, count: Int, structure: String,
+    fill: @escaping (UnsafeMutableRawBufferPointer) -> FormatError?
+  ) throws(FormatError) {
     let window = offset & ~UInt64(WriteBehind.runBytes - 1)
     let rel = Int(offset - window)
     guard count > 0, rel + count <= WriteBehind.runBytes else {
@@ -161,8 +166,9 @@ public final class WritableImage: ImageIO {
       hook.stopped(writes)
     }
     if let n = stoppedAt {
-      throw FormatError(.io(errno: ECANCELED, operation: "write (stopped by the write hook after \(n) writes)"),
-                        at: Location(image: label, offset: offset, structure: structure))
+      throw FormatError(
+        .io(errno: ECANCELED, operation: "write (stopped by the write hook after \(n) writes)"),
+        at: Location(image: label, offset: offset, structure: structure))
     }
   }
 
@@ -187,7 +193,10 @@ public final class WritableImage: ImageIO {
   /// `write(at:_:structure:)` for an array.
   public func write(at offset: UInt64, _ bytes: [UInt8], structure: String) throws(FormatError) {
     let r: Result<Void, FormatError> = bytes.withUnsafeBytes { b in
-      do throws(FormatError) { try write(at: offset, b, structure: structure); return .success(()) } catch { return .failure(error) }
+      do throws(FormatError) {
+        try write(at: offset, b, structure: structure)
+        return .success(())
+      } catch { return .failure(error) }
     }
     try r.get()
   }
@@ -214,8 +223,9 @@ public final class WritableImage: ImageIO {
   public func sync() throws(FormatError) {
     try drain()
     if let n = stoppedAt {
-      throw FormatError(.io(errno: ECANCELED, operation: "sync (writes stopped by the write hook after \(n) writes)"),
-                        at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(
+        .io(errno: ECANCELED, operation: "sync (writes stopped by the write hook after \(n) writes)"),
+        at: Location(image: label, offset: 0, structure: "image"))
     }
     for d in devices { try d.device.flush() }
   }
@@ -229,7 +239,10 @@ public final class WritableImage: ImageIO {
     try drain()
     let (device, devOffset) = try route(offset, bytes.count, structure: structure)
     let r: Result<Void, FormatError> = bytes.withUnsafeBytes { b in
-      do throws(FormatError) { try device.device.writeDurably(at: devOffset, from: b); return .success(()) } catch { return .failure(error) }
+      do throws(FormatError) {
+        try device.device.writeDurably(at: devOffset, from: b)
+        return .success(())
+      } catch { return .failure(error) }
     }
     try r.get()
     endWrite(count: bytes.count, end: end)
@@ -244,7 +257,8 @@ public final class WritableImage: ImageIO {
   /// Sets the file size (new single-device images only).
   public func setSize(_ newSize: UInt64) throws(FormatError) {
     guard devices.count == 1 else {
-      throw FormatError(.invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(
+        .invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, offset: 0, structure: "image"))
     }
     try drain()
     try devices[0].device.setSize(newSize)

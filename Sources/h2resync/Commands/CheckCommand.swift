@@ -23,7 +23,10 @@ struct CheckCommand: ParsableCommand {
   @Option(help: "Throttle reads to this many bytes per second (e.g. 50M).")
   var maxRate: String?
 
-  @Flag(help: "Also cross-check each image's freemap against its tree (referenced blocks marked free are damage; unreferenced allocated chunks are reported as reclaimable).")
+  @Flag(
+    help:
+      "Also cross-check each image's freemap against its tree (referenced blocks marked free are damage; unreferenced allocated chunks are reported as reclaimable)."
+  )
   var freemap = false
 
   @Option(help: "Lock file that keeps overlapping runs apart.")
@@ -85,7 +88,9 @@ struct CheckCommand: ParsableCommand {
       let states = group.nodes.map { "\($0.label)=\(nodeStates[$0.index].rawValue)" }.joined(separator: " ")
       let softLocal = stats.nodeSoftLocal.reduce(0, +)
       let local = softLocal > 0 ? ", \(softLocal) soft-local paths (soft masters' own changes)" : ""
-      print("H2RESYNC \(label): cluster \(group.clid) \(states); \(stats.countedDifferences) differing paths\(local), \(damaged) damaged blocks, \(checked) blocks checked in \(String(format: "%.1f", elapsed)) s\(fm?.summary ?? "") | differences=\(stats.countedDifferences) soft_local=\(softLocal) damaged=\(damaged) blocks=\(checked)\(fm?.perfdata ?? "")")
+      print(
+        "H2RESYNC \(label): cluster \(group.clid) \(states); \(stats.countedDifferences) differing paths\(local), \(damaged) damaged blocks, \(checked) blocks checked in \(String(format: "%.1f", elapsed)) s\(fm?.summary ?? "") | differences=\(stats.countedDifferences) soft_local=\(softLocal) damaged=\(damaged) blocks=\(checked)\(fm?.perfdata ?? "")"
+      )
       fm?.printLines()
     }
     try finish(verdict)

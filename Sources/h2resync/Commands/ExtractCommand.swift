@@ -6,7 +6,8 @@ import Hammer2Format
 struct ExtractCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "extract",
-    abstract: "Extract a whole PFS into a directory: files (holes kept), directories, symlinks, hardlinks, FIFOs, device nodes, modes and mtimes.",
+    abstract:
+      "Extract a whole PFS into a directory: files (holes kept), directories, symlinks, hardlinks, FIFOs, device nodes, modes and mtimes.",
     discussion: exitCodeHelp)
 
   @OptionGroup var target: PFSOptions
@@ -21,7 +22,9 @@ struct ExtractCommand: ParsableCommand {
     var (reader, findings) = try target.open()
     let stats = try reader.extract(to: dest, findings: &findings)
     if verbose {
-      print("extracted \(stats.directories) directories, \(stats.files) files (\(stats.bytesWritten) bytes), \(stats.symlinks) symlinks, \(stats.hardlinks) hardlinks, \(stats.fifos) FIFOs, \(stats.devices) devices; skipped \(stats.skipped)")
+      print(
+        "extracted \(stats.directories) directories, \(stats.files) files (\(stats.bytesWritten) bytes), \(stats.symlinks) symlinks, \(stats.hardlinks) hardlinks, \(stats.fifos) FIFOs, \(stats.devices) devices; skipped \(stats.skipped)"
+      )
     }
     try finish(report(findings))
   }

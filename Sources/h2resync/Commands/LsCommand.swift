@@ -25,7 +25,9 @@ struct LsCommand: ParsableCommand {
       reader.forEachEntry(of: ino, path: path, findings: &findings) { e in
         var child: InodeData? = nil
         if long {
-          do throws(FormatError) { child = try reader.inode(e.inum) } catch { inodeFindings.append(Finding(error: error, fallback: reader.volume.location(of: e.bref), path: e.nameString)) }
+          do throws(FormatError) { child = try reader.inode(e.inum) } catch {
+            inodeFindings.append(Finding(error: error, fallback: reader.volume.location(of: e.bref), path: e.nameString))
+          }
         }
         rows.append((e.nameString, child, e.inum))
         return true

@@ -44,11 +44,13 @@ struct PfsCommand: ParsableCommand {
     for image in images {
       let volume = try Volume.open(path: image, opener: deviceOpener)
       for p in try volume.pfsList(findings: &findings) {
-        rows.append(Row(image: image, name: p.name, type: p.typeName, subtype: p.subtypeName,
-                        clid: p.clid.description, fsid: p.fsid.description, pfs_nmasters: Int(p.nmasters),
-                        root_modify_tid: p.rootModifyTid, root_mirror_tid: p.bref.mirrorTid,
-                        pfs_inum: p.inode.meta.pfsInum, comp_algo: Int(p.inode.meta.compAlgo),
-                        check_algo: Int(p.inode.meta.checkAlgo)))
+        rows.append(
+          Row(
+            image: image, name: p.name, type: p.typeName, subtype: p.subtypeName,
+            clid: p.clid.description, fsid: p.fsid.description, pfs_nmasters: Int(p.nmasters),
+            root_modify_tid: p.rootModifyTid, root_mirror_tid: p.bref.mirrorTid,
+            pfs_inum: p.inode.meta.pfsInum, comp_algo: Int(p.inode.meta.compAlgo),
+            check_algo: Int(p.inode.meta.checkAlgo)))
       }
     }
     if json {
@@ -58,7 +60,10 @@ struct PfsCommand: ParsableCommand {
     } else {
       let header = ["IMAGE", "NAME", "TYPE", "CLID", "FSID", "NMASTERS", "MODIFY_TID"]
       let table = rows.map { r in
-        [r.image, r.name, r.subtype == "NONE" ? r.type : "\(r.type)/\(r.subtype)", r.clid, r.fsid, String(r.pfs_nmasters), String(r.root_modify_tid)]
+        [
+          r.image, r.name, r.subtype == "NONE" ? r.type : "\(r.type)/\(r.subtype)", r.clid, r.fsid, String(r.pfs_nmasters),
+          String(r.root_modify_tid),
+        ]
       }
       printTable([header] + table)
     }

@@ -109,19 +109,27 @@ struct ResyncCommand: ParsableCommand {
       throw CouldNotRun("resync stopped, nothing committed on the image being written: \(e.description)")
     }
     for o in outcomes where !json {
-      print("resynced \(o.image): \(o.pathsChanged) paths, \(o.writes) writes, \(o.bytesWritten) bytes, volume header slot \(o.committedSlot.map(String.init) ?? "-"), \(o.tidsStamped) tids-only\(o.snapshot.map { ", old content kept as PFS \($0)" } ?? "")")
-      print("  bytes written by block type: " + o.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+      print(
+        "resynced \(o.image): \(o.pathsChanged) paths, \(o.writes) writes, \(o.bytesWritten) bytes, volume header slot \(o.committedSlot.map(String.init) ?? "-"), \(o.tidsStamped) tids-only\(o.snapshot.map { ", old content kept as PFS \($0)" } ?? "")"
+      )
+      print(
+        "  bytes written by block type: " + o.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+      )
       for s in o.skipped { print("  left for a human: \(s)") }
     }
     // Walk again, as the cluster now is (the quorum decides again): in sync, or say what
     // is left.
-    let after = try ClusterGroup.discover(images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheBudget, opener: group.opener)
+    let after = try ClusterGroup.discover(
+      images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheBudget, opener: group.opener)
     let check = try ClusterReport.analyze(after, cluster.analysis(mode: walk.mode))
     if json {
       printJSON(JSONReport(check, command: "resync"))
     } else {
       let left = TextReport(check).softMasterLines
-      print(check.exit != .ok ? "after resync: differences remain:" : left.isEmpty ? "after resync: all nodes in sync" : "after resync: every node resync may write is in sync")
+      print(
+        check.exit != .ok
+          ? "after resync: differences remain:"
+          : left.isEmpty ? "after resync: all nodes in sync" : "after resync: every node resync may write is in sync")
       if check.exit != .ok { TextReport(check).print(limit: 50) }
       for line in left { print(line) }
     }

@@ -21,7 +21,9 @@ struct ShowCommand: ParsableCommand {
   func run() throws {
     let volume = try Volume.open(path: image, opener: deviceOpener)
     let h = volume.header
-    print("volume header #\(volume.headerSlot) of \(volume.headerCopies.count): version \(h.version) mirror_tid \(h.mirrorTid) freemap_tid \(h.freemapTid) size 0x\(hex(h.filesystemSize)) fsid \(h.fsid)")
+    print(
+      "volume header #\(volume.headerSlot) of \(volume.headerCopies.count): version \(h.version) mirror_tid \(h.mirrorTid) freemap_tid \(h.freemapTid) size 0x\(hex(h.filesystemSize)) fsid \(h.fsid)"
+    )
     for c in volume.headerCopies where !c.isValid {
       print("volume header #\(c.slot): INVALID: \(c.error?.message ?? "?")")
     }
@@ -39,7 +41,8 @@ struct ShowCommand: ParsableCommand {
       let comp = b.compression?.name ?? "comp(\(b.compressionRaw))"
       let check = b.checkMethod?.name ?? "check(\(b.checkMethodRaw))"
       var line = String(repeating: "  ", count: e.depth + 1)
-      line += "\(b.type?.name ?? "type(\(b.typeRaw))") key=0x\(hex(b.key, width: 16))/\(b.keybits) off=0x\(hex(b.mediaOffset, width: 16))/\(size) mir=\(b.mirrorTid) mod=\(b.modifyTid) \(comp)/\(check)"
+      line +=
+        "\(b.type?.name ?? "type(\(b.typeRaw))") key=0x\(hex(b.key, width: 16))/\(b.keybits) off=0x\(hex(b.mediaOffset, width: 16))/\(size) mir=\(b.mirrorTid) mod=\(b.modifyTid) \(comp)/\(check)"
       line += e.error == nil ? " ok" : " BAD (\(e.error!.message))"
       if let ino = e.inode {
         line += " inum=\(ino.meta.inum) \(ino.meta.type?.name ?? "?") size=\(ino.meta.size)"
@@ -53,7 +56,8 @@ struct ShowCommand: ParsableCommand {
       }
     }
     print(out, terminator: "")
-    print("\(walker.blockrefsVisited) blockrefs, \(volume.blocksRead) blocks read (\(volume.bytesRead) bytes), \(walker.findings.count) failed")
+    print(
+      "\(walker.blockrefsVisited) blockrefs, \(volume.blocksRead) blocks read (\(volume.bytesRead) bytes), \(walker.findings.count) failed")
     try finish(report(walker.findings))
   }
 }

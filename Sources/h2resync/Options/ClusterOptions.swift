@@ -19,7 +19,10 @@ struct ClusterOptions: ParsableArguments {
   @Option(help: "Threads for the directory walk of diff and resync (check walks on one).")
   var threads: Int = 2
 
-  @Flag(help: "Treat soft masters like any other node: their differences count, and resync overwrites them (by default their own changes are soft-local and left alone).")
+  @Flag(
+    help:
+      "Treat soft masters like any other node: their differences count, and resync overwrites them (by default their own changes are soft-local and left alone)."
+  )
   var overwriteSoftMasters = false
 
   func validate() throws {
@@ -37,7 +40,8 @@ struct ClusterOptions: ParsableArguments {
 
   /// Opens the images and forms the cluster (a ClusterError ends the run with exit 3).
   func discover() throws -> ClusterGroup {
-    try ClusterGroup.discover(images: images, name: pfs, clid: clid.flatMap { H2UUID(string: $0) }, cacheBudget: cacheBudget, opener: deviceOpener)
+    try ClusterGroup.discover(
+      images: images, name: pfs, clid: clid.flatMap { H2UUID(string: $0) }, cacheBudget: cacheBudget, opener: deviceOpener)
   }
 
   /// The analysis these options ask for.

@@ -1,12 +1,12 @@
 import Foundation
+import Hammer2Format
+import Hammer2Remote
 
 #if canImport(Glibc)
   import Glibc
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import Hammer2Format
-import Hammer2Remote
 
 /// The opener of every command: local files, and NBD URIs through `nbdPool`
 /// (RemoteNodes.swift). `H2_CRASH_AFTER_WRITES=N` (the crash-safety

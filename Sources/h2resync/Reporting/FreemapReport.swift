@@ -42,8 +42,12 @@ struct FreemapReport {
     var printed = 0
     for i in check.images {
       let r = i.result
-      let repair = r.unallocatedBlocks == 0 ? "" : i.resyncWrites ? " (a resync repairs them)" : " (no resync writes this image: repair with DragonFly's bulkfree)"
-      print("freemap: \(i.node.label): \(r.unallocatedBlocks) referenced blocks in \(r.unallocatedChunkCount) chunks not marked allocated (00: \(r.unallocatedChunks[0]), 01: \(r.unallocatedChunks[1]), 10: \(r.unallocatedChunks[2]))\(repair), \(r.otherDamage) other damage, \(r.reclaimableBytes) bytes reclaimable; \(r.blockrefsVisited) blockrefs in \(r.passes) pass(es) of \(r.regionsPerPass) GiB, \(String(format: "%.1f", i.seconds)) s")
+      let repair =
+        r.unallocatedBlocks == 0
+        ? "" : i.resyncWrites ? " (a resync repairs them)" : " (no resync writes this image: repair with DragonFly's bulkfree)"
+      print(
+        "freemap: \(i.node.label): \(r.unallocatedBlocks) referenced blocks in \(r.unallocatedChunkCount) chunks not marked allocated (00: \(r.unallocatedChunks[0]), 01: \(r.unallocatedChunks[1]), 10: \(r.unallocatedChunks[2]))\(repair), \(r.otherDamage) other damage, \(r.reclaimableBytes) bytes reclaimable; \(r.blockrefsVisited) blockrefs in \(r.passes) pass(es) of \(r.regionsPerPass) GiB, \(String(format: "%.1f", i.seconds)) s"
+      )
       for f in r.findings where printed < limit {
         print("freemap: \(f.unallocated ? "critical" : f.finding.severity.rawValue): \(f.finding)")
         printed += 1
@@ -71,17 +75,21 @@ struct FreemapReport {
   }
 
   var json: [String: JSONImage] {
-    Dictionary(uniqueKeysWithValues: check.images.map { i in
-      let r = i.result
-      return (i.node.image, JSONImage(
-        unallocated_blocks: r.unallocatedBlocks,
-        unallocated_chunks: ["00": r.unallocatedChunks[0], "01": r.unallocatedChunks[1], "10": r.unallocatedChunks[2]],
-        unallocated_bytes: r.unallocatedChunkCount * H2.freemapBlockSize, reclaimable_bytes: r.reclaimableBytes,
-        referenced_bytes: r.referencedBytes, other_damage: r.otherDamage, resync_repairs: i.resyncWrites,
-        blockrefs: r.blockrefsVisited, passes: r.passes, gib_per_pass: r.regionsPerPass,
-        findings: r.findings.map { ($0.unallocated ? "critical: " : "\($0.finding.severity.rawValue): ") + $0.finding.description },
-        findings_omitted: r.findingsOmitted))
-    })
+    Dictionary(
+      uniqueKeysWithValues: check.images.map { i in
+        let r = i.result
+        return (
+          i.node.image,
+          JSONImage(
+            unallocated_blocks: r.unallocatedBlocks,
+            unallocated_chunks: ["00": r.unallocatedChunks[0], "01": r.unallocatedChunks[1], "10": r.unallocatedChunks[2]],
+            unallocated_bytes: r.unallocatedChunkCount * H2.freemapBlockSize, reclaimable_bytes: r.reclaimableBytes,
+            referenced_bytes: r.referencedBytes, other_damage: r.otherDamage, resync_repairs: i.resyncWrites,
+            blockrefs: r.blockrefsVisited, passes: r.passes, gib_per_pass: r.regionsPerPass,
+            findings: r.findings.map { ($0.unallocated ? "critical: " : "\($0.finding.severity.rawValue): ") + $0.finding.description },
+            findings_omitted: r.findingsOmitted)
+        )
+      })
   }
 
   /// The check report with a `freemap` member added.
@@ -102,13 +110,21 @@ struct FreemapReport {
     func metric(_ name: String, _ help: String, _ value: (FreemapCrossCheckResult) -> String) {
       s += "# HELP h2resync_\(name) \(help)\n# TYPE h2resync_\(name) gauge\n"
       for i in check.images {
-        s += "h2resync_\(name){clid=\"\(clid)\",image=\"\(i.node.image.replacingOccurrences(of: "\"", with: "\\\""))\"} \(value(i.result))\n"
+        s +=
+          "h2resync_\(name){clid=\"\(clid)\",image=\"\(i.node.image.replacingOccurrences(of: "\"", with: "\\\""))\"} \(value(i.result))\n"
       }
     }
-    metric("check_freemap_unallocated_blocks", "Referenced blocks in chunks the freemap does not mark allocated, per image.") { String($0.unallocatedBlocks) }
-    metric("check_freemap_unallocated_chunks", "16 KiB chunks referenced but not marked allocated (bulkfree's 00->11 and kin), per image.") { String($0.unallocatedChunkCount) }
-    metric("check_freemap_reclaimable_bytes", "Bytes of chunks marked allocated that nothing references, per image.") { String($0.reclaimableBytes) }
-    metric("check_freemap_damage", "Damage met in the tree or the freemap by the freemap cross-check, per image.") { String($0.otherDamage) }
+    metric("check_freemap_unallocated_blocks", "Referenced blocks in chunks the freemap does not mark allocated, per image.") {
+      String($0.unallocatedBlocks)
+    }
+    metric("check_freemap_unallocated_chunks", "16 KiB chunks referenced but not marked allocated (bulkfree's 00->11 and kin), per image.")
+    { String($0.unallocatedChunkCount) }
+    metric("check_freemap_reclaimable_bytes", "Bytes of chunks marked allocated that nothing references, per image.") {
+      String($0.reclaimableBytes)
+    }
+    metric("check_freemap_damage", "Damage met in the tree or the freemap by the freemap cross-check, per image.") {
+      String($0.otherDamage)
+    }
     return s
   }
 }

@@ -4,8 +4,15 @@ import Hammer2Format
 
 /// The versioned JSON report of diff and check (`output_version` 1).
 struct JSONReport: Codable {
-  struct PFS: Codable { var name: String; var clid: String }
-  struct Vote: Codable { var root_modify_tid: UInt64; var nodes: [String]; var masters: Int }
+  struct PFS: Codable {
+    var name: String
+    var clid: String
+  }
+  struct Vote: Codable {
+    var root_modify_tid: UInt64
+    var nodes: [String]
+    var masters: Int
+  }
   struct Quorum: Codable {
     var masters: Int
     var masters_present: Int
@@ -46,7 +53,10 @@ struct JSONReport: Codable {
     var space_needed: [String: UInt64]
     var space_free: [String: UInt64]
   }
-  struct Excluded: Codable { var image: String; var reason: String }
+  struct Excluded: Codable {
+    var image: String
+    var reason: String
+  }
   var output_version: Int
   var command: String
   var mode: String
@@ -100,18 +110,24 @@ extension JSONReport {
     self.init(
       output_version: 1, command: command, mode: report.mode == .deep ? "deep" : "fast",
       pfs: .init(name: report.focus?.pfs.name ?? nodes[0].pfs.name, clid: report.group.clid.description),
-      quorum: .init(masters: report.voting.configured, masters_present: report.voting.masters,
-                    nquorum: report.voting.nquorum, has_quorum: r.resolution.focus != nil, votes: votes),
+      quorum: .init(
+        masters: report.voting.configured, masters_present: report.voting.masters,
+        nquorum: report.voting.nquorum, has_quorum: r.resolution.focus != nil, votes: votes),
       nodes: nodes.map { n in
-        .init(image: n.image, name: n.pfs.name, fsid: n.pfs.fsid.description, type: n.pfs.typeName,
-              pfs_nmasters: Int(n.pfs.nmasters), root_modify_tid: n.pfs.rootModifyTid,
-              state: report.nodeStates[n.index].rawValue)
+        .init(
+          image: n.image, name: n.pfs.name, fsid: n.pfs.fsid.description, type: n.pfs.typeName,
+          pfs_nmasters: Int(n.pfs.nmasters), root_modify_tid: n.pfs.rootModifyTid,
+          state: report.nodeStates[n.index].rawValue)
       },
       focus: report.focus?.image,
       differences: report.differences.map { d in
-        .init(path: d.path, inum: d.inum, element: d.element,
-              nodes: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, d.classes[$0.index].rawValue) }),
-              details: Dictionary(uniqueKeysWithValues: nodes.compactMap { n in d.details[n.index].isEmpty || d.classes[n.index] == .inSync ? nil : (n.image, d.details[n.index]) }))
+        .init(
+          path: d.path, inum: d.inum, element: d.element,
+          nodes: Dictionary(uniqueKeysWithValues: nodes.map { ($0.image, d.classes[$0.index].rawValue) }),
+          details: Dictionary(
+            uniqueKeysWithValues: nodes.compactMap { n in
+              d.details[n.index].isEmpty || d.classes[n.index] == .inSync ? nil : (n.image, d.details[n.index])
+            }))
       },
       summary: .init(
         differences: stats.differences,

@@ -19,7 +19,9 @@ func modeString(_ m: InodeMeta) -> String {
   }
   var s = [t]
   let bits = m.mode
-  let rwx: [(UInt32, Character)] = [(0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"), (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x")]
+  let rwx: [(UInt32, Character)] = [
+    (0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"), (0o010, "x"), (0o004, "r"), (0o002, "w"), (0o001, "x"),
+  ]
   for (b, c) in rwx { s.append(bits & b != 0 ? c : "-") }
   if bits & 0o4000 != 0 { s[3] = s[3] == "x" ? "s" : "S" }
   if bits & 0o2000 != 0 { s[6] = s[6] == "x" ? "s" : "S" }
@@ -32,7 +34,9 @@ func formatTime(_ us: UInt64) -> String {
   var t = time_t(clamping: us / 1_000_000)
   var tmv = tm()
   gmtime_r(&t, &tmv)
-  return String(format: "%04d-%02d-%02d %02d:%02d:%02d", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1, Int(tmv.tm_mday), Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec))
+  return String(
+    format: "%04d-%02d-%02d %02d:%02d:%02d", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1, Int(tmv.tm_mday), Int(tmv.tm_hour),
+    Int(tmv.tm_min), Int(tmv.tm_sec))
 }
 
 /// Prints rows as left-aligned columns separated by two spaces.

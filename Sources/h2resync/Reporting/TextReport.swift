@@ -25,16 +25,20 @@ struct TextReport {
     let states = report.nodeStates
     let voting = report.voting
     out("cluster \(group.clid)  nodes \(nodes.count)  masters \(voting.masters) of \(voting.configured)  quorum \(voting.nquorum)")
-    printTable([["NODE", "IMAGE", "PFS", "TYPE", "FSID", "ROOT_MODIFY_TID", "STATE"]] + nodes.map { n in
-      [n.label, n.image, n.pfs.name, n.pfs.typeName, n.pfs.fsid.description, String(n.pfs.rootModifyTid), states[n.index].rawValue]
-    })
+    printTable(
+      [["NODE", "IMAGE", "PFS", "TYPE", "FSID", "ROOT_MODIFY_TID", "STATE"]]
+        + nodes.map { n in
+          [n.label, n.image, n.pfs.name, n.pfs.typeName, n.pfs.fsid.description, String(n.pfs.rootModifyTid), states[n.index].rawValue]
+        })
     for (image, reason) in group.excluded { out("excluded: \(image): \(reason)") }
     for note in report.notes { out("note: \(Wording.note(note))") }
     let votes = report.root.versions.map { v in
       "tid \(v.version.tid): \(v.nodes.map { nodes[$0].label + (roles[$0] == .master ? "" : "(\(roles[$0].rawValue.lowercased()))") }.joined(separator: ","))"
     }
     if let f = report.focus {
-      out("focus: \(f.image) (root modify_tid \(f.pfs.rootModifyTid), \(report.root.resolution.votes) of \(voting.nquorum) needed master votes; \(votes.joined(separator: "; ")))")
+      out(
+        "focus: \(f.image) (root modify_tid \(f.pfs.rootModifyTid), \(report.root.resolution.votes) of \(voting.nquorum) needed master votes; \(votes.joined(separator: "; ")))"
+      )
     } else {
       out("focus: none: no version has a quorum of \(voting.nquorum) masters (\(votes.joined(separator: "; ")))")
     }
@@ -55,13 +59,17 @@ struct TextReport {
     let counts = stats.counts.sorted { $0.key < $1.key }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
     out("summary: \(stats.differences) differing paths\(counts.isEmpty ? "" : " (" + counts + ")")")
     for n in nodes where stats.bytesToWrite[n.index] > 0 || stats.damagedBlocks[n.index] > 0 {
-      out("  \(n.label): resync would write \(stats.bytesToWrite[n.index]) bytes of file data; \(stats.damagedBlocks[n.index]) damaged blocks")
+      out(
+        "  \(n.label): resync would write \(stats.bytesToWrite[n.index]) bytes of file data; \(stats.damagedBlocks[n.index]) damaged blocks"
+      )
     }
     for n in nodes where stats.nodeTidsOnly[n.index] > 0 {
       out("  \(n.label): \(stats.nodeTidsOnly[n.index]) paths differ in modify_tid only (resync stamps the focus's tids, no data)")
     }
     for (n, need) in zip(nodes, space) where need.needed > 0 {
-      out("  \(n.label): resync needs about \(need.needed) bytes of free space, \(need.free) free\(need.fits ? "" : ": does not fit, resync refuses before writing any node")")
+      out(
+        "  \(n.label): resync needs about \(need.needed) bytes of free space, \(need.free) free\(need.fits ? "" : ": does not fit, resync refuses before writing any node")"
+      )
     }
     for line in softMasterLines { out("  " + line) }
     for f in report.findings.prefix(50) { out("damage: \(f)") }

@@ -75,12 +75,22 @@ public struct Resyncer {
 
   /// Applies exactly `plan`, one commit per image: nothing is walked again; each action
   /// reads what it copies from the blockrefs the walk recorded.
-  public static func apply(_ plan: ResyncPlan) throws -> [NodeOutcome] {
+  /// `onAction(done, total)` is called on the calling thread before each action (a
+  /// progress display), and once more with done == total at the end.
+  public static func apply(_ plan: ResyncPlan, onAction: ((_ done: Int, _ total: Int) -> Void)? = nil) throws -> [NodeOutcome] {
     guard let focus = plan.focus else { return [] }
-    return try Resyncer(group: plan.group, focus: focus, options: plan.options).apply(plan.targets.map { ($0.node, $0.actions) })
+    return try Resyncer(group: plan.group, focus: focus, options: plan.options)
+      .apply(plan.targets.map { ($0.node, $0.actions) }, onAction: onAction)
   }
 
-  private func apply(_ targets: [(node: ClusterNode, actions: [PlanAction])]) throws -> [NodeOutcome] {
+  private func apply(_ targets: [(node: ClusterNode, actions: [PlanAction])], onAction: ((Int, Int) -> Void)? = nil) throws -> [NodeOutcome]
+  {
+    let total = targets.reduce(0) { $0 + $1.actions.count }
+    var done = 0
+    func tick() {
+      onAction?(done, total)
+      done += 1
+    }
     var byImage: [String: [(node: ClusterNode, actions: [PlanAction])]] = [:]
     for t in targets { byImage[t.node.image, default: []].append(t) }
     var outcomes: [NodeOutcome] = []
@@ -103,7 +113,7 @@ public struct Resyncer {
           out.snapshot = name
         }
         let ed = try tx.editor(clid: group.clid, fsid: node.pfs.fsid)
-        try sync(node: node, editor: ed, actions: actions, outcome: &out)
+        try sync(node: node, editor: ed, actions: actions, outcome: &out, tick: tick)
         results.append(out)
       }
       let slot = try tx.commit()
@@ -115,6 +125,7 @@ public struct Resyncer {
       }
       outcomes += results
     }
+    onAction?(total, total)
     return outcomes
   }
 
@@ -154,7 +165,10 @@ public struct Resyncer {
     return (e, b, ino)
   }
 
-  private func sync(node: ClusterNode, editor ed: PFSEditor, actions: [PlanAction], outcome: inout NodeOutcome) throws {
+  private func sync(
+    node: ClusterNode, editor ed: PFSEditor, actions: [PlanAction], outcome: inout NodeOutcome,
+    tick: () -> Void = {}
+  ) throws {
     // Names removed so far (the plan left out the paths below them; the end stages
     // below must skip them too).
     var removed: [String] = []
@@ -196,6 +210,7 @@ public struct Resyncer {
     readAhead.start()
     defer { readAhead.stop() }
     for (k, d) in actions.enumerated() {
+      tick()
       let prepared = readAhead.arrive(at: k)
       switch d.kind {
       case .leave(let cls):

@@ -28,6 +28,9 @@ public struct AnalysisOptions {
   /// Called after each block read with its size (a throttle; the walk then runs on the
   /// calling thread).
   public var onBytes: ((UInt64) -> Void)?
+  /// Observes the index scan's reads with their sizes, on the calling thread (a progress
+  /// display): unlike `onBytes` it changes nothing in how the walk runs.
+  public var onScanBytes: ((UInt64) -> Void)?
   /// Called with each difference, in walk order, as the walk finds it.
   public var onDifference: ((Difference) -> Void)?
   public init(mode: WalkMode = .fast) { self.mode = mode }
@@ -66,6 +69,7 @@ public struct ClusterReport {
     walker.threads = options.threads
     walker.overwriteSoftMasters = options.overwriteSoftMasters
     walker.onBytes = options.onBytes
+    walker.onScanBytes = options.onScanBytes
     var diffs: [Difference] = []
     walker.run { d in
       options.onDifference?(d)

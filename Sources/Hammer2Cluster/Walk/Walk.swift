@@ -168,6 +168,8 @@ public final class ClusterWalker {
   /// Threads the directory walk may use (1: the calling thread only). A walk with a
   /// throttle (`onBytes`) always runs on the calling thread.
   public var threads = 2
+  /// Observes the scan's reads (a progress display; `AnalysisOptions.onScanBytes`).
+  public var onScanBytes: ((UInt64) -> Void)?
   /// Differences a parallel walk's workers may hold ahead of the walk order.
   var walkBufferLimit = 4096
   /// Subtrees a parallel walk wants per thread before it starts the threads.
@@ -353,7 +355,10 @@ public final class ClusterWalker {
         pending[i] = b.items
         pos[i] = 0
         ended[i] = b.end
-        if b.bytes > 0 { onBytes?(b.bytes) }
+        if b.bytes > 0 {
+          onBytes?(b.bytes)
+          onScanBytes?(b.bytes)
+        }
       }
       return true
     }

@@ -43,24 +43,16 @@ struct CheckCommand: ParsableCommand {
     let clock = ContinuousClock()
     let t0 = clock.now
     let group = try cluster.discover()
-    // Total for the progress bar: allocated data is unknown up front, so use the bytes
-    // the volumes hold in use (allocator_size - allocator_free).
-    let total = group.nodes.reduce(UInt64(0)) { acc, n in
-      let h = n.volume.header
-      return acc + (h.allocatorSize > h.allocatorFree ? h.allocatorSize - h.allocatorFree : 0)
-    }
-    var done: UInt64 = 0
-    let progress = Progress(total: total)
+    let progress = Progress(phase: "check", total: Progress.deepWalkTotal(group))
     var options = cluster.analysis(mode: .deep)
     options.keepDifferences = output.json
     options.onBytes = { bytes in
-      done += bytes
+      progress.add(bytes)
       if let rate, rate > 0 {
         // Sleep until the average rate is back under the limit.
-        let ahead = Double(done) / Double(rate) - (clock.now - t0).seconds
+        let ahead = Double(progress.done) / Double(rate) - (clock.now - t0).seconds
         if ahead > 0.01 { usleep(useconds_t(min(ahead, 1.0) * 1_000_000)) }
       }
-      progress.update(done)
     }
     let report = try ClusterReport.analyze(group, options)
     progress.finish()

@@ -23,7 +23,12 @@ struct DiffCommand: ParsableCommand {
   @OptionGroup var walk: WalkOptions
 
   func run() throws {
-    let report = try ClusterReport.analyze(try cluster.discover(), cluster.analysis(mode: walk.mode))
+    let group = try cluster.discover()
+    var options = cluster.analysis(mode: walk.mode)
+    let progress = Progress(phase: "diff --deep", total: Progress.deepWalkTotal(group), enabled: walk.deep && isatty(2) != 0)
+    if progress.enabled { options.onScanBytes = progress.add }
+    let report = try ClusterReport.analyze(group, options)
+    progress.finish()
     if output.json {
       printJSON(JSONReport(report, command: "diff"))
     } else {

@@ -59,7 +59,10 @@ struct ResyncCommand: ParsableCommand {
       }
       analysis.trusted = f.pfs.fsid
     }
+    let walkProgress = walk.progress(phase: "resync: walk", group)
+    if walkProgress.enabled { analysis.onScanBytes = walkProgress.add }
     let report = try ClusterReport.analyze(group, analysis)
+    walkProgress.finish()
     let plan = ResyncPlan(report: report, options: resyncOptions)
     let text = TextReport(report)
     if dryRun {
@@ -104,7 +107,10 @@ struct ResyncCommand: ParsableCommand {
     }
     let outcomes: [NodeOutcome]
     do {
-      outcomes = try Resyncer.apply(plan)
+      let applyProgress = Progress(
+        phase: "resync: apply", total: UInt64(plan.targets.reduce(0) { $0 + $1.actions.count }), unit: .actions)
+      outcomes = try Resyncer.apply(plan) { done, _ in applyProgress.update(UInt64(done)) }
+      applyProgress.finish()
     } catch let e as FormatError {
       throw CouldNotRun("resync stopped, nothing committed on the image being written: \(e.description)")
     }
@@ -121,7 +127,11 @@ struct ResyncCommand: ParsableCommand {
     // is left.
     let after = try ClusterGroup.discover(
       images: group.nodes.map(\.image), name: cluster.pfs, clid: group.clid, cacheBudget: cluster.cacheBudget, opener: group.opener)
-    let check = try ClusterReport.analyze(after, cluster.analysis(mode: walk.mode))
+    var verify = cluster.analysis(mode: walk.mode)
+    let verifyProgress = walk.progress(phase: "resync: verify", after)
+    if verifyProgress.enabled { verify.onScanBytes = verifyProgress.add }
+    let check = try ClusterReport.analyze(after, verify)
+    verifyProgress.finish()
     if json {
       printJSON(JSONReport(check, command: "resync"))
     } else {

@@ -58,6 +58,12 @@ struct WalkOptions: ParsableArguments {
   @Flag(help: "Read and verify every block and compare content (default: trust equal modify_tids, as the kernel's sync does).")
   var deep = false
 
+  /// The progress line of a walk in this mode: against the bytes in use when deep; the
+  /// bytes the index scan read, without an end, when fast.
+  func progress(phase: String, _ group: ClusterGroup) -> Progress {
+    Progress(phase: phase, total: deep ? Progress.deepWalkTotal(group) : 0)
+  }
+
   var mode: WalkMode { deep ? .deep : .fast }
 }
 

@@ -109,6 +109,19 @@ final class NodeScanner: @unchecked Sendable {
     batch.reserveCapacity(Self.batchSize)
     var reported: UInt64 = 0
     var resume: UInt64? = 0
+    /// An index entry as the fast scan summarizes it (tid only; not an inode: damaged).
+    func indexEntry(_ b: Blockref) -> InodeSummary {
+      InodeSummary(
+        key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
+        bref: b.type == .inode ? b : nil)
+    }
+    /// Hands a full batch to the merge.
+    func flushIfFull() {
+      guard batch.count >= Self.batchSize else { return }
+      queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
+      reported = volume.bytesRead
+      batch.removeAll(keepingCapacity: true)
+    }
     if !deep {
       // Index entries only: a plain descent through clean arrays; the iterator takes
       // over from the first irregularity (it reports it as a hole or finding).
@@ -116,15 +129,8 @@ final class NodeScanner: @unchecked Sendable {
       resume = descend(
         pfs.inode.blockset.filter { !$0.isEmpty }, volume: volume, lo: 0, hi: .max, end: H2.dirhashVisible - 1, depth: 0, next: &next
       ) { b in
-        batch.append(
-          InodeSummary(
-            key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
-            bref: b.type == .inode ? b : nil))
-        if batch.count >= Self.batchSize {
-          queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
-          reported = volume.bytesRead
-          batch.removeAll(keepingCapacity: true)
-        }
+        batch.append(indexEntry(b))
+        flushIfFull()
       }
     }
     var it = KeyRangeIterator(
@@ -136,20 +142,9 @@ final class NodeScanner: @unchecked Sendable {
         note(Finding(error: err, fallback: volume.location(of: pfs.bref)))
         batch.append(InodeSummary(key: lo, keyEnd: hi, isHole: true, modifyTid: 0, digest: 0, damaged: true))
       case .leaf(let b):
-        if deep {
-          batch.append(summarize(b, reader: reader, volume: volume))
-        } else {
-          batch.append(
-            InodeSummary(
-              key: b.key, keyEnd: b.key, isHole: false, modifyTid: b.modifyTid, digest: 0, damaged: b.type != .inode,
-              bref: b.type == .inode ? b : nil))
-        }
+        batch.append(deep ? summarize(b, reader: reader, volume: volume) : indexEntry(b))
       }
-      if batch.count >= Self.batchSize {
-        queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
-        reported = volume.bytesRead
-        batch.removeAll(keepingCapacity: true)
-      }
+      flushIfFull()
       el = it.next()
     }
     for f in it.findings { note(f) }

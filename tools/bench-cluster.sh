@@ -5,6 +5,7 @@
 #   tools/bench-cluster.sh [DIR] [--files N] [--dirs N] [--bytes SIZE] [--size SIZE]
 #                          [--extra-percent P] [--runs N] [--cache warm|cold|both]
 #                          [--src DIR] [--drop-src] [--keep] [--reuse] [--modes RABC]
+#                          [--nbd [--delays "0 1 5"]] [--bin DIR]
 #   defaults (the real-size set, part (R)): DIR /tmp/h2bench-cluster, --size 1T
 #             --files 200000 --dirs 2000 --bytes 8400M --extra-percent 1 --runs 3
 #             --cache both --src /tmp/benchsrc --modes R
@@ -16,7 +17,19 @@
 #   (--modes: which of the parts (R) (A) (B) (C) below to run, e.g. --modes C;
 #    --drop-src: remove the source tree once the images are built (disk: the real-size
 #    tree is as big as one image); --reuse: with --modes R, keep DIR/{A,B,C}.img of an
-#    earlier --keep run instead of building them again.)
+#    earlier --keep run instead of building them again; --bin DIR: use the h2resync,
+#    h2mkimage and h2bench in DIR instead of building them.)
+#
+# --nbd (issue 18): the set of (R) (same options, same build, --reuse too), then `diff`,
+#     `check --quiet` and `resync --yes --no-snapshot` of a fresh copy of C (setup, not
+#     timed), each first on the files and then with every node behind its own nbdkit
+#     (file plugin, a Unix socket in DIR, the delay filter adding D ms to every read and
+#     write request, the stats filter counting them) at each of --delays, medians of
+#     --runs, all in the same run. Per line: the median in seconds and the ratio to the
+#     local median. For resync also the bytes on the wire by node and the wire goal:
+#     (all reads + all writes) / (bytes written + bytes read from the focus), <= 1.2.
+#     Goals: diff and check <= 2x local at 1 ms. Needs nbdkit (tools/install-deps.sh).
+#     tools/bench-nbd.sh runs it on a small set.
 #
 # (R) the real-size set (issue 15 item 5), steps 1, 2 and 4 below with --extra-percent 1:
 #     A and B get SRC/extra, C (the stale node) does not: C is 1% of the files behind.
@@ -79,7 +92,7 @@
 set -euo pipefail
 
 DIR=/tmp/h2bench-cluster SRC=/tmp/benchsrc FILES=200000 DIRS=2000 BYTES=8400M SIZE=1T RUNS=3 CACHE=both KEEP=0 MODES=R
-EXTRA=1 DROPSRC=0 REUSE=0
+EXTRA=1 DROPSRC=0 REUSE=0 NBD=0 DELAYS="0 1 5" BIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
@@ -94,6 +107,9 @@ while [ $# -gt 0 ]; do
     --drop-src) DROPSRC=1; shift ;;
     --extra-percent) EXTRA=$2; shift 2 ;;
     --modes) MODES=$2; shift 2 ;;
+    --nbd) NBD=1; shift ;;
+    --delays) DELAYS=$2; shift 2 ;;
+    --bin) BIN=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) echo "bench-cluster.sh: unknown option $1" >&2; exit 2 ;;
     *) DIR=$1; shift ;;
@@ -102,9 +118,11 @@ done
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-echo "building (release, scratch path .build-bench)..." >&2
-swift build -c release --scratch-path .build-bench >&2
-BIN="$root/.build-bench/release"
+if [ -z "$BIN" ]; then
+  echo "building (release, scratch path .build-bench)..." >&2
+  swift build -c release --scratch-path .build-bench >&2
+  BIN="$root/.build-bench/release"
+fi
 H2B="$BIN/h2bench" MK="$BIN/h2mkimage" H2R="$BIN/h2resync"
 echo "h2resync $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo '+dirty'), $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)" >&2
 
@@ -115,8 +133,8 @@ has() { case "$MODES" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 LOG="$DIR/setup.jsonl"
 step() { local label=$1; shift; "$H2B" cluster exec --label "$label" --log "$LOG" -- "$@"; }
 
-# (R) the real-size set
-if has R; then
+# (R) the real-size set (and --nbd's)
+if has R || [ "$NBD" = 1 ]; then
   if [ "$REUSE" = 1 ] && [ -f "$DIR/A.img" ] && [ -f "$DIR/B.img" ] && [ -f "$DIR/C.img" ]; then
     echo "reusing $DIR/{A,B,C}.img" >&2
   else
@@ -138,6 +156,12 @@ if has R; then
     "$H2R" show "$DIR/A.img" > "$DIR/A.show"
     echo "A.img freemap: $(grep -c FREEMAP_NODE "$DIR/A.show") FREEMAP_NODE, $(grep -c FREEMAP_LEAF "$DIR/A.show") FREEMAP_LEAF" >&2
     rm -f "$DIR/A.show"
+  fi
+  if [ "$NBD" = 1 ]; then
+    # shellcheck source=tools/bench-nbd.sh
+    . "$root/tools/bench-nbd.sh"
+    if [ "$KEEP" = 0 ]; then rm -rf "$DIR"/*.img; fi
+    exit 0
   fi
   "$H2B" cluster realsize "$DIR/A.img" "$DIR/B.img" "$DIR/C.img" --focus "$DIR/A.img" --stale "$DIR/C.img" \
     --h2resync "$H2R" --workdir "$DIR/work" --runs "$RUNS" --cache "$CACHE" --lock-file "$DIR/check.lock" \

@@ -171,6 +171,47 @@ static void *io_main(void *arg) {
   return NULL;
 }
 
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* `?tls-username=NAME` (percent-decoded): libnbd 1.14 takes the TLS username only from
+ * the URI's user part (`nbds://NAME@host/...`) and otherwise asks getlogin_r, which
+ * fails where there is no login terminal (cron, systemd, tests). A user part, when
+ * there is one, still wins: connect_uri sets it after this. 0, or -1 when libnbd
+ * refused the name. */
+static int set_query_tls_username(struct nbd_handle *h, const char *uri) {
+  const char *q = strchr(uri, '?');
+  while (q) {
+    q++;
+    if (strncmp(q, "tls-username=", 13) == 0) {
+      const char *v = q + 13;
+      size_t n = strcspn(v, "&");
+      char *name = malloc(n + 1);
+      if (!name) return -1;
+      size_t k = 0;
+      for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (v[i] == '%' && i + 2 < n && (hi = hex_digit(v[i + 1])) >= 0 && (lo = hex_digit(v[i + 2])) >= 0) {
+          name[k++] = (char)(hi * 16 + lo);
+          i += 2;
+        } else {
+          name[k++] = v[i];
+        }
+      }
+      name[k] = 0;
+      int rc = nbd_set_tls_username(h, name);
+      free(name);
+      return rc;
+    }
+    q = strchr(q, '&');
+  }
+  return 0;
+}
+
 h2nbd_conn *h2nbd_connect(const char *uri, int timeout_ms, h2nbd_error *err) {
   struct nbd_handle *h = nbd_create();
   if (!h) {
@@ -179,6 +220,11 @@ h2nbd_conn *h2nbd_connect(const char *uri, int timeout_ms, h2nbd_error *err) {
   }
   /* The URI is the user's own argument: let it name a TLS PSK file. */
   nbd_set_uri_allow_local_file(h, 1);
+  if (set_query_tls_username(h, uri) == -1) {
+    set_nbd_error(err, EINVAL);
+    nbd_close(h);
+    return NULL;
+  }
   if (nbd_aio_connect_uri(h, uri) == -1) {
     set_nbd_error(err, ECONNREFUSED);
     nbd_close(h);

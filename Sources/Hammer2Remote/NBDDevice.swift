@@ -174,6 +174,7 @@ public final class NBDPool: @unchecked Sendable {
       t.bytesFetched += s.bytesFetched
       t.misses += s.misses
       t.hits += s.hits
+      t.bytesUsed += s.bytesUsed
       t.writeRequests += s.writeRequests
       t.flushRequests += s.flushRequests
       t.bytesWritten += s.bytesWritten

@@ -37,6 +37,9 @@ public struct NBDStatistics: Sendable, Equatable {
   /// (a completed or in-flight request).
   public var misses = 0
   public var hits = 0
+  /// The bytes of the fetched 64 KiB chunks that at least one read used (the rest of
+  /// `bytesFetched` was read ahead for nothing).
+  public var bytesUsed: UInt64 = 0
   /// Write and flush requests sent, and the bytes written.
   public var writeRequests = 0
   public var flushRequests = 0
@@ -86,6 +89,8 @@ final class NBDExport: @unchecked Sendable {
     var tick: UInt64 = 0
     /// A read was served from it (a hint's request is kept until then, see `evict`).
     var used = false
+    /// Which of its chunks a read used (bit k: chunk `first + k`; at most 64 chunks).
+    var usedChunks: UInt64 = 0
     init(request: NBDConnection.Request, connection: NBDConnection, first: UInt64, chunks: Int, window: Int) {
       self.request = request
       self.connection = connection
@@ -204,6 +209,7 @@ final class NBDExport: @unchecked Sendable {
     if let s = index[c] {
       s.tick = tick
       s.used = true
+      markUsed(s, c)
       statistics.hits += 1
       if s.trigger == c {
         s.trigger = nil
@@ -217,6 +223,7 @@ final class NBDExport: @unchecked Sendable {
       let w = min(maxChunks, prev.window * 2)
       let s = try submit(first: c, chunks: missing(from: c, limit: w), window: w, demand: true)! // Safe: demand always submits.
       s.trigger = c + UInt64(s.chunks / 2)
+      markUsed(s, c)
       return s
     }
     // Random: the aligned group around the chunk, without what is cached.
@@ -227,7 +234,19 @@ final class NBDExport: @unchecked Sendable {
     // Safe: as above.
     let s = try submit(
       first: lo, chunks: missing(from: lo, limit: missChunks - Int(lo % UInt64(missChunks))), window: missChunks, demand: true)!
+    markUsed(s, c)
     return s
+  }
+
+  /// Records that a read used chunk `c` of `s`. Lock held.
+  private func markUsed(_ s: Span, _ c: UInt64) {
+    let k = c - s.first
+    guard k < 64 else { return }
+    let bit: UInt64 = 1 << k
+    if s.usedChunks & bit == 0 {
+      s.usedChunks |= bit
+      statistics.bytesUsed += min(Self.chunk, size - c * Self.chunk)
+    }
   }
 
   /// How many chunks from `first` (at most `limit`) are neither cached nor beyond the end.

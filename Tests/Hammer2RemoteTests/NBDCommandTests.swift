@@ -11,35 +11,9 @@ struct NBDCommandTests {
     "three-masters-one-behind", "corrupted-block", "split-brain-two-masters", "master-two-slaves", "soft-master", "mixed-compression",
   ]
 
-  func build(_ name: String) throws -> (dir: String, images: [String]) {
-    let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
-    let dir = makeTempDir("h2nbd-\(name)")
-    let built = try spec.build(into: dir, audit: false)
-    return (dir, spec.nodes.map { (built.images[$0.name]! as NSString).lastPathComponent })
-  }
-
-  /// `text` with each node's printed URI replaced by its file name, runs of spaces
-  /// (table padding: a URI is longer than the file name) made one, and check's elapsed
-  /// time masked.
-  func normalized(_ text: String, _ server: NBDKit, _ images: [String]) -> String {
-    var t = text.replacing(#"nbd+unix:\/\/\/"#, with: "nbd+unix:///") // JSON escapes slashes
-    for i in images { t = t.replacing(server.label(i), with: i) }
-    // check's one line names its own time.
-    t = t.replacing(/checked in [0-9.]+ s/, with: "checked in T s")
-    return t.split(separator: "\n", omittingEmptySubsequences: false)
-      .map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ") }.joined(separator: "\n")
-  }
-
-  func expectNoQuery(_ r: ToolResult, _ server: NBDKit, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(
-      !r.stdout.contains(server.socket) && !r.stderr.contains(server.socket) && !r.stdout.contains("socket=")
-        && !r.stderr.contains("socket="),
-      "a query string was printed: \(r.stdout.prefix(400)) \(r.stderr.prefix(400))", sourceLocation: sourceLocation)
-  }
-
   @Test(arguments: scenarios)
   func reportsOverNBDAreTheLocalReports(name: String) throws {
-    let b = try build(name)
+    let b = try buildScenario(name)
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let server = try NBDKit(directory: b.dir, readOnly: true)
     defer { server.stop() }
@@ -49,17 +23,17 @@ struct NBDCommandTests {
       #expect(remote.status == local.status, "\(name) \(args): exit \(remote.status), local \(local.status): \(remote.stderr.prefix(500))")
       if args.contains("--json") {
         // JSON: byte-identical once the URIs read as the file names (same key order).
-        #expect(remote.stdout.replacing(#"nbd+unix:\/\/\/"#, with: "") == local.stdout, "\(name) \(args)")
+        #expect(localJSON(remote.stdout, server) == local.stdout, "\(name) \(args)")
       } else {
-        #expect(normalized(remote.stdout, server, b.images) == normalized(local.stdout, server, b.images), "\(name) \(args)")
+        #expect(normalizedReport(remote.stdout, server, b.images) == normalizedReport(local.stdout, server, b.images), "\(name) \(args)")
       }
-      #expect(normalized(remote.stderr, server, b.images) == normalized(local.stderr, server, b.images), "\(name) \(args)")
+      #expect(normalizedReport(remote.stderr, server, b.images) == normalizedReport(local.stderr, server, b.images), "\(name) \(args)")
       expectNoQuery(remote, server)
     }
   }
 
   @Test func readCommandsOverNBD() throws {
-    let b = try build("three-masters-one-behind")
+    let b = try buildScenario("three-masters-one-behind")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let server = try NBDKit(directory: b.dir, readOnly: true)
     defer { server.stop() }
@@ -68,13 +42,13 @@ struct NBDCommandTests {
       let local = try runTool("h2resync", Array(args.prefix(1)) + [image] + args.dropFirst(), cwd: b.dir)
       let remote = try runTool("h2resync", Array(args.prefix(1)) + [server.uri(image)] + args.dropFirst(), cwd: b.dir)
       #expect(local.status == 0 && remote.status == 0, "\(args): \(remote.stderr.prefix(300))")
-      #expect(normalized(remote.stdout, server, b.images) == normalized(local.stdout, server, b.images), "\(args)")
+      #expect(normalizedReport(remote.stdout, server, b.images) == normalizedReport(local.stdout, server, b.images), "\(args)")
       expectNoQuery(remote, server)
     }
   }
 
   @Test func resyncOverNBDThenALocalDiffIsInSync() throws {
-    let b = try build("three-masters-one-behind")
+    let b = try buildScenario("three-masters-one-behind")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let server = try NBDKit(directory: b.dir)
     defer { server.stop() }
@@ -88,7 +62,7 @@ struct NBDCommandTests {
   }
 
   @Test func resyncRefusesAReadOnlyExportBeforePlanning() throws {
-    let b = try build("three-masters-one-behind")
+    let b = try buildScenario("three-masters-one-behind")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let server = try NBDKit(directory: b.dir, readOnly: true)
     defer { server.stop() }
@@ -102,7 +76,7 @@ struct NBDCommandTests {
   }
 
   @Test func faultsAreOneLineAndExit3() throws {
-    let b = try build("three-masters-one-behind")
+    let b = try buildScenario("three-masters-one-behind")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let env = ["H2RESYNC_NBD_TIMEOUT": "1"]
     func expectFault(_ args: [String], naming label: String, _ server: NBDKit? = nil, sourceLocation: SourceLocation = #_sourceLocation)
@@ -132,7 +106,7 @@ struct NBDCommandTests {
   /// crash hook), the served image reads as the old or the new state, and a rerun
   /// converges.
   @Test func crashAtEveryWriteIndexOverNBD() throws {
-    let b = try build("three-masters-one-behind")
+    let b = try buildScenario("three-masters-one-behind")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let target = b.dir + "/" + b.images[2]
     let original = b.dir + "/original.img"

@@ -112,6 +112,8 @@ struct NBDDeviceTests {
     }
     let s = device.statistics
     #expect(s.misses == 0 && s.hits == 32 && s.readRequests == 33)
+    // Used: the 32 chunks read; the first 2 MiB of hints were fetched for nothing.
+    #expect(s.bytesUsed == 32 * 65536 && s.bytesFetched == 4 << 20, "\(s)")
     // A sequential scan doubles its requests up to 4 MiB and sends the next ahead.
     let base: UInt64 = 32 << 20
     for k in 0..<256 { _ = try device.read(at: base + UInt64(k) * 65536, count: 65536) }

@@ -17,13 +17,14 @@ final class NBDKit {
   let socket: String
   private let process = Process()
 
-  /// `nbdkit [-r] [--filter=F]... PLUGIN ARGS...` (filter parameters go in `arguments`).
-  init(filters: [String] = [], readOnly: Bool = false, _ arguments: [String]) throws {
+  /// `nbdkit [OPTIONS] [-r] [--filter=F]... PLUGIN ARGS...` (filter parameters go in
+  /// `arguments`; server options such as `--tls=require` in `options`).
+  init(options: [String] = [], filters: [String] = [], readOnly: Bool = false, _ arguments: [String]) throws {
     dir = makeTempDir("h2nbdkit")
     socket = dir + "/sock"
     process.executableURL = URL(fileURLWithPath: Self.executable!) // Safe: tests run only when available.
     process.arguments =
-      ["--exit-with-parent", "--foreground", "--unix", socket] + (readOnly ? ["--readonly"] : [])
+      ["--exit-with-parent", "--foreground", "--unix", socket] + options + (readOnly ? ["--readonly"] : [])
       + filters.map { "--filter=\($0)" } + arguments
     FileManager.default.createFile(atPath: dir + "/log", contents: nil)
     let log = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/log"))
@@ -58,15 +59,32 @@ final class NBDKit {
   }
 
   /// Serves every file of `directory` as an export named by its file name.
-  convenience init(directory: String, filters: [String] = [], readOnly: Bool = false, _ more: [String] = []) throws {
-    try self.init(filters: filters, readOnly: readOnly, ["file", "dir=\(directory)"] + more)
+  convenience init(
+    directory: String, options: [String] = [], filters: [String] = [], readOnly: Bool = false, _ more: [String] = []
+  ) throws {
+    try self.init(options: options, filters: filters, readOnly: readOnly, ["file", "dir=\(directory)"] + more)
   }
 
+  /// With TLS: the URI's TLS parameters (`tls-psk-file=F&tls-username=U`); the URIs
+  /// are then `nbds+unix://`.
+  var tlsQuery: String?
+
   /// The URI of `export` (the query names the socket: it must never be printed).
-  func uri(_ export: String) -> String { "nbd+unix:///\(export)?socket=\(socket)" }
+  func uri(_ export: String) -> String { label(export) + "?socket=\(socket)" + (tlsQuery.map { "&" + $0 } ?? "") }
 
   /// The URI as h2resync prints it.
-  func label(_ export: String) -> String { "nbd+unix:///\(export)" }
+  func label(_ export: String) -> String { (tlsQuery == nil ? "nbd+unix:///" : "nbds+unix:///") + export }
+
+  /// What a printed URI begins with in JSON (slashes escaped).
+  var jsonLabelPrefix: String { tlsQuery == nil ? #"nbd+unix:\/\/\/"# : #"nbds+unix:\/\/\/"# }
+
+  /// Ends the server at once (SIGKILL: no reply, no flush of its own), as a crash of
+  /// the serving host's nbdkit would; its socket directory stays until `stop()`.
+  func crash() {
+    guard process.isRunning else { return }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+  }
 
   func stop() {
     if process.isRunning {
@@ -89,23 +107,37 @@ struct ToolResult {
   var stderr: String
 }
 
-/// Runs a built executable of this package with `environment` added to the test's own
-/// (H2TestSupport's `run` passes none).
+/// A built executable of this package running, its output going to files.
+final class RunningTool {
+  let process = Process()
+  private let dir = makeTempDir("h2run")
+
+  /// Starts `tool` with `environment` added to the test's own (H2TestSupport's `run`
+  /// passes none).
+  init(_ tool: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws {
+    if let cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
+    process.executableURL = productsDirectory.appendingPathComponent(tool)
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    FileManager.default.createFile(atPath: dir + "/out", contents: nil)
+    FileManager.default.createFile(atPath: dir + "/err", contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
+    try process.run()
+  }
+
+  /// Waits for it to exit: what it printed and its status.
+  func finish() -> ToolResult {
+    process.waitUntilExit()
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let out = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/out"))) ?? Data()
+    let err = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/err"))) ?? Data()
+    return ToolResult(
+      status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+  }
+}
+
+/// Runs a built executable of this package with `environment` added to the test's own.
 func runTool(_ tool: String, _ arguments: [String], environment: [String: String] = [:], cwd: String? = nil) throws -> ToolResult {
-  let p = Process()
-  if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-  p.executableURL = productsDirectory.appendingPathComponent(tool)
-  p.arguments = arguments
-  p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-  let dir = makeTempDir("h2run")
-  defer { try? FileManager.default.removeItem(atPath: dir) }
-  FileManager.default.createFile(atPath: dir + "/out", contents: nil)
-  FileManager.default.createFile(atPath: dir + "/err", contents: nil)
-  p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/out"))
-  p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: dir + "/err"))
-  try p.run()
-  p.waitUntilExit()
-  let out = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/out"))) ?? Data()
-  let err = (try? Data(contentsOf: URL(fileURLWithPath: dir + "/err"))) ?? Data()
-  return ToolResult(status: p.terminationStatus, stdout: String(decoding: out, as: UTF8.self), stderr: String(decoding: err, as: UTF8.self))
+  try RunningTool(tool, arguments, environment: environment, cwd: cwd).finish()
 }

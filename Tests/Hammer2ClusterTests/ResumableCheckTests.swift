@@ -156,9 +156,14 @@ import Testing
       (good.prefix(good.count / 2), .unreadable),
       (Data(), .unreadable),
       (Data(text.replacingOccurrences(of: "\"version\":1", with: "\"version\":9").utf8), .version(9)),
-      (Data(text.replacingOccurrences(of: "\"pfs\":\"DATA\"", with: "\"pfs\":\"OTHER\"").utf8), .otherCluster(clid: group.clid.description, pfs: "OTHER")),
+      (
+        Data(text.replacingOccurrences(of: "\"pfs\":\"DATA\"", with: "\"pfs\":\"OTHER\"").utf8),
+        .otherCluster(clid: group.clid.description, pfs: "OTHER")
+      ),
       // A frontier longer than any index is deep.
-      (Data(text.replacingOccurrences(of: "\"frontier\":[", with: "\"frontier\":[" + (1...30).map { "\($0)," }.joined()).utf8), .unreadable),
+      (
+        Data(text.replacingOccurrences(of: "\"frontier\":[", with: "\"frontier\":[" + (1...30).map { "\($0)," }.joined()).utf8), .unreadable
+      ),
       (Data(text.replacingOccurrences(of: "\"classes\":[", with: "\"classes\":[\"no-such-class\",").utf8), .unreadable),
     ]
     for (data, why) in bad {
@@ -169,6 +174,61 @@ import Testing
     // Another node set: two of the three nodes.
     let two = try ClusterGroup.discover(images: Array(images.prefix(2)), name: "DATA", clid: nil)
     #expect(CheckPass(two, state: good, now: Date()) { false }.rejected == .otherNodes)
+  }
+
+  /// The CLI: real seconds under a throttle. Runs of `--time-budget 1s` add up to the
+  /// blocks of one plain check; the text, JSON and metrics carry the pass; a bad budget
+  /// is a usage error; a damaged state file is warned about and a new pass starts.
+  @Test func theCLIResumesABudgetedThrottledCheck() throws {
+    let dir = makeTempDir("h2resume-cli")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try buildCluster(dir, files: 600) { n, img in
+      if n == "A" { try mk(["corrupt", img, "--pfs", "DATA", "random.bin", "--block", "2"]) }
+    }
+    let common = ["--lock-file", dir + "/lock"] + images
+    func json(_ r: CommandResult) throws -> [String: Any] {
+      try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "\(r.stdout)\(r.stderr)")
+    }
+    let plain = try run("h2resync", ["check", "--json"] + common)
+    #expect(plain.status == 1, "\(plain.stderr)")
+    let plainSummary = try #require(try json(plain)["summary"] as? [String: Any])
+    #expect(try json(plain)["pass"] == nil, "a plain check has no pass")
+    let state = dir + "/pass.state"
+    let metrics = dir + "/check.prom"
+    var runs = 0
+    var last: [String: Any] = [:]
+    var sawIncomplete = false
+    while runs < 60 {
+      let r = try run(
+        "h2resync", ["check", "--json", "--time-budget", "1s", "--max-rate", "4M", "--state", state, "--metrics", metrics] + common)
+      runs += 1
+      last = try json(r)
+      let pass = try #require(last["pass"] as? [String: Any])
+      #expect(pass["runs"] as? Int == runs && pass["started"] is String && pass["progress_ratio"] is Double)
+      let damaged = (last["summary"] as? [String: Any])?["damaged_blocks"] as? [String: Int] ?? [:]
+      #expect(r.status == (damaged.values.reduce(0, +) > 0 ? 1 : 0), "exit \(r.status) with damage so far \(damaged)")
+      let prom = try String(contentsOfFile: metrics, encoding: .utf8)
+      #expect(prom.contains("h2resync_check_pass_progress_ratio{") && prom.contains("h2resync_check_pass_start_timestamp_seconds{"))
+      if pass["complete"] as? Bool == true { break }
+      sawIncomplete = true
+      #expect(prom.contains("h2resync_check_pass_complete{clid=\"11111111-2222-4333-8444-555555555555\"} 0"))
+    }
+    #expect(sawIncomplete && runs >= 2, "\(runs) runs")
+    let summary = try #require(last["summary"] as? [String: Any])
+    #expect(summary["blocks_checked"] as? [String: Int] == plainSummary["blocks_checked"] as? [String: Int])
+    #expect(summary["damaged_blocks"] as? [String: Int] == plainSummary["damaged_blocks"] as? [String: Int])
+    // The next run starts a new pass, said in text.
+    let text = try run("h2resync", ["check", "--time-budget", "1s", "--max-rate", "2M", "--state", state] + common)
+    #expect(text.stdout.contains("pass INCOMPLETE, time budget spent"), "\(text.stdout)")
+    for bad in ["5x", "0", "1m2h", ""] {
+      let r = try run("h2resync", ["check", "--time-budget", bad] + common)
+      #expect(r.status == 3 && r.stderr.contains("--time-budget"), "\(bad): \(r.status) \(r.stderr)")
+    }
+    try Data("{\"version\": 1, garbage".utf8).write(to: URL(fileURLWithPath: state))
+    let warned = try run("h2resync", ["check", "--json", "--state", state] + common)
+    #expect(warned.stderr.contains("warning: the state file is unreadable or damaged") && warned.stderr.contains("starting a new pass"))
+    #expect((try json(warned)["pass"] as? [String: Any])?["state_ignored"] is String)
+    #expect(warned.status == 1)
   }
 }
 

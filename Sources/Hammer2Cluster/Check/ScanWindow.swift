@@ -30,8 +30,8 @@ public struct ScanWindow {
   public var from: [UInt64]
   /// Per node: media offsets of index blocks an earlier run of the pass counted.
   public var frontier: [Set<UInt64>]
-  /// Asked before each key, in key order: true ends the run there (a time budget, or a
-  /// number of keys in tests).
+  /// Asked before each key but the run's first, in key order: true ends the run there
+  /// (a time budget, or a number of keys in tests). A run always makes progress.
   public var shouldStop: () -> Bool
   /// What the earlier runs of the pass found (nil: the pass starts with this run).
   public var prior: PassTotals?

@@ -166,7 +166,8 @@ final class NodeScanner: @unchecked Sendable {
     }
     /// Hands a full batch to the merge.
     func flushIfFull() {
-      guard batch.count >= Self.batchSize || queue.cancelled else { return }
+      // Also after a MiB of reads: a throttle (and a time budget) sees them in steps.
+      guard batch.count >= Self.batchSize || volume.bytesRead - reported >= 1 << 20 || queue.cancelled else { return }
       queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
       reported = volume.bytesRead
       batch.removeAll(keepingCapacity: true)

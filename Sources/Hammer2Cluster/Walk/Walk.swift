@@ -387,7 +387,8 @@ public final class ClusterWalker {
         if k == nil || hk < k! { k = hk } // Safe: k checked first.
       }
       guard let key = k else { break }
-      if let w = window, w.shouldStop() {
+      // A run scans one key at least: every run makes progress, whatever its budget.
+      if let w = window, last.contains(where: { $0 != nil }), w.shouldStop() {
         stop = key
         break
       }

@@ -76,7 +76,8 @@ struct CheckCommand: ParsableCommand {
     if output.json {
       let json = JSONReport(report, command: "check")
       switch (fm, passed) {
-      case (let fm?, let p?): printJSON(PassReport.WithPass(report: FreemapReport.WithFreemap(report: json, freemap: fm.json), pass: p.json))
+      case (let fm?, let p?):
+        printJSON(PassReport.WithPass(report: FreemapReport.WithFreemap(report: json, freemap: fm.json), pass: p.json))
       case (let fm?, nil): printJSON(FreemapReport.WithFreemap(report: json, freemap: fm.json))
       case (nil, let p?): printJSON(PassReport.WithPass(report: json, pass: p.json))
       case (nil, nil): printJSON(json)

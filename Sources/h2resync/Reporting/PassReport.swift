@@ -64,7 +64,8 @@ struct PassReport {
       started: Self.iso(pass.passStarted), runs: pass.runs, state_file: statePath, state_ignored: pass.rejected?.description,
       restarted: pass.restarted.map { report.group.nodes[$0].image },
       next_key: Dictionary(
-        uniqueKeysWithValues: report.group.nodes.map { n in (n.image, outcome.map { $0.next[n.index] }.flatMap { $0 == .max ? nil : $0 }) }))
+        uniqueKeysWithValues: report.group.nodes.map { n in (n.image, outcome.map { $0.next[n.index] }.flatMap { $0 == .max ? nil : $0 }) })
+    )
   }
 
   /// The report with its "pass" object.

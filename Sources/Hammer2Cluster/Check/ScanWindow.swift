@@ -35,6 +35,10 @@ public struct ScanWindow {
   public var shouldStop: () -> Bool
   /// What the earlier runs of the pass found (nil: the pass starts with this run).
   public var prior: PassTotals?
+  /// Ask `shouldStop` only when the merge waits for a node's next batch (what a time
+  /// budget wants: keys already read ahead are scanned, not read again by the next run;
+  /// a run then ends at most a batch per node past its budget). False: before every key.
+  public var stopsAtBatches = false
   /// Keep the offsets of the blocks the run verifies (`ScanOutcome.verified`), for tests.
   public var recordsOffsets = false
 
@@ -43,6 +47,9 @@ public struct ScanWindow {
     frontier = .init(repeating: [], count: nodes)
     self.shouldStop = shouldStop
   }
+
+  /// Whether `shouldStop` is asked now (`waiting`: some node's next batch is not here).
+  func asksNow(waiting: Bool) -> Bool { !stopsAtBatches || waiting }
 
   /// The keys where every node is scanned in this run: only there are nodes compared
   /// (a node whose pass restarted is verified alone until it catches up).

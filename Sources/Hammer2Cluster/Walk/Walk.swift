@@ -356,6 +356,7 @@ public final class ClusterWalker {
     var last = [UInt64?](repeating: nil, count: n)
     var verified = [[UInt64]](repeating: [], count: n)
     var stop: UInt64?
+    var lastKey: UInt64?
     var pending = [[InodeSummary]](repeating: [], count: n)
     var pos = [Int](repeating: 0, count: n)
     var ended = [Bool](repeating: false, count: n)
@@ -381,17 +382,22 @@ public final class ClusterWalker {
     // Per key: where each node's summary for it is in `pending` (-1: none).
     var at = [Int](repeating: -1, count: n)
     while true {
+      // A run scans one key at least (every run makes progress), then stops before the
+      // next key when told; no key past the last scanned one has been counted.
+      if let w = window, let done = lastKey,
+        w.asksNow(waiting: (0..<n).contains { !ended[$0] && pos[$0] >= pending[$0].count }),
+        w.shouldStop()
+      {
+        stop = done + 1
+        break
+      }
       var k: UInt64?
       for i in 0..<n where ready(i) {
         let hk = pending[i][pos[i]].key
         if k == nil || hk < k! { k = hk } // Safe: k checked first.
       }
       guard let key = k else { break }
-      // A run scans one key at least: every run makes progress, whatever its budget.
-      if let w = window, last.contains(where: { $0 != nil }), w.shouldStop() {
-        stop = key
-        break
-      }
+      lastKey = key
       indexEntries += 1
       var hole = false
       var first = -1

@@ -51,6 +51,7 @@ struct CheckCommand: ParsableCommand {
     let progress = Progress(phase: "check", total: total > prior ? total - prior : 0)
     var options = cluster.analysis(mode: .deep)
     options.window = resumed?.pass.window
+    options.window?.stopsAtBatches = true
     options.keepDifferences = output.json
     options.onBytes = { bytes in
       progress.add(bytes)

@@ -33,6 +33,8 @@ public struct AnalysisOptions {
   public var onScanBytes: ((UInt64) -> Void)?
   /// Called with each difference, in walk order, as the walk finds it.
   public var onDifference: ((Difference) -> Void)?
+  /// One run of a resumable check's pass (deep mode; `CheckPass`): nil walks everything.
+  public var window: ScanWindow?
   public init(mode: WalkMode = .fast) { self.mode = mode }
 }
 
@@ -60,6 +62,9 @@ public struct ClusterReport {
   public let exit: ExitClass
   /// Inode numbers the index scan met (all nodes together): the space estimate's scale.
   public let scannedIndexEntries: Int
+  /// With a `ScanWindow`: where the run got to, and the pass's totals so far (which
+  /// `stats`, `findings` and `exit` already are).
+  public let scan: (outcome: ScanOutcome, totals: PassTotals)?
 
   /// Walks every node of `group` together (one walk) and decides.
   public static func analyze(_ group: ClusterGroup, _ options: AnalysisOptions) throws(ClusterError) -> ClusterReport {
@@ -70,6 +75,7 @@ public struct ClusterReport {
     walker.overwriteSoftMasters = options.overwriteSoftMasters
     walker.onBytes = options.onBytes
     walker.onScanBytes = options.onScanBytes
+    walker.window = options.window
     var diffs: [Difference] = []
     walker.run { d in
       options.onDifference?(d)
@@ -90,6 +96,7 @@ public struct ClusterReport {
     findings = w.findings
     notes = ClusterNote.notes(w.group, w.voting)
     scannedIndexEntries = w.scannedIndexEntries
+    scan = w.scanOutcome.map { ($0, PassTotals(after: w)) }
     exit = Self.verdict(w)
   }
 

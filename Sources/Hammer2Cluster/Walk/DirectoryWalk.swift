@@ -19,6 +19,9 @@ struct WalkShared: @unchecked Sendable {
   var enter: Set<UInt64>?
   /// Classify soft masters like any other node (else their differences are `softLocal`).
   var overwriteSoftMasters = false
+  /// A resumable check's run: only paths whose inode number lies here are counted and
+  /// reported (the others belong to another run of the pass); nil: every path.
+  var counted: Range<UInt64>? = nil
 }
 
 /// One directory to list on every node: per node its inode (nil = the node lacks it) or
@@ -457,6 +460,8 @@ final class DirectoryWalker {
     Self.markSoftLocal(&classes, &tidsOnly, shared: shared, focus: f)
     guard classes.contains(where: { $0 != .inSync }) else { return classes }
     let ref = f.map { views[$0] } ?? views.first { $0.inode != nil } ?? views[0]
+    let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
+    if let r = shared.counted, !r.contains(inum) { return classes }
     var bytes = [UInt64](repeating: 0, count: n)
     var element = "inode"
     stats.count(classes, tidsOnly: tidsOnly)
@@ -478,7 +483,6 @@ final class DirectoryWalker {
     } else if views.contains(where: { Self.whatDiffers($0, ref) == ["data"] }) {
       element = "data"
     }
-    let inum = ref.dirent?.inum ?? ref.inode?.meta.inum ?? views.compactMap { $0.dirent?.inum }.first ?? 0
     let rf = shared.rootResolution.focus
     sink(
       Difference(

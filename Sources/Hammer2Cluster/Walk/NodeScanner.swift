@@ -20,6 +20,8 @@ struct InodeSummary: Sendable {
   /// The index entry (an INODE blockref; nil for a hole or another type), so the walk
   /// can read a suspect's inode without descending the index again.
   var bref: Blockref? = nil
+  /// The reads attributed to this key (`ScanReads`: those since the previous summary).
+  var reads = ScanReads()
 }
 
 /// A batch handed from a scanner thread to the merging thread.
@@ -29,6 +31,8 @@ struct SummaryBatch: Sendable {
   var bytes: UInt64
   /// The last batch of the scan.
   var end: Bool
+  /// The last batch's reads after its last summary (an index tail with no leaves).
+  var tail = ScanReads()
 }
 
 /// A bounded single-producer single-consumer queue: memory stays at `capacity` batches
@@ -38,9 +42,17 @@ final class BatchQueue: @unchecked Sendable {
   private var items: [SummaryBatch] = []
   private let capacity: Int
   init(capacity: Int) { self.capacity = capacity }
+  /// Set by a consumer that stops early (a spent time budget): pushes return at once.
+  private(set) var cancelled = false
+  func cancel() {
+    cond.lock()
+    cancelled = true
+    cond.broadcast()
+    cond.unlock()
+  }
   func push(_ b: SummaryBatch) {
     cond.lock()
-    while items.count >= capacity { cond.wait() }
+    while items.count >= capacity && !cancelled { cond.wait() }
     items.append(b)
     cond.signal()
     cond.unlock()
@@ -71,6 +83,18 @@ final class NodeScanner: @unchecked Sendable {
   private(set) var findings: [Finding] = []
   private(set) var blocksRead: UInt64 = 0
   private(set) var bytesRead: UInt64 = 0
+  /// The key range's first key (a resumed check's frontier; 0: the whole index).
+  var from: UInt64 = 0
+  /// Reads not attributed to any key (index blocks a previous run of the pass counted).
+  var frontier: Set<UInt64> = []
+  /// Keep each read's offset (`ScanReads.offsets`), for tests.
+  var recordsOffsets = false
+  /// Per finding: the key it is attributed to.
+  private(set) var findingKeys: [UInt64] = []
+  /// Signalled when the thread has ended (its counters and findings may be read).
+  private let ended = DispatchSemaphore(value: 0)
+  private var pendingReads = ScanReads()
+  private var findingKey: UInt64 = 0
   private static let batchSize = 512
   private static let maxFindings = 10_000
 
@@ -82,13 +106,32 @@ final class NodeScanner: @unchecked Sendable {
   }
 
   func start() {
-    let t = Thread { [self] in run() }
+    let t = Thread { [self] in
+      run()
+      ended.signal()
+    }
     t.stackSize = 4 << 20
     t.start()
   }
 
   private func note(_ f: Finding) {
-    if findings.count < Self.maxFindings { findings.append(f) }
+    guard findings.count < Self.maxFindings else { return }
+    findings.append(f)
+    findingKeys.append(findingKey)
+  }
+
+  /// Waits for the thread to end (after `queue.cancel()`, or after the last batch).
+  func waitUntilEnded() {
+    ended.wait()
+    ended.signal()
+  }
+
+  /// `s` with the reads since the previous summary.
+  private func attributed(_ s: InodeSummary) -> InodeSummary {
+    var s = s
+    s.reads = pendingReads
+    pendingReads = ScanReads()
+    return s
   }
 
   private func run() {
@@ -96,11 +139,17 @@ final class NodeScanner: @unchecked Sendable {
     do {
       volume = try Volume.open(path: image, opener: opener, cacheBudget: CacheBudget.streamingShare)
       volume.cachesArrays = false
+      volume.onBlockRead = { [self] off, size in
+        guard !frontier.contains(off) else { return }
+        pendingReads.add(off, size, keepOffset: recordsOffsets)
+      }
     } catch {
+      findingKey = from
       note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))
+      guard from < H2.dirhashVisible else { return queue.push(SummaryBatch(items: [], bytes: 0, end: true)) }
       queue.push(
         SummaryBatch(
-          items: [InodeSummary(key: 0, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0,
+          items: [InodeSummary(key: from, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0,
           end: true))
       return
     }
@@ -117,7 +166,8 @@ final class NodeScanner: @unchecked Sendable {
     }
     /// Hands a full batch to the merge.
     func flushIfFull() {
-      guard batch.count >= Self.batchSize else { return }
+      // Also after a MiB of reads: a throttle (and a time budget) sees them in steps.
+      guard batch.count >= Self.batchSize || volume.bytesRead - reported >= 1 << 20 || queue.cancelled else { return }
       queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: false))
       reported = volume.bytesRead
       batch.removeAll(keepingCapacity: true)
@@ -129,28 +179,36 @@ final class NodeScanner: @unchecked Sendable {
       resume = descend(
         pfs.inode.blockset.filter { !$0.isEmpty }, volume: volume, lo: 0, hi: .max, end: H2.dirhashVisible - 1, depth: 0, next: &next
       ) { b in
-        batch.append(indexEntry(b))
+        batch.append(attributed(indexEntry(b)))
         flushIfFull()
       }
     }
     var it = KeyRangeIterator(
       volume: volume, array: pfs.inode.blockset, location: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
-    var el = resume.flatMap { it.lookup($0, H2.dirhashVisible - 1) }
-    while let e = el {
+    var el = resume.flatMap { it.lookup(max($0, from), H2.dirhashVisible - 1) }
+    var iteratorFindingKeys: [UInt64] = []
+    while let e = el, !queue.cancelled {
       switch e {
       case .hole(let lo, let hi, let err):
+        findingKey = lo
         note(Finding(error: err, fallback: volume.location(of: pfs.bref)))
-        batch.append(InodeSummary(key: lo, keyEnd: hi, isHole: true, modifyTid: 0, digest: 0, damaged: true))
+        batch.append(attributed(InodeSummary(key: lo, keyEnd: hi, isHole: true, modifyTid: 0, digest: 0, damaged: true)))
       case .leaf(let b):
-        batch.append(deep ? summarize(b, reader: reader, volume: volume) : indexEntry(b))
+        findingKey = b.key
+        batch.append(attributed(deep ? summarize(b, reader: reader, volume: volume) : indexEntry(b)))
       }
+      // The iterator's own findings belong to the step that met them.
+      while iteratorFindingKeys.count < it.findings.count { iteratorFindingKeys.append(findingKey) }
       flushIfFull()
       el = it.next()
     }
-    for f in it.findings { note(f) }
+    for (j, f) in it.findings.enumerated() {
+      findingKey = j < iteratorFindingKeys.count ? iteratorFindingKeys[j] : .max
+      note(f)
+    }
     blocksRead = volume.blocksRead
     bytesRead = volume.bytesRead
-    queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: true))
+    queue.push(SummaryBatch(items: batch, bytes: volume.bytesRead - reported, end: true, tail: pendingReads))
   }
 
   /// Emits the leaves of `array` (and below) with keys up to `end`, in key order, while

@@ -110,6 +110,12 @@ public final class ClusterWalker {
   /// Classify soft masters' copies like any other node's (resync will write them); by
   /// default their differences are their own local changes (`PathClass.softLocal`).
   public var overwriteSoftMasters = false
+  /// A resumable check's run (`ScanWindow`, deep mode): nil scans everything.
+  public var window: ScanWindow?
+  /// Where the last run with a `window` got to.
+  public private(set) var scanOutcome: ScanOutcome?
+  /// The damaged structures reported so far (for `PassTotals`).
+  public var seenFindingLocations: Set<Location> { seenFindings }
 
   /// Who votes (the group's own quorum, or one trusted node).
   public let voting: Voting
@@ -183,6 +189,9 @@ public final class ClusterWalker {
   /// the same order whatever `threads` is.
   public func run(_ emit: (Difference) -> Void) {
     let n = group.nodes.count
+    if let p = window?.prior {
+      (stats, nodeClasses, findings, seenFindings) = (p.stats, p.nodeClasses, p.findings, p.seen)
+    }
     // Both modes find the suspects first (fast: index entries; deep: every block of
     // every node read, verified and digested in parallel), then walk only towards them.
     scanPass(deep: mode == .deep)
@@ -204,7 +213,7 @@ public final class ClusterWalker {
     let shared = WalkShared(
       images: group.nodes.map(\.image), roles: voting.roles, nquorum: voting.nquorum,
       mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter,
-      overwriteSoftMasters: overwriteSoftMasters)
+      overwriteSoftMasters: overwriteSoftMasters, counted: scanOutcome.map { window!.compared(upTo: $0.stoppedAt) })
     let primary = DirectoryWalker(shared: shared, readers: group.nodes.map(\.reader))
     primary.onBytes = onBytes
     withoutActuallyEscaping(emit) { emit in
@@ -228,7 +237,8 @@ public final class ClusterWalker {
         mergeFindings(primary.findings)
       }
       merge(primary)
-      decideRootTid(shared, emit)
+      // The PFS root's tid is decided once the whole pass has been compared.
+      if scanOutcome?.complete ?? true { decideRootTid(shared, emit) }
     }
     // Only the walk reads them: do not hold them while a resync copies.
     suspectRefs = [:]
@@ -239,7 +249,7 @@ public final class ClusterWalker {
     scanFindings = []
     // Equal root tids do not make a quorum when the content below disagrees without a
     // majority: the PFS as a whole has no version a quorum holds (split brain of two).
-    if stats.counts[.conflict, default: 0] > 0 || stats.counts[.undecidable, default: 0] > 0 {
+    if scanOutcome?.complete ?? true, stats.counts[.conflict, default: 0] > 0 || stats.counts[.undecidable, default: 0] > 0 {
       root.resolution.focus = nil
       root.resolution.version = nil
       root.resolution.flags.subtract([.rdHard, .wrHard])
@@ -340,7 +350,13 @@ public final class ClusterWalker {
   private func scanPass(deep: Bool) {
     let n = group.nodes.count
     let scanners = group.nodes.map { NodeScanner(image: $0.image, opener: group.opener, pfs: $0.pfs, deep: deep) }
+    window?.configure(scanners)
     for s in scanners { s.start() }
+    var tails = [ScanReads](repeating: ScanReads(), count: n)
+    var last = [UInt64?](repeating: nil, count: n)
+    var verified = [[UInt64]](repeating: [], count: n)
+    var stop: UInt64?
+    var lastKey: UInt64?
     var pending = [[InodeSummary]](repeating: [], count: n)
     var pos = [Int](repeating: 0, count: n)
     var ended = [Bool](repeating: false, count: n)
@@ -355,6 +371,7 @@ public final class ClusterWalker {
         pending[i] = b.items
         pos[i] = 0
         ended[i] = b.end
+        tails[i] = b.tail
         if b.bytes > 0 {
           onBytes?(b.bytes)
           onScanBytes?(b.bytes)
@@ -365,12 +382,22 @@ public final class ClusterWalker {
     // Per key: where each node's summary for it is in `pending` (-1: none).
     var at = [Int](repeating: -1, count: n)
     while true {
+      // A run scans one key at least (every run makes progress), then stops before the
+      // next key when told; no key past the last scanned one has been counted.
+      if let w = window, let done = lastKey,
+        w.asksNow(waiting: (0..<n).contains { !ended[$0] && pos[$0] >= pending[$0].count }),
+        w.shouldStop()
+      {
+        stop = done + 1
+        break
+      }
       var k: UInt64?
       for i in 0..<n where ready(i) {
         let hk = pending[i][pos[i]].key
         if k == nil || hk < k! { k = hk } // Safe: k checked first.
       }
       guard let key = k else { break }
+      lastKey = key
       indexEntries += 1
       var hole = false
       var first = -1
@@ -384,10 +411,16 @@ public final class ClusterWalker {
           at[i] = pos[i]
           if first < 0 { first = i }
         }
+        let reads = pending[i][pos[i]].reads
+        stats.blocksChecked[i] += reads.blocks
+        stats.bytesChecked[i] += reads.bytes
+        verified[i] += reads.offsets
+        last[i] = key
         pos[i] += 1
       }
-      // Only holes at this key: nothing to compare.
-      guard first >= 0 else { continue }
+      // Only holes at this key, or a key only some nodes scan in this run (a restarted
+      // node catching up): nothing to compare.
+      guard first >= 0, window.map({ key >= $0.from.max() ?? 0 }) ?? true else { continue }
       var same = !hole
       let tid = pending[first][at[first]].modifyTid
       let digest = pending[first][at[first]].digest
@@ -405,10 +438,18 @@ public final class ClusterWalker {
       }
     }
     for (i, s) in scanners.enumerated() {
-      stats.blocksChecked[i] += s.blocksRead
-      stats.bytesChecked[i] += s.bytesRead
-      scanFindings.append(contentsOf: s.findings.map { (i, $0) })
+      if stop != nil {
+        s.queue.cancel()
+        s.waitUntilEnded()
+      } else {
+        stats.blocksChecked[i] += tails[i].blocks
+        stats.bytesChecked[i] += tails[i].bytes
+        verified[i] += tails[i].offsets
+      }
+      // A stopped run's findings at or past the stop belong to the next run.
+      for (f, key) in zip(s.findings, s.findingKeys) where stop.map({ key < $0 }) ?? true { scanFindings.append((i, f)) }
     }
+    scanOutcome = window?.outcome(group, stop: stop, last: last, verified: verified)
   }
 
   /// Each node's state from what the walk saw.

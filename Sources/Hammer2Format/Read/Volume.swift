@@ -35,6 +35,9 @@ public final class Volume {
   public private(set) var bytesRead: UInt64 = 0
   /// Media blocks read and verified.
   public private(set) var blocksRead: UInt64 = 0
+  /// Called with the media offset and size of each block `blocksRead` counts (a
+  /// resumable check attributes its reads to inode keys with it).
+  public var onBlockRead: ((UInt64, Int) -> Void)?
 
   /// How its devices were opened, for opening it again elsewhere (another thread's
   /// reader, a writer).
@@ -169,6 +172,7 @@ public final class Volume {
     }
     bytesRead &+= UInt64(size)
     blocksRead &+= 1
+    onBlockRead?(off, size)
     if verify, let bad = CheckCode.verify(bref, block: bytes) {
       throw FormatError(.checkMismatch(method: bad.method, expected: bad.expected, found: bad.found), at: location(of: bref))
     }
@@ -237,6 +241,7 @@ public final class Volume {
       // Counted once read, verified or not (as `readMedia` counts).
       bytesRead &+= UInt64(dest.count)
       blocksRead &+= 1
+      onBlockRead?(bref.mediaOffset, dest.count)
     }
     if let error { throw error }
   }

@@ -7,7 +7,7 @@ import Testing
 /// image, offset, structure) or in findings, never a crash or a hang.
 /// `H2_MUTATIONS=N` runs N cases instead of the default 2,000; `H2_MUTATION_SEED` picks
 /// the seed.
-@Suite(.serialized)
+@Suite
 struct MutationTests {
   static let count = Int(ProcessInfo.processInfo.environment["H2_MUTATIONS"] ?? "") ?? 2000
   static let seed = UInt64(ProcessInfo.processInfo.environment["H2_MUTATION_SEED"] ?? "") ?? 0x4832_5245_5359_4E43

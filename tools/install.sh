@@ -48,18 +48,24 @@ done
 # `swift package generate-manual` plugin runs this same tool, but it rebuilds every
 # product of the package first, without our -Xcc revision flag.
 # With --bin-dir, the checkout of the build that made DIR (DIR is SCRATCH/<triple>/debug).
-parser=""
-for d in "$bin_dir/.." "$bin_dir/../.." "$root/.build"; do
-  if [ -f "$d/checkouts/swift-argument-parser/Package.swift" ]; then
-    parser="$(cd "$d/checkouts/swift-argument-parser" && pwd)"; break
+# A generate-manual already built beside the binaries (tools/test.sh builds it with the
+# package: `swift build --product generate-manual`) is used as it is.
+if [ -x "$bin_dir/generate-manual" ]; then
+  generate_manual="$bin_dir/generate-manual"
+else
+  parser=""
+  for d in "$bin_dir/.." "$bin_dir/../.." "$root/.build"; do
+    if [ -f "$d/checkouts/swift-argument-parser/Package.swift" ]; then
+      parser="$(cd "$d/checkouts/swift-argument-parser" && pwd)"; break
+    fi
+  done
+  if [ -z "$parser" ]; then
+    swift package resolve
+    parser="$root/.build/checkouts/swift-argument-parser"
   fi
-done
-if [ -z "$parser" ]; then
-  swift package resolve
-  parser="$root/.build/checkouts/swift-argument-parser"
+  swift build --package-path "$parser" --scratch-path "$root/.build-tools" --product generate-manual >&2
+  generate_manual="$(swift build --package-path "$parser" --scratch-path "$root/.build-tools" --show-bin-path)/generate-manual"
 fi
-swift build --package-path "$parser" --scratch-path "$root/.build-tools" --product generate-manual >&2
-generate_manual="$(swift build --package-path "$parser" --scratch-path "$root/.build-tools" --show-bin-path)/generate-manual"
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -6,7 +6,7 @@ import Testing
 /// The per-node index scans (the fast descent and the deep scan) meet an unreadable
 /// block of one node's inode index: what it hides is unknown on that node, never
 /// "missing", and both modes say so (in-hole or damaged) instead of planning a copy.
-@Suite(.serialized) struct DamagedIndexTests {
+@Suite struct DamagedIndexTests {
   @Test func aDamagedIndexBlockIsAHoleNotMissingFiles() throws {
     let dir = makeTempDir("h2idx")
     defer { try? FileManager.default.removeItem(atPath: dir) }

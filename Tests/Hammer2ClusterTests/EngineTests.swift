@@ -4,10 +4,11 @@ import Hammer2Cluster
 import Hammer2Format
 import Testing
 
-/// The engine in-process (issue 17 item 1): a scenario from fixtures/ is built, then
-/// `ClusterReport.analyze`, `ResyncPlan` and `Resyncer.apply(_:)` are called directly,
-/// with no CLI in between.
-@Suite(.serialized) struct EngineTests {
+/// The engine in-process (issue 17 item 1): a scenario from fixtures/ is copied from the
+/// run's shared build (`copyOfSharedBuild`), then `ClusterReport.analyze`, `ResyncPlan`
+/// and `Resyncer.apply(_:)` are called directly, with no CLI in between. Every test
+/// works on its own copies: they run side by side.
+@Suite struct EngineTests {
   struct Built {
     var spec: ScenarioSpec
     var dir: String
@@ -19,7 +20,7 @@ import Testing
   func build(_ name: String) throws -> Built {
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == name })
     let dir = makeTempDir("h2engine-\(name)")
-    let built = try spec.build(into: dir, audit: false)
+    let built = try spec.copyOfSharedBuild(into: dir)
     return Built(spec: spec, dir: dir, images: spec.nodes.map { built.images[$0.name]! }, byName: built.images)
   }
 

@@ -6,7 +6,7 @@ import Testing
 
 /// `check --freemap` (FreemapCrossCheck): the freemap against the tree on the real images
 /// of the oracle corpus, clean and with freemap bits changed on copies.
-@Suite(.enabled(if: Oracle.available, "SKIPPED freemap cross-check suite: ../shared/oracle not found"), .serialized)
+@Suite(.enabled(if: Oracle.available, "SKIPPED freemap cross-check suite: ../shared/oracle not found"))
 struct FreemapCrossCheckTests {
   /// Every oracle image (single and cluster nodes) with its manifest's bulkfree
   /// `transition_staged` count (chunks bulkfree found allocated and unreferenced).

@@ -6,7 +6,7 @@ import Testing
 
 /// In sync means DragonFly counts the node (issue 16): tid-only differences are stale,
 /// soft masters' own changes are soft-local, one node state for every output.
-@Suite(.serialized) struct InSyncTests {
+@Suite struct InSyncTests {
   struct Built {
     var spec: ScenarioSpec
     var dir: String

@@ -17,7 +17,7 @@ import Testing
     let spec = try #require(try ScenarioSpec.allSpecs().first { $0.name == "three-masters-one-behind" })
     let dir = makeTempDir("h2mem")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let built = try spec.build(into: dir, audit: false)
+    let built = try spec.copyOfSharedBuild(into: dir)
     let files = spec.nodes.map { built.images[$0.name]! }
     let opener = MemoryDeviceOpener()
     let names = spec.nodes.map { "memory-" + $0.name }

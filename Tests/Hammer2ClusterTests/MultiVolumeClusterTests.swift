@@ -1,7 +1,9 @@
 import Foundation
 import H2TestSupport
-import Hammer2Format
+import Hammer2Builder
 import Testing
+
+@testable import Hammer2Format
 
 #if canImport(Glibc)
   import Glibc
@@ -10,41 +12,46 @@ import Testing
 /// A 3-master cluster whose node A is a 2-volume file system (1 GiB + 1 GiB, named
 /// `A.0:A.1`) and B, C single 2 GiB images. A's root volume is first filled through its
 /// LOCAL PFS (not part of the cluster), so A's DATA PFS, and whatever a resync writes
-/// to A, lies on its second volume. `diverge` then changes some nodes.
+/// to A, lies on its second volume: the commit that writes A's LOCAL file marks every
+/// free chunk of the root volume allocated, without writing a data block (`fillVolume0`,
+/// instead of 900 MiB of filler). `diverge` then changes some nodes.
 private func buildMixedCluster(_ dir: String, _ diverge: (String, String) throws -> Void) throws -> [String] {
   let src = try makeSourceTree(dir)
-  try FileManager.default.createDirectory(atPath: dir + "/fill", withIntermediateDirectories: true)
-  var rng = SeededRandom(seed: 5)
-  var mib = [UInt8](repeating: 0, count: 1 << 20)
-  mib.withUnsafeMutableBytes { b in for i in 0..<(b.count / 8) { b.storeBytes(of: rng.next(), toByteOffset: i * 8, as: UInt64.self) } }
-  _ = FileManager.default.createFile(atPath: dir + "/fill/big.bin", contents: nil)
-  let fh = FileHandle(forWritingAtPath: dir + "/fill/big.bin")!
-  for k in 0..<900 {
-    mib[0] = UInt8(truncatingIfNeeded: k)
-    mib[1] = UInt8(truncatingIfNeeded: k >> 8)
-    fh.write(Data(mib))
-  }
-  try fh.close()
   try FileManager.default.createDirectory(atPath: dir + "/local", withIntermediateDirectories: true)
   _ = FileManager.default.createFile(atPath: dir + "/local/small", contents: Data("local\n".utf8))
   var images: [String] = []
   for (i, n) in ["A", "B", "C"].enumerated() {
     let img = n == "A" ? "\(dir)/A.0:\(dir)/A.1" : "\(dir)/\(n).img"
-    var steps = [["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)"]]
-    // Every node's LOCAL PFS is populated (the same history: a new PFS's modify_tid
-    // follows the super-root's), A's with the filler, the others' with a small file.
-    steps.append(["populate", img, "--pfs", "LOCAL", dir + (n == "A" ? "/fill" : "/local"), "--comp", "none"])
-    steps += [
+    try mk(["new", img, "--size", "2G", "--uuid-seed", "\(10 + i)", "--time", "1700000000"])
+    // Every node's LOCAL PFS is populated in one commit (the same history: a new PFS's
+    // modify_tid follows the super-root's), A's filling its root volume.
+    if n == "A" {
+      try fillVolume0(img, localFile: "small", Array("local\n".utf8))
+    } else {
+      try mk(["populate", img, "--pfs", "LOCAL", dir + "/local", "--comp", "none", "--time", "1700000000"])
+    }
+    for args in [
       ["pfs-create", img, "DATA", "--nmasters", "3", "--clid", "11111111-2222-4333-8444-555555555555", "--uuid-seed", "\(20 + i)"],
       ["populate", img, "--pfs", "DATA", src],
-    ]
-    for args in steps { try mk(args + ["--time", "1700000000"]) }
+    ] { try mk(args + ["--time", "1700000000"]) }
     images.append(img)
   }
-  try? FileManager.default.removeItem(atPath: dir + "/fill")
   try? FileManager.default.removeItem(atPath: dir + "/local")
   for (n, img) in zip(["A", "B", "C"], images) { try diverge(n, img) }
   return images
+}
+
+/// One commit on `spec`: file `localFile` written into LOCAL, and every free chunk of
+/// the root volume marked allocated, referenced by nothing (as blocks DragonFly freed
+/// stay until bulkfree), so that every later allocation lies on the next volume.
+private func fillVolume0(_ spec: String, localFile: String, _ bytes: [UInt8]) throws {
+  let tx = try Transaction(path: spec)
+  try Edit.write(path: localFile, offset: 0, bytes: bytes).apply(try tx.editor(pfs: "LOCAL"), in: tx, time: 1_700_000_000_000_000)
+  tx.allocator.setStartHint(0)
+  var reserved = 0
+  while try tx.allocator.allocate(size: 65536, type: .data) < 1 << 30 { reserved += 1 }
+  #expect(reserved > 10_000, "only \(reserved) chunks of 64 KiB were free on the root volume")
+  try tx.commit()
 }
 
 /// Data blocks per volume of a multi-volume node (all trees).
@@ -62,7 +69,7 @@ private func dataBlocksPerVolume(_ spec: String) throws -> [Int] {
   return counts
 }
 
-@Suite(.serialized) struct MultiVolumeClusterTests {
+@Suite struct MultiVolumeClusterTests {
   static let blob = Data((0..<150_000).map { UInt8(truncatingIfNeeded: $0 &* 29 &+ 3) })
 
   /// Changes that some nodes received and `stale` did not.

@@ -7,7 +7,7 @@ import Testing
 /// A resync onto a node without room is refused before any node is written, and the
 /// plan's estimate holds what a resync really allocates (issue: no space is a clean
 /// error found before anything is written).
-@Suite(.serialized) struct NoSpaceResyncTests {
+@Suite struct NoSpaceResyncTests {
   /// Masters A, B, C and slave D; A and B got a 300 KB file and a directory that C and D
   /// lack. D's freemap is then filled to its last chunk (through its LOCAL PFS: its DATA
   /// PFS is untouched), so D cannot take the plan while C can.

@@ -1,5 +1,6 @@
 import Foundation
 import H2TestSupport
+import Hammer2Cluster
 import Hammer2Format
 import Testing
 
@@ -102,7 +103,7 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
   return lines.sorted()
 }
 
-@Suite(.serialized) struct ResyncTests {
+@Suite struct ResyncTests {
   static let blob: Data = Data((0..<150_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
 
   /// C misses a write, a removal and a chmod that A and B received.
@@ -144,11 +145,34 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     }
   }
 
+  /// `h2resync resync --yes --no-snapshot --allow-rollback IMAGES` in-process: the
+  /// command's discovery, walk, plan and apply (ResyncCommand), the images opened through
+  /// `opener`; then its verifying walk, whose verdict is the command's exit code.
+  static func resync(_ images: [String], opener: DeviceOpener = LocalDeviceOpener()) throws -> ClusterReport {
+    let group = try ClusterGroup.discover(images: images, name: nil, clid: nil, opener: opener)
+    var options = ResyncOptions()
+    options.snapshot = false
+    options.allowRollback = true
+    let plan = ResyncPlan(report: try ClusterReport.analyze(group, AnalysisOptions()), options: options)
+    #expect(plan.focus != nil && plan.refusal == nil && plan.spaceProblem == nil && !plan.isEmpty)
+    _ = try Resyncer.apply(plan)
+    return try ClusterReport.analyze(try ClusterGroup.discover(images: images, name: nil, clid: nil), AnalysisOptions())
+  }
+
+  static func scenario(_ name: String, _ dir: String) throws -> [String] {
+    try name == "behind" ? behind(dir) : name == "ahead" ? ahead(dir) : bigDirectory(dir)
+  }
+
+  /// Every write index of the resync (the engine in-process, its writes stopped by the
+  /// injected hook after N, as `H2_CRASH_AFTER_WRITES=N` stops the executable): the
+  /// target reads as before, and a second run after some of the stops converges. The walk
+  /// and the plan are made once: the target is restored to the same bytes before each
+  /// try, so each try applies what a fresh `resync` would plan, up to write N.
   @Test(arguments: ["behind", "ahead", "bigDirectory"])
   func crashAtEveryWriteLeavesOldOrNewAndASecondRunConverges(scenario: String) throws {
     let dir = makeTempDir("h2rc")
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let images = try scenario == "behind" ? Self.behind(dir) : scenario == "ahead" ? Self.ahead(dir) : Self.bigDirectory(dir)
+    let images = try Self.scenario(scenario, dir)
     let target = images[2]
     let oldState = try extractState(target)
     let focusState = try extractState(images[0])
@@ -158,33 +182,65 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     // Only the target is ever written: the focus and the other nodes are passed as they
     // are (a change to them would show in focusState below).
     let work = dir + "/target.img"
+    let nodes = [images[0], images[1], work]
+    try sparseCopy(target, work)
+    let stops = WriteStops()
+    let group = try ClusterGroup.discover(images: nodes, name: nil, clid: nil, opener: stops.opener)
+    var options = ResyncOptions()
+    options.snapshot = false
+    options.allowRollback = true
+    let plan = ResyncPlan(report: try ClusterReport.analyze(group, AnalysisOptions()), options: options)
+    #expect(plan.focus != nil && plan.refusal == nil && plan.spaceProblem == nil && !plan.isEmpty)
     while !finished, n < 5000 {
       try sparseCopy(target, work)
-      let p = Process()
-      p.executableURL = productsDirectory.appendingPathComponent("h2resync")
-      p.arguments = ["resync", "--yes", "--no-snapshot", "--allow-rollback", images[0], images[1], work]
-      p.environment = ["H2_CRASH_AFTER_WRITES": String(n)]
-      p.standardOutput = FileHandle.nullDevice
-      p.standardError = FileHandle.nullDevice
-      try p.run()
-      p.waitUntilExit()
-      let state = try extractState(work)
-      if p.terminationStatus == 86 {
-        #expect(state == oldState, "\(scenario): stopped after \(n) writes, the node is neither old nor new")
+      stops.reset(stoppingAfter: n)
+      do {
+        _ = try Resyncer.apply(plan)
+        #expect(stops.indexes.isEmpty)
+        let after = try ClusterReport.analyze(try ClusterGroup.discover(images: nodes, name: nil, clid: nil), AnalysisOptions())
+        #expect(after.exit == .ok, "\(scenario): after the resync: \(after.differences.map(\.path).prefix(5))")
+        #expect(try extractState(work) == focusState, "\(scenario): resync finished but the node differs from the focus")
+        finished = true
+      } catch {
+        #expect(stops.indexes == [n], "\(scenario): stopped at \(stops.indexes), asked \(n): \(error)")
+        #expect(try extractState(work) == oldState, "\(scenario): stopped after \(n) writes, the node is neither old nor new")
         if n % 10 == 3 {
-          let again = try run("h2resync", ["resync", "--yes", "--no-snapshot", "--allow-rollback", images[0], images[1], work])
-          #expect(again.status == 0, "\(scenario): a second resync after a crash at \(n) did not converge: \(again.stdout.suffix(300))")
+          let again = try Self.resync(nodes)
+          #expect(
+            again.exit == .ok,
+            "\(scenario): a second resync after a crash at \(n) did not converge: \(again.differences.map(\.path).prefix(5))")
           #expect(try extractState(work) == focusState)
         }
-      } else {
-        #expect(p.terminationStatus == 0)
-        #expect(state == focusState, "\(scenario): resync finished but the node differs from the focus")
-        finished = true
       }
       n += 1
     }
     #expect(try extractState(images[0]) == focusState, "the focus must never change")
     #expect(finished && n > 3, "\(scenario): \(n) write indexes")
+  }
+
+  /// The command's own wiring of the hook: `H2_CRASH_AFTER_WRITES=N` ends `h2resync
+  /// resync` with status 86 after N writes, the target reading as before; a second run
+  /// (exit 0) converges.
+  @Test func theCommandsCrashHookStopsAtTheGivenWriteAndASecondRunConverges() throws {
+    let dir = makeTempDir("h2rc")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let images = try Self.behind(dir)
+    let oldState = try extractState(images[2])
+    let focusState = try extractState(images[0])
+    let p = Process()
+    p.executableURL = productsDirectory.appendingPathComponent("h2resync")
+    p.arguments = ["resync", "--yes", "--no-snapshot", "--allow-rollback"] + images
+    p.environment = ["H2_CRASH_AFTER_WRITES": "3"]
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try p.run()
+    p.waitUntilExit()
+    #expect(p.terminationStatus == 86)
+    #expect(try extractState(images[2]) == oldState, "stopped after 3 writes, the node is neither old nor new")
+    let again = try run("h2resync", ["resync", "--yes", "--no-snapshot", "--allow-rollback"] + images)
+    #expect(again.status == 0, "a second resync after a crash did not converge: \(again.stdout.suffix(300))")
+    #expect(try extractState(images[2]) == focusState)
+    #expect(try extractState(images[0]) == focusState, "the focus must never change")
   }
 
   @Test func corruptedBlockIsHealedFromTheFocus() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Testing
 
 @testable import Hammer2Format
@@ -269,18 +270,6 @@ enum FreemapFixture {
 @Suite struct FreemapCrashTests {
   typealias F = FreemapFixture
 
-  func state(_ img: String, _ dir: String) throws -> [[String: Any]] {
-    let out = makeTempDir("h2fmstate")
-    defer { try? FileManager.default.removeItem(atPath: out) }
-    let x = try run("h2resync", ["extract", img, "--pfs", "DATA", out + "/x"])
-    #expect(x.status == 0, "\(x.stderr)")
-    return listing(of: out + "/x").map {
-      var e = $0
-      e["inum"] = nil
-      return e
-    }
-  }
-
   @Test func everyPrefixOfANodeSplittingCommitLeavesTheOldState() throws {
     let dir = makeTempDir("h2fmcrash")
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -296,33 +285,34 @@ enum FreemapFixture {
       try w.write(at: UInt64(v.headerSlot) * H2.zoneBytes64, h.encode(recomputeCRCs: true), structure: "test: bigmask")
       try w.sync()
     }
-    let before = try state(base, dir)
-    _ = FileManager.default.createFile(atPath: dir + "/blob", contents: Data(F.noise(200_000, seed: 9)))
+    let before = try extractedListing(base)
+    let blob = F.noise(200_000, seed: 9)
     var n = 0
     var completed = false
+    let img = dir + "/img"
     while !completed, n < 200 {
-      let img = dir + "/img\(n)"
       try sparseCopy(base, img)
-      let p = Process()
-      p.executableURL = productsDirectory.appendingPathComponent("h2mkimage")
-      p.arguments = ["write", img, "--pfs", "DATA", "new.bin", "--from", dir + "/blob", "--time", "1100000000"]
-      p.environment = ["H2_CRASH_AFTER_WRITES": String(n)]
-      try p.run()
-      p.waitUntilExit()
+      // `h2mkimage write IMG --pfs DATA new.bin` in-process, stopped after n writes (the
+      // executable's H2_CRASH_AFTER_WRITES wiring: CrashTests).
+      let stops = WriteStops()
+      let edits = ImageEdits(
+        image: img, pfs: "DATA", openTransaction: { try Transaction(path: $0, opener: stops.localOpener(stoppingAfter: n)) })
+      var failure: (any Error)?
+      do { try edits.apply([.write(path: "new.bin", offset: 0, bytes: blob)], time: 1_100_000_000 * 1_000_000) } catch { failure = error }
       let volume = try Volume.open(path: img)
       let problems = auditFreemap(volume)
       #expect(problems.isEmpty, "after \(n) writes: \(problems.prefix(4))")
-      if p.terminationStatus == 0 {
+      if failure == nil {
         completed = true
+        #expect(stops.indexes.isEmpty)
         let shape = auditFreemapTree(volume)
         #expect(shape.counts[2] == 1 && shape.counts[1] == 5, "\(shape.counts)")
-        #expect(try state(img, dir).count == before.count + 1)
+        #expect(try extractedListing(img).count == before.count + 1)
       } else {
-        #expect(p.terminationStatus == 86, "crash hook exit status \(p.terminationStatus)")
-        #expect(NSArray(array: try state(img, dir)).isEqual(to: before), "stopped after \(n) writes: state changed")
+        #expect(stops.indexes == [n], "stopped at \(stops.indexes), asked \(n): \(failure.map { "\($0)" } ?? "")")
+        #expect(NSArray(array: try extractedListing(img)).isEqual(to: before), "stopped after \(n) writes: state changed")
         #expect(volume.header.freemapBlockset.map(\.keybits) == [30, 30, 30, 30])
       }
-      try? FileManager.default.removeItem(atPath: img)
       n += 1
     }
     #expect(completed && n > 5, "\(n) writes")

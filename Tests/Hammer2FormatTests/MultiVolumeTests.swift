@@ -1,7 +1,8 @@
 import Foundation
 import H2TestSupport
-import Hammer2Format
 import Testing
+
+@testable import Hammer2Format
 
 #if canImport(Glibc)
   import Glibc
@@ -32,14 +33,46 @@ private func writeFiller(_ path: String, mib: Int) -> [UInt8] {
   return base
 }
 
+/// Takes all but `leaveMiB` MiB of the free space of each of the volumes `volumes` of
+/// `spec`, without writing a data block: their chunks are marked allocated in the
+/// freemap and referenced by nothing (as blocks DragonFly freed stay until bulkfree),
+/// in one commit that also makes directory `reserved` in LOCAL. The next allocations
+/// take what is left, then go on to the next volume: what a filler of that size written
+/// first would leave, without the GiB of writes.
+private func reserve(_ spec: String, volumes: Range<Int>, leaveMiB: Int) throws {
+  /// 64 KiB data chunks volume `k` can still take (a transaction that never commits
+  /// writes nothing).
+  func capacity(_ k: Int) throws -> Int {
+    let probe = try Transaction(path: spec)
+    probe.allocator.setStartHint(UInt64(k) << 30)
+    var n = 0
+    while try probe.allocator.allocate(size: 65536, type: .data) < UInt64(k + 1) << 30 { n += 1 }
+    return n
+  }
+  let counts = try volumes.map { try capacity($0) }
+  let tx = try Transaction(path: spec)
+  let ed = try tx.editor(pfs: "LOCAL")
+  try ed.create(Array("reserved".utf8), in: try ed.resolve(""), type: .directory, mode: 0o755, time: 1_000_000_000_000_000)
+  for (k, count) in zip(volumes, counts) {
+    tx.allocator.setStartHint(UInt64(k) << 30)
+    for _ in 0..<(count - leaveMiB * 16) {
+      let at = try tx.allocator.allocate(size: 65536, type: .data)
+      #expect(at >> 30 == UInt64(k), "reserved \(at) outside volume \(k)")
+    }
+  }
+  try tx.commit()
+}
+
 /// Volume paths of a new multi-volume image in `dir`.
 private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { (0..<n).map { "\(dir)/\(name).\($0)" } }
 
-@Suite(.serialized) struct MultiVolumeTests {
+@Suite struct MultiVolumeTests {
   /// 2 and 3 volumes of 1 GiB: a filler file fills the first volumes, so the source
   /// tree lands on the last; every volume holds data blocks; everything reads back
   /// exactly (the filler in-process, the tree through `extract`), `show` and the
-  /// topology walk are clean and the freemap audit finds nothing.
+  /// topology walk are clean and the freemap audit finds nothing. The first volumes are
+  /// reserved but for 8 MiB each (`reserve`): a filler of 8 MiB per volume before the
+  /// last, plus 4, spans every volume.
   @Test(arguments: [2, 3])
   func populatedVolumesReadBackExactly(volumes: Int) throws {
     let dir = makeTempDir("h2mv")
@@ -51,8 +84,8 @@ private func volumePaths(_ dir: String, _ name: String, _ n: Int) -> [String] { 
       "1000000000",
     ])
     try mkv(["pfs-create", spec, "DATA", "--nmasters", "1", "--uuid-seed", "2", "--time", "1000000000"])
-    // About 0.8 GiB is free on the root volume, 1 GiB on each later one.
-    let fillerMiB = volumes == 2 ? 880 : 1900
+    try reserve(spec, volumes: 0..<(volumes - 1), leaveMiB: 8)
+    let fillerMiB = 8 * (volumes - 1) + 4
     try FileManager.default.createDirectory(atPath: dir + "/fill/fill", withIntermediateDirectories: true)
     let base = writeFiller(dir + "/fill/fill/big.bin", mib: fillerMiB)
     try mkv(["populate", spec, "--pfs", "DATA", dir + "/fill", "--comp", "none", "--time", "1000000000"])

@@ -47,26 +47,24 @@ import Testing
     let problems = try spec.checkExpected(built)
     #expect(problems.isEmpty, "\(name): \(problems.prefix(10).joined(separator: "\n"))")
 
-    // PFS identity of every node, as h2resync reports it.
-    let images = spec.nodes.map { built.images[$0.name]! }
-    let r = try run("h2resync", ["pfs", "--json"] + images)
-    #expect(r.status == 0, "\(r.stderr)")
-    let doc = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
-    let rows = doc?["pfs"] as? [[String: Any]] ?? []
+    // PFS identity of every node: the fields `h2resync pfs` reports, read in-process.
     for node in spec.nodes {
-      let mine = rows.filter { $0["image"] as? String == built.images[node.name] && $0["name"] as? String == spec.pfsName }
+      let image = built.images[node.name]!
+      var findings: [Finding] = []
+      let mine = try Volume.open(path: image).pfsList(findings: &findings).filter { $0.name == spec.pfsName }
+      #expect(findings.isEmpty, "\(name).\(node.name): \(findings.prefix(3))")
       if node.createPfs == false {
         #expect(mine.isEmpty, "\(name).\(node.name): expected no \(spec.pfsName) PFS")
         continue
       }
-      guard mine.count == 1, let row = mine.first else {
+      guard mine.count == 1, let pfs = mine.first else {
         Issue.record("\(name).\(node.name): \(mine.count) \(spec.pfsName) PFSs")
         continue
       }
-      #expect(row["clid"] as? String == (node.clid ?? spec.clid).lowercased(), "\(name).\(node.name) clid")
-      #expect(row["type"] as? String == node.type, "\(name).\(node.name) type")
-      #expect(row["pfs_nmasters"] as? Int == node.nmasters, "\(name).\(node.name) nmasters")
-      #expect(row["fsid"] as? String == built.fsids[node.name], "\(name).\(node.name) fsid")
+      #expect(pfs.clid.description == (node.clid ?? spec.clid).lowercased(), "\(name).\(node.name) clid")
+      #expect(pfs.typeName == node.type, "\(name).\(node.name) type")
+      #expect(Int(pfs.nmasters) == node.nmasters, "\(name).\(node.name) nmasters")
+      #expect(pfs.fsid.description == built.fsids[node.name], "\(name).\(node.name) fsid")
     }
     let fsids = spec.nodes.compactMap { built.fsids[$0.name] }
     #expect(Set(fsids).count == fsids.count, "\(name): duplicate fsids")
@@ -84,11 +82,12 @@ import Testing
       }
     }
     var extracted: [String: String] = [:]
+    // What `h2resync extract IMAGE --pfs PFS OUT` writes, in-process.
     func extract(_ node: String) throws -> String {
       if let e = extracted[node] { return e }
       let out = dir + "/x." + node
-      let x = try run("h2resync", ["extract", built.images[node]!, "--pfs", spec.pfsName, out])
-      #expect(x.status == 0, "\(name).\(node) extract: \(x.stderr)")
+      let findings = try extractPFS(built.images[node]!, pfs: spec.pfsName, to: out)
+      #expect(findings.isEmpty, "\(name).\(node) extract: \(findings.prefix(3))")
       extracted[node] = out
       return out
     }

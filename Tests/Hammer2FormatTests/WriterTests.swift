@@ -1,5 +1,6 @@
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Hammer2Format
 import Testing
 
@@ -25,8 +26,8 @@ func mkimage(_ args: [String]) throws -> CommandResult {
     try mkimage(["new", img, "--size", "2G", "--uuid-seed", "1", "--time", "1000000000"])
     try mkimage(["pfs-create", img, "DATA", "--type", "MASTER", "--nmasters", "1", "--uuid-seed", "2", "--time", "1000000000"])
     try mkimage(["populate", img, "--pfs", "DATA", src, "--comp", comp, "--check", check, "--time", "1000000000"])
-    let x = try run("h2resync", ["extract", img, "--pfs", "DATA", dir + "/out"])
-    #expect(x.status == 0, "\(x.stderr)")
+    let found = try extractPFS(img, to: dir + "/out")
+    #expect(found.isEmpty, "\(found.prefix(3))")
     let problems = compareTree(dir + "/out", listing: listing(of: src))
     #expect(problems.isEmpty, "\(comp)/\(check): \(problems.prefix(8))")
     let volume = try Volume.open(path: img)
@@ -107,57 +108,89 @@ func mkimage(_ args: [String]) throws -> CommandResult {
 }
 
 /// Crash safety: stop the writer after every possible number of writes; the image must
-/// read exactly as before each time, and the full run must read as after.
+/// read exactly as before each time, and the full run must read as after. The loop runs
+/// h2mkimage's edit in-process (`ImageEdits`, the interpreter h2mkimage runs) through an
+/// opener whose write hook stops after N writes, as `H2_CRASH_AFTER_WRITES=N` does in
+/// the executable; `theExecutablesCrashHookStopsAtTheGivenWrite` keeps that wiring tested.
 @Suite struct CrashTests {
-  func state(_ img: String, _ dir: String) throws -> [[String: Any]] {
-    let out = makeTempDir("h2state")
-    defer { try? FileManager.default.removeItem(atPath: out) }
-    let x = try run("h2resync", ["extract", img, "--pfs", "DATA", out + "/x"])
-    #expect(x.status == 0, "\(x.stderr)")
-    return listing(of: out + "/x").map {
-      var e = $0
-      e["inum"] = nil
-      return e
+  /// The edit of `op` (h2mkimage's words: `write PATH --from FILE`, `rm PATH -r`,
+  /// `snapshot NAME`) applied to `img`'s DATA in one transaction at `--time 1100000000`.
+  func apply(_ op: [String], to img: String, opener: DeviceOpener) throws {
+    let edits = ImageEdits(image: img, pfs: "DATA", openTransaction: { try Transaction(path: $0, opener: opener) })
+    let time: UInt64 = 1_100_000_000 * 1_000_000
+    switch op[0] {
+    case "write":
+      let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: op[3])))
+      try edits.apply([.write(path: op[1], offset: 0, bytes: bytes)], time: time)
+    case "rm": try edits.apply([.remove(path: op[1], recursive: op.contains("-r"))], time: time)
+    case "snapshot":
+      var uuids = UUIDSource.seeded(5)
+      try edits.snapshot(name: op[1], uuids: &uuids, time: time)
+    default: Issue.record("no such operation \(op)")
     }
   }
 
-  @Test(arguments: [["write", "sub/new.bin", "--from", "BLOB"], ["rm", "sub", "-r"], ["snapshot", "SNAP"]])
-  func everyPrefixOfATransactionLeavesTheOldState(op: [String]) throws {
-    let dir = makeTempDir("h2crash")
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+  /// The base image: a source tree populated into DATA; the blob `write` takes.
+  func base(_ dir: String) throws -> String {
     let src = try makeSourceTree(dir)
     FileManager.default.createFile(atPath: dir + "/blob", contents: Data((0..<400_000).map { UInt8(truncatingIfNeeded: $0 &* 13) }))
     let base = dir + "/base"
     try mkimage(["new", base, "--size", "2G", "--uuid-seed", "1", "--time", "1000000000"])
     try mkimage(["pfs-create", base, "DATA", "--uuid-seed", "2", "--time", "1000000000"])
     try mkimage(["populate", base, "--pfs", "DATA", src, "--time", "1000000000"])
-    let before = try state(base, dir)
+    return base
+  }
+
+  @Test(arguments: [["write", "sub/new.bin", "--from", "BLOB"], ["rm", "sub", "-r"], ["snapshot", "SNAP"]])
+  func everyPrefixOfATransactionLeavesTheOldState(op: [String]) throws {
+    let dir = makeTempDir("h2crash")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let base = try base(dir)
+    let before = try extractedListing(base)
     let args = op.map { $0 == "BLOB" ? dir + "/blob" : $0 }
     var n = 0
     var completed = false
+    let img = dir + "/img"
     while !completed, n < 500 {
-      let img = dir + "/img\(n)"
       try sparseCopy(base, img)
-      let p = Process()
-      p.executableURL = productsDirectory.appendingPathComponent("h2mkimage")
-      p.arguments = [args[0], img, "--pfs", "DATA"] + args.dropFirst() + ["--time", "1100000000"]
-      p.environment = ["H2_CRASH_AFTER_WRITES": String(n)]
-      try p.run()
-      p.waitUntilExit()
-      if p.terminationStatus == 0 {
+      let stops = WriteStops()
+      do {
+        try apply(args, to: img, opener: stops.localOpener(stoppingAfter: n))
         completed = true
-        #expect(try state(img, dir).count != before.count || op[0] == "snapshot")
-      } else {
-        #expect(p.terminationStatus == 86, "crash hook exit status \(p.terminationStatus)")
-        let after = try state(img, dir)
+        #expect(stops.indexes.isEmpty)
+        #expect(try extractedListing(img).count != before.count || op[0] == "snapshot")
+      } catch {
+        #expect(stops.indexes == [n], "\(op[0]): stopped at \(stops.indexes), asked \(n): \(error)")
+        let after = try extractedListing(img)
         #expect(NSArray(array: after).isEqual(to: before), "\(op[0]) stopped after \(n) writes: state changed")
         let volume = try Volume.open(path: img)
         #expect(auditFreemap(volume).isEmpty)
       }
-      try? FileManager.default.removeItem(atPath: img)
       n += 1
     }
     #expect(completed && n > 3, "\(op[0]): \(n) writes")
+  }
+
+  /// h2mkimage's own wiring of the hook: `H2_CRASH_AFTER_WRITES=N` lets N writes through,
+  /// then ends the process with status 86, the image reading as before.
+  @Test func theExecutablesCrashHookStopsAtTheGivenWrite() throws {
+    let dir = makeTempDir("h2crash")
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let base = try base(dir)
+    let before = try extractedListing(base)
+    for n in [0, 3] {
+      let img = dir + "/img\(n)"
+      try sparseCopy(base, img)
+      let p = Process()
+      p.executableURL = productsDirectory.appendingPathComponent("h2mkimage")
+      p.arguments = ["write", img, "--pfs", "DATA", "sub/new.bin", "--from", dir + "/blob", "--time", "1100000000"]
+      p.environment = ["H2_CRASH_AFTER_WRITES": String(n)]
+      try p.run()
+      p.waitUntilExit()
+      #expect(p.terminationStatus == 86, "crash hook exit status \(p.terminationStatus)")
+      #expect(NSArray(array: try extractedListing(img)).isEqual(to: before), "stopped after \(n) writes: state changed")
+      #expect(auditFreemap(try Volume.open(path: img)).isEmpty)
+    }
   }
 }
 

@@ -191,7 +191,8 @@ final class DirectoryWalker {
   /// Reads each node's inode for its entry; in deep mode (or for suspects) the content
   /// digest too.
   func loadInodes(_ views: inout [NodeView], path: String) {
-    let inums = Set(views.compactMap { $0.dirent?.inum })
+    // A few nodes: small arrays, not Sets (hashing cost more than comparing).
+    let inums = views.compactMap { $0.dirent?.inum }.uniqued()
     for i in views.indices {
       guard let d = views[i].dirent else { continue }
       let reader = readers[i]
@@ -212,14 +213,15 @@ final class DirectoryWalker {
     // Content is read where it can change the verdict: copies under different tids (the
     // same bytes under another tid are in sync) or different inodes; in deep mode every
     // suspect (its stored content differed somewhere). Equal tids are trusted in fast mode.
-    let tids = Set(views.compactMap { $0.inodeBref?.modifyTid })
+    let tids = views.compactMap { $0.inodeBref?.modifyTid }.uniqued()
     let suspect = inums.contains { shared.suspects.contains($0) }
     let needContent = inums.count > 1 || (suspect && (shared.mode == .deep || tids.count > 1))
     // Fast mode, attributes already different: the versions differ whatever the bytes,
     // so the content is compared by its blockrefs (methods and check codes) without
     // reading the data; that only itemizes "data" for the report.
-    let metas = Set(
-      views.indices.compactMap { i in views[i].inode.flatMap { ino in views[i].dirent.map { Self.identity($0, ino, content: 0) } } })
+    let metas = views.indices.compactMap { i in views[i].inode.flatMap { ino in views[i].dirent.map { Self.identity($0, ino, content: 0) } }
+    }
+    .uniqued()
     let byBlockrefs = shared.mode == .fast && metas.count > 1
     // Big files on several nodes are read in parallel (each node has its own volume).
     var early = [ContentDigest?](repeating: nil, count: views.count)
@@ -509,5 +511,16 @@ final class DirectoryWalker {
         tidsOnly[i] = false
       }
     }
+  }
+}
+
+extension Array where Element: Equatable {
+  /// The distinct elements in first-seen order (for the few nodes of a cluster, where
+  /// a Set's hashing costs more than comparing).
+  func uniqued() -> [Element] {
+    var out: [Element] = []
+    out.reserveCapacity(count)
+    for x in self where !out.contains(x) { out.append(x) }
+    return out
   }
 }

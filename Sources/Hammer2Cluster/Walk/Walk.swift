@@ -522,7 +522,11 @@ extension Hasher64 {
     add(UInt64(b.typeRaw))
     add(UInt64(b.methods))
     add(UInt64(b.radix))
-    if withCheck, b.radix != 0 { add(b.check.bytes) }
+    if withCheck, b.radix != 0 {
+      // The same bytes as `add(b.check.bytes)`: the count, then the eight words.
+      add(UInt64(64))
+      for w in 0..<8 { add(b.check.u64(w)) }
+    }
   }
 }
 
@@ -547,35 +551,6 @@ final class ParallelResults<T>: @unchecked Sendable {
     defer { lock.unlock() }
     return slots[i]
   }
-}
-
-/// A 64-bit content digest (XXH3, streaming) over typed fields, for identities: fast
-/// enough to hash every block a deep walk reads. Not a security boundary: it only
-/// tells versions apart.
-final class Hasher64 {
-  private let state: OpaquePointer
-  init() {
-    state = XXH3_createState()
-    XXH3_64bits_reset(state)
-  }
-  deinit { XXH3_freeState(state) }
-  func add(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) } }
-  func add(_ b: [UInt8]) {
-    add(UInt64(b.count))
-    b.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) }
-  }
-  func add(_ b: ArraySlice<UInt8>) { b.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, $0.count) } }
-  func add(_ b: UnsafeRawBufferPointer) { _ = XXH3_64bits_update(state, b.baseAddress, b.count) }
-  func addZeros(_ n: UInt64) {
-    var left = n
-    let z = [UInt8](repeating: 0, count: 65536)
-    while left > 0 {
-      let k = Int(min(left, 65536))
-      z.withUnsafeBytes { _ = XXH3_64bits_update(state, $0.baseAddress, k) }
-      left -= UInt64(k)
-    }
-  }
-  var value: UInt64 { XXH3_64bits_digest(state) }
 }
 
 extension Array where Element == UInt8 {

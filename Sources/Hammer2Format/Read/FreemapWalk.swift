@@ -41,19 +41,20 @@ extension FreemapPass {
       // an inode's own block is named after the inode once it is read.
       var blockOwner = owner
       defer { reference(bref, owner: blockOwner) }
-      let loc = volume.location(of: bref)
+      // Only on the error paths: a location names the block (a formatted summary).
+      func loc() -> Location { volume.location(of: bref) }
       do throws(FormatError) {
         switch bref.type {
         case .indirect:
-          guard depth < 64 else { throw FormatError(.tooDeep(limit: 64), at: loc) }
+          guard depth < 64 else { throw FormatError(.tooDeep(limit: 64), at: loc()) }
           guard scopes[scopes.count - 1].insert(bref.dataOff).inserted else {
-            throw FormatError(.loop("block 0x\(hex(bref.mediaOffset)) is referenced twice in one tree"), at: loc)
+            throw FormatError(.loop("block 0x\(hex(bref.mediaOffset)) is referenced twice in one tree"), at: loc())
           }
           let children = try volume.checkedBlockrefArray(bref, cache: level != .inodeTree).refs
           stack.append(Frame(entries: children, depth: depth + 1, level: level, opensScope: false, owner: owner))
         case .inode:
           guard level != .inodeTree else { break } // no inodes below a file or directory
-          guard depth < 64 else { throw FormatError(.tooDeep(limit: 64), at: loc) }
+          guard depth < 64 else { throw FormatError(.tooDeep(limit: 64), at: loc()) }
           let ino = try volume.inode(bref, cached: level != .pfsRootTree)
           let next: Level?
           var child = owner
@@ -71,7 +72,7 @@ extension FreemapPass {
           blockOwner = child
           if let next, !ino.meta.isDirectData {
             guard scopes[scopes.count - 1].insert(bref.dataOff).inserted else {
-              throw FormatError(.loop("inode block 0x\(hex(bref.mediaOffset)) is referenced twice in one tree"), at: loc)
+              throw FormatError(.loop("inode block 0x\(hex(bref.mediaOffset)) is referenced twice in one tree"), at: loc())
             }
             scopes.append([])
             stack.append(Frame(entries: ino.blockset, depth: depth + 1, level: next, opensScope: true, owner: child))
@@ -80,7 +81,7 @@ extension FreemapPass {
           break // DATA, DIRENT and anything else: counted above, nothing below it
         }
       } catch {
-        if firstPass { add(Finding(error: error, fallback: loc), unallocated: false, inode: owner.inode) }
+        if firstPass { add(Finding(error: error, fallback: loc()), unallocated: false, inode: owner.inode) }
       }
     }
   }

@@ -210,6 +210,7 @@ public final class Volume {
   deinit {
     scratch.deallocate()
     arrayScratch.deallocate()
+    runScratch?.deallocate()
   }
 
   /// Reads `bref`'s media block into a reused buffer and verifies its check code, for
@@ -223,6 +224,74 @@ public final class Volume {
     let buf = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<size])
     try readVerified(bref, into: buf)
     return body(UnsafeRawBufferPointer(buf))
+  }
+
+  /// The buffer `verifyMediaRuns` reads runs of adjacent blocks into (its own: the
+  /// iterator feeding it reads indirect blocks into `arrayScratch` meanwhile).
+  private var runScratch: UnsafeMutableRawBufferPointer?
+
+  /// `verifyMedia` for a sequence of blocks, read with as few preads as their layout
+  /// allows: consecutive blocks that lie back to back on media are read together, up to
+  /// `maxRun` bytes (at most the cache budget: one buffer of that size per volume), and
+  /// each is verified in place. `body(k, result)` is called for every `brefs[k]` in
+  /// order, with the verified bytes (valid only during the call) or that block's own
+  /// error; counters and errors are exactly those of `verifyMedia` block by block (a run
+  /// whose read fails is read again block by block, so each block reports its own).
+  public func verifyMediaRuns(
+    _ brefs: [Blockref], maxRun: Int = 1 << 20, _ body: (Int, Result<UnsafeRawBufferPointer, FormatError>) -> Void
+  ) {
+    let limit = max(H2.pbufSize, min(maxRun, cacheBudget))
+    var k = 0
+    while k < brefs.count {
+      // The run starting at k: valid XXHASH64 blocks, each starting where the last ended.
+      var end = k
+      var runBytes = 0
+      var next: UInt64 = 0
+      while end < brefs.count, brefs[end].checkMethod == .xxhash64, let (off, size) = try? mediaRange(brefs[end]),
+        end == k || off == next, runBytes + size <= limit
+      {
+        runBytes += size
+        next = off + UInt64(size)
+        end += 1
+      }
+      guard end - k > 1 else {
+        body(k, Result { () throws(FormatError) in try verifyMedia(brefs[k]) { $0 } })
+        k += 1
+        continue
+      }
+      if runScratch == nil { runScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: limit, alignment: 64) }
+      let buf = UnsafeMutableRawBufferPointer(rebasing: runScratch![0..<runBytes]) // Safe: allocated just above.
+      let start = brefs[k].mediaOffset
+      do {
+        try io.read(at: start, into: buf)
+      } catch {
+        // Each block read on its own reports its own error.
+        for j in k..<end { body(j, Result { () throws(FormatError) in try verifyMedia(brefs[j]) { $0 } }) }
+        k = end
+        continue
+      }
+      for j in k..<end {
+        let b = brefs[j]
+        let at = Int(b.mediaOffset - start)
+        // Safe: every block of the run has a media size (checked above).
+        let block = UnsafeRawBufferPointer(rebasing: buf[at..<at + b.mediaSize!])
+        bytesRead &+= UInt64(block.count)
+        blocksRead &+= 1
+        let found = XXH64(block.baseAddress, block.count, H2.xxhSeed)
+        let expected = b.check.u64(0)
+        if found == expected {
+          body(j, .success(block))
+        } else {
+          body(
+            j,
+            .failure(
+              FormatError(
+                .checkMismatch(method: "xxhash64", expected: "0x" + hex(expected, width: 16), found: "0x" + hex(found, width: 16)),
+                at: location(of: b))))
+        }
+      }
+      k = end
+    }
   }
 
   /// Asks the image to start reading `bref`'s block in the background (a read-ahead

@@ -25,9 +25,9 @@ public struct InodeMeta: Equatable, Hashable, Sendable {
   /// 0x028 `btime` (µs).
   public var btime: UInt64
   /// 0x030 `uid` (a uuid; unix uid in bytes 10..13).
-  public var uid: [UInt8]
+  public var uid: RawUUID
   /// 0x040 `gid`.
-  public var gid: [UInt8]
+  public var gid: RawUUID
   /// 0x050 `type` (`HAMMER2_OBJTYPE_*`), raw.
   public var typeRaw: UInt8
   /// 0x051 `op_flags`.
@@ -80,8 +80,10 @@ public struct InodeMeta: Equatable, Hashable, Sendable {
   public var reservedD8: UInt64
   /// 0x0E0 `decrypt_check`.
   public var decryptCheck: UInt64
-  /// 0x0E8 `reservedE0[3]`.
-  public var reservedE8: [UInt64]
+  /// 0x0E8 `reservedE0[3]`: its three words (inline: no array per decode).
+  public var reservedE8: UInt64
+  public var reservedF0: UInt64
+  public var reservedF8: UInt64
 
   /// Decodes the meta at `offset` of `b` (256 bytes available).
   public init(_ b: [UInt8], at o: Int) {
@@ -95,8 +97,8 @@ public struct InodeMeta: Equatable, Hashable, Sendable {
     mtime = b.u64(o + 0x018)
     atime = b.u64(o + 0x020)
     btime = b.u64(o + 0x028)
-    uid = b.bytes(o + 0x030, 16)
-    gid = b.bytes(o + 0x040, 16)
+    uid = RawUUID(b, at: o + 0x030)
+    gid = RawUUID(b, at: o + 0x040)
     typeRaw = b.u8(o + 0x050)
     opFlags = b.u8(o + 0x051)
     capFlags = b.u16(o + 0x052)
@@ -123,7 +125,9 @@ public struct InodeMeta: Equatable, Hashable, Sendable {
     pfsLsnapTid = b.u64(o + 0x0D0)
     reservedD8 = b.u64(o + 0x0D8)
     decryptCheck = b.u64(o + 0x0E0)
-    reservedE8 = [b.u64(o + 0x0E8), b.u64(o + 0x0F0), b.u64(o + 0x0F8)]
+    reservedE8 = b.u64(o + 0x0E8)
+    reservedF0 = b.u64(o + 0x0F0)
+    reservedF8 = b.u64(o + 0x0F8)
   }
 
   /// Writes the 256 bytes at `o` of `b`.
@@ -138,8 +142,8 @@ public struct InodeMeta: Equatable, Hashable, Sendable {
     b.put(mtime, at: o + 0x018)
     b.put(atime, at: o + 0x020)
     b.put(btime, at: o + 0x028)
-    b.put(uid, at: o + 0x030)
-    b.put(gid, at: o + 0x040)
+    uid.encode(into: &b, at: o + 0x030)
+    gid.encode(into: &b, at: o + 0x040)
     b.put(typeRaw, at: o + 0x050)
     b.put(opFlags, at: o + 0x051)
     b.put(capFlags, at: o + 0x052)
@@ -166,7 +170,9 @@ public struct InodeMeta: Equatable, Hashable, Sendable {
     b.put(pfsLsnapTid, at: o + 0x0D0)
     b.put(reservedD8, at: o + 0x0D8)
     b.put(decryptCheck, at: o + 0x0E0)
-    for (i, v) in reservedE8.enumerated() { b.put(v, at: o + 0x0E8 + 8 * i) }
+    b.put(reservedE8, at: o + 0x0E8)
+    b.put(reservedF0, at: o + 0x0F0)
+    b.put(reservedF8, at: o + 0x0F8)
   }
 
   /// The object type, if known.
@@ -189,34 +195,58 @@ public struct InodeData: Equatable, Hashable, Sendable {
 
   /// 0x000 `meta`.
   public var meta: InodeMeta
-  /// 0x100 `filename[256]`, all bytes kept.
-  public var filenameArea: [UInt8]
-  /// 0x200 `u`: 512 bytes, a blockset or direct data.
-  public var u: [UInt8]
+  /// The 1024 bytes as read; bytes 0x100... are the filename and `u` (bytes 0..<0x100
+  /// are the meta as read, superseded by `meta`). The block read is kept as it is, so a
+  /// decode allocates nothing beyond it.
+  private var raw: [UInt8]
 
   /// Decodes 1024 bytes.
   public init(_ b: [UInt8]) {
     precondition(b.count >= InodeData.byteCount) // Safe: inode blocks are read as 1 KiB.
     meta = InodeMeta(b, at: 0)
-    filenameArea = b.bytes(0x100, 256)
-    u = b.bytes(0x200, 512)
+    raw = b.count == InodeData.byteCount ? b : Array(b[0..<InodeData.byteCount])
+  }
+
+  /// 0x100 `filename[256]`, all bytes kept.
+  public var filenameArea: [UInt8] {
+    get { Array(raw[0x100..<0x200]) }
+    set {
+      precondition(newValue.count == 256, "filename area of \(newValue.count) bytes")
+      raw.replaceSubrange(0x100..<0x200, with: newValue)
+    }
+  }
+
+  /// 0x200 `u`: 512 bytes, a blockset or direct data.
+  public var u: [UInt8] {
+    get { Array(raw[0x200..<0x400]) }
+    set {
+      precondition(newValue.count == 512, "inode union of \(newValue.count) bytes")
+      raw.replaceSubrange(0x200..<0x400, with: newValue)
+    }
   }
 
   /// Encodes 1024 bytes.
   public func encode() -> [UInt8] {
-    var b = [UInt8](repeating: 0, count: InodeData.byteCount)
+    var b = raw
     meta.encode(into: &b, at: 0)
-    b.put(filenameArea, at: 0x100)
-    b.put(u, at: 0x200)
     return b
   }
 
+  public static func == (a: InodeData, b: InodeData) -> Bool {
+    a.meta == b.meta && a.raw[0x100...] == b.raw[0x100...]
+  }
+
+  public func hash(into h: inout Hasher) {
+    h.combine(meta)
+    raw.withUnsafeBytes { h.combine(bytes: UnsafeRawBufferPointer(rebasing: $0[0x100...])) }
+  }
+
   /// The filename bytes (`name_len` of them, clamped to the 256-byte area).
-  public var filename: [UInt8] { Array(filenameArea.prefix(min(Int(meta.nameLen), 256))) }
+  public var filename: [UInt8] { Array(raw[0x100..<0x100 + min(Int(meta.nameLen), 256)]) }
   /// The filename as text (lossy for invalid UTF-8).
-  public var filenameString: String { String(decoding: filename, as: UTF8.self) }
+  public var filenameString: String { String(decoding: raw[0x100..<0x100 + min(Int(meta.nameLen), 256)], as: UTF8.self) }
   /// The blockset in `u` (meaningless for DIRECTDATA inodes).
-  public var blockset: [Blockref] { (0..<4).map { Blockref(u, at: 128 * $0) } }
+  public var blockset: [Blockref] { (0..<4).map { Blockref(raw, at: 0x200 + 128 * $0) } }
   /// The direct data bytes (up to `size`, at most 512).
-  public var directData: [UInt8] { Array(u.prefix(Int(min(meta.size, 512)))) }
+  public var directData: [UInt8] { Array(raw[0x200..<0x200 + Int(min(meta.size, 512))]) }
 }

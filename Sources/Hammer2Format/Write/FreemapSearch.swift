@@ -19,10 +19,11 @@ extension FreemapAllocator {
       throw FormatError(.invalidArgument("allocation of \(size) bytes (must be a power of two, 1 KiB..64 KiB)"))
     }
     let radix = UInt8(size.trailingZeroBitCount)
-    let what = "a \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) byte") \(type.blockName)"
+    // Worded only for an error: an allocation must not format a string.
+    func what() -> String { "a \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) byte") \(type.blockName)" }
     // A block of 16 KiB or more needs whole free chunks (a smaller one may still pack
     // into a partly used chunk, so only the search can tell).
-    if size >= Int(H2.freemapBlockSize) { try requireSpace(UInt64(size), for: what) }
+    if size >= Int(H2.freemapBlockSize), UInt64(size) > freeBytes { throw noSpace(UInt64(size), for: what()) }
     let cls = UInt16(type.rawValue) << 8 | UInt16(H2.pbufRadix)
     let regionSize: UInt64 = 1 << 30
     var bnext = min(heuristic[Int(type.rawValue)], totalSize - 1)
@@ -44,7 +45,7 @@ extension FreemapAllocator {
         bnext = 0
         loops += 1
         if loops >= 2 {
-          if relaxedNow { throw noSpace(UInt64(size), for: what) }
+          if relaxedNow { throw noSpace(UInt64(size), for: what()) }
           relaxedNow = true
         }
       }

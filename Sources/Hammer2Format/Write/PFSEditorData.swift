@@ -101,7 +101,9 @@ extension PFSEditor {
     d.touched = true
     if d.data.meta.isDirectData {
       if newSize <= UInt64(H2.embeddedBytes) {
-        for k in Int(min(newSize, oldSize))..<H2.embeddedBytes { d.data.u[k] = 0 }
+        var u = d.data.u
+        for k in Int(min(newSize, oldSize))..<H2.embeddedBytes { u[k] = 0 }
+        d.data.u = u
         d.data.meta.size = newSize
         return
       }

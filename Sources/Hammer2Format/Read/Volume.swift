@@ -277,6 +277,7 @@ public final class Volume {
         let block = UnsafeRawBufferPointer(rebasing: buf[at..<at + b.mediaSize!])
         bytesRead &+= UInt64(block.count)
         blocksRead &+= 1
+        onBlockRead?(b.mediaOffset, block.count)
         let found = XXH64(block.baseAddress, block.count, H2.xxhSeed)
         let expected = b.check.u64(0)
         if found == expected {

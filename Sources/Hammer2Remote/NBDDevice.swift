@@ -120,7 +120,7 @@ public final class NBDPool: @unchecked Sendable {
           .invalidArgument(
             "two NBD URIs differ only in their query strings; give their exports distinct names (nbdkit's file plugin serves dir=DIR by file name)"
           ),
-          at: Location(image: label, offset: 0, structure: "NBD export"))
+          at: Location(image: label, structure: "NBD export"))
       }
       uriOfLabel[label] = p
       labels.append(label)
@@ -147,7 +147,7 @@ public final class NBDPool: @unchecked Sendable {
     if writable, export.isReadOnly {
       throw FormatError(
         .invalidArgument("the NBD server exports this device read-only: it cannot be written (serve it writable to resync it)"),
-        at: Location(image: label, offset: 0, structure: "NBD export"))
+        at: Location(image: label, structure: "NBD export"))
     }
     return NBDDevice(export: export, writable: writable)
   }

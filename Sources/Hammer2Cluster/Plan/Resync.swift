@@ -316,7 +316,7 @@ public struct Resyncer {
     var out: [UInt64: UInt64] = [:]
     guard fino.meta.size > 0 else { return out }
     var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image, inum = fino.meta.inum] in
-      Location(image: image, offset: 0, structure: "inode \(inum)")
+      Location(image: image, structure: "inode \(inum)")
     }
     it.cachesBlocks = false
     var el = it.lookup(0, .max)
@@ -338,7 +338,9 @@ public struct Resyncer {
       out[e.bref.key] = e.bref.modifyTid
       return true
     }
-    if let f = findings.first(where: { $0.severity == .damage }) { throw FormatError(.invalidField(f.message), at: f.location) }
+    if let f = findings.first(where: { $0.severity == .damage }) {
+      throw FormatError(.damaged(directory: nil, finding: f.message), at: f.location)
+    }
     return out
   }
 
@@ -375,7 +377,7 @@ public struct Resyncer {
     try ed.setSize(inum, size)
     if size > 0 {
       var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image] in
-        Location(image: image, offset: 0, structure: "inode \(inum)")
+        Location(image: image, structure: "inode \(inum)")
       }
       it.cachesBlocks = false // each file is copied once
       var el = it.lookup(0, size - 1)

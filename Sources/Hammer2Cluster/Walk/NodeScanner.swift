@@ -97,7 +97,7 @@ final class NodeScanner: @unchecked Sendable {
       volume = try Volume.open(path: image, opener: opener, cacheBudget: CacheBudget.streamingShare)
       volume.cachesArrays = false
     } catch {
-      note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))
+      note(Finding(error: error, fallback: Location(image: image, structure: "image")))
       queue.push(
         SummaryBatch(
           items: [InodeSummary(key: 0, keyEnd: H2.dirhashVisible - 1, isHole: true, modifyTid: 0, digest: 0, damaged: true)], bytes: 0,

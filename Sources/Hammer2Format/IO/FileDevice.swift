@@ -30,7 +30,7 @@ public final class FileImage: BlockDevice {
   public init(path: String, writable: Bool = false, create: Bool = false) throws(FormatError) {
     label = path
     isWritable = writable
-    let loc = Location(image: path, offset: 0, structure: "image")
+    let loc = Location(image: path, structure: "image")
     // O_CLOEXEC: a child process must not inherit the descriptor (and with it the lock).
     var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
     if writable {
@@ -191,7 +191,7 @@ public final class FileImage: BlockDevice {
 
   public func flush() throws(FormatError) {
     guard fsync(fd) == 0 else {
-      throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: label, structure: "image"))
     }
   }
 
@@ -199,16 +199,16 @@ public final class FileImage: BlockDevice {
     guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
       throw FormatError(
         .invalidArgument("\(label) is locked by another h2resync/h2mkimage process"),
-        at: Location(image: label, offset: 0, structure: "image"))
+        at: Location(image: label, structure: "image"))
     }
   }
 
   public func unlock() { _ = flock(fd, LOCK_UN) }
 
   public func setSize(_ newSize: UInt64) throws(FormatError) {
-    let loc = Location(image: label, offset: 0, structure: "image")
+    let loc = Location(image: label, structure: "image")
     guard isWritable, isRegularFile, newSize <= UInt64(Int64.max) else {
-      throw FormatError(.unsupported("resizing \(label) (only a writable image file can be resized)"), at: loc)
+      throw FormatError(.unsupported(.resizingNonFile(image: label)), at: loc)
     }
     guard ftruncate(fd, off_t(newSize)) == 0 else { throw FormatError(.io(errno: errno, operation: "ftruncate"), at: loc) }
     storedSize.store(newSize, ordering: .relaxed)

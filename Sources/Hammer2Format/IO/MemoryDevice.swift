@@ -137,7 +137,7 @@ public final class MemoryImage: BlockDevice {
     lock.lock()
     defer { lock.unlock() }
     guard !locked else {
-      throw FormatError(.invalidArgument("\(label) is locked by another writer"), at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(.invalidArgument("\(label) is locked by another writer"), at: Location(image: label, structure: "image"))
     }
     locked = true
   }
@@ -190,7 +190,7 @@ public final class MemoryDeviceOpener: DeviceOpener, @unchecked Sendable {
 
   public func open(_ spec: String, writable: Bool) throws(FormatError) -> BlockDevice {
     guard let d = self[spec] else {
-      throw FormatError(.io(errno: ENOENT, operation: "open"), at: Location(image: spec, offset: 0, structure: "image"))
+      throw FormatError(.io(errno: ENOENT, operation: "open"), at: Location(image: spec, structure: "image"))
     }
     return d
   }

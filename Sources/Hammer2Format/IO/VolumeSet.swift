@@ -61,7 +61,7 @@ public func openNode(_ spec: String, access: NodeAccess = .read, opener: DeviceO
   guard access != .create else {
     throw FormatError(
       .invalidArgument("a multi-volume image is created by its newfs, one device at a time"),
-      at: Location(image: spec, offset: 0, structure: "image"))
+      at: Location(image: spec, structure: "image"))
   }
   let readOnly = try specs.map { s throws(FormatError) in try opener.open(s, writable: false) }
   let extents = try VolumeSet.verify(spec: spec, devices: readOnly)
@@ -125,7 +125,7 @@ public enum VolumeSet {
     guard devices.count <= maxVolumes else {
       throw FormatError(
         .invalidArgument("\(devices.count) volumes given; a HAMMER2 file system has at most \(maxVolumes)"),
-        at: Location(image: spec, offset: 0, structure: "volume list"))
+        at: Location(image: spec, structure: "volume list"))
     }
     var headers: [(VolumeHeader, Int, Location)] = []
     for io in devices {
@@ -141,13 +141,13 @@ public enum VolumeSet {
         ), at: rootLoc)
     }
     guard root.fstype == VolumeHeader.hammer2FSType else {
-      throw FormatError(.unsupported("fstype \(root.fstype) is not HAMMER2's"), at: rootLoc)
+      throw FormatError(.unsupported(.fstype(root.fstype)), at: rootLoc)
     }
     guard root.version >= 2 else {
       throw FormatError(.invalidArgument("volume version \(root.version) holds exactly one volume; \(devices.count) given"), at: rootLoc)
     }
     guard (2...3).contains(root.version) else {
-      throw FormatError(.unsupported("volume version \(root.version)"), at: rootLoc)
+      throw FormatError(.unsupported(.volumeVersion(root.version)), at: rootLoc)
     }
     var seen: [Int: String] = [:]
     var extents: [VolumeExtent] = []
@@ -170,7 +170,7 @@ public enum VolumeSet {
         throw FormatError(.invalidArgument("nvolumes \(h.nvolumes), but the root volume says \(root.nvolumes)"), at: loc)
       }
       let id = Int(h.voluId)
-      guard id < maxVolumes else { throw FormatError(.invalidField("volu_id \(id) is not below \(maxVolumes)"), at: loc) }
+      guard id < maxVolumes else { throw FormatError(.badVolumeGeometry(.voluId(id, limit: maxVolumes)), at: loc) }
       if let other = seen[id] {
         throw FormatError(.invalidArgument("volume \(id) is given twice (also as \(other))"), at: loc)
       }
@@ -181,7 +181,7 @@ public enum VolumeSet {
       }
       let off = h.voluLoff[id]
       guard !off.addingReportingOverflow(h.voluSize).overflow else {
-        throw FormatError(.invalidField("volu_loff 0x\(hex(off)) + volu_size 0x\(hex(h.voluSize)) overflows"), at: loc)
+        throw FormatError(.badVolumeGeometry(.extentOverflows(voluLoff: off, voluSize: h.voluSize)), at: loc)
       }
       extents.append(VolumeExtent(label: io.label, id: id, offset: off, size: h.voluSize, deviceSize: io.size, headerSlot: slot))
     }
@@ -198,47 +198,47 @@ public enum VolumeSet {
     var sum: UInt64 = 0
     for e in extents {
       let (s, o) = sum.addingReportingOverflow(e.size)
-      guard !o else { throw FormatError(.invalidField("volume sizes overflow"), at: rootSlotLoc) }
+      guard !o else { throw FormatError(.badVolumeGeometry(.sizesOverflow), at: rootSlotLoc) }
       sum = s
     }
     guard root.totalSize == sum else {
       throw FormatError(
-        .invalidField("total_size 0x\(hex(root.totalSize)) is not the sum of the volume sizes 0x\(hex(sum))"), at: rootSlotLoc)
+        .sizeMismatch(.totalSizeNotSum(totalSize: root.totalSize, sum: sum)), at: rootSlotLoc)
     }
     for i in 0..<maxVolumes {
       let v = root.voluLoff[i]
       if i < extents.count, v == .max {
-        throw FormatError(.invalidField("volu_loff[\(i)] is -1 but the file system has \(extents.count) volumes"), at: rootSlotLoc)
+        throw FormatError(.badVolumeGeometry(.offsetMissing(index: i, volumes: extents.count)), at: rootSlotLoc)
       }
       if i >= extents.count, v != .max {
-        throw FormatError(.invalidField("volu_loff[\(i)] 0x\(hex(v)) must be -1 (\(extents.count) volumes)"), at: rootSlotLoc)
+        throw FormatError(.badVolumeGeometry(.offsetPastLast(index: i, value: v, volumes: extents.count)), at: rootSlotLoc)
       }
     }
     for (i, e) in extents.enumerated() {
       let loc = headers[i].2
       // `hammer2_verify_volumes_common`: the device holds its volume.
-      guard e.size != 0 else { throw FormatError(.invalidField("volu_size is 0"), at: loc) }
+      guard e.size != 0 else { throw FormatError(.badVolumeGeometry(.zeroSize), at: loc) }
       guard e.size <= e.deviceSize else { throw shorterThanVolume(deviceSize: e.deviceSize, voluSize: e.size, at: loc) }
       guard e.offset & (level1 - 1) == 0 else {
-        throw FormatError(.invalidField("volu_loff 0x\(hex(e.offset)) is not 1 GiB aligned"), at: loc)
+        throw FormatError(.badVolumeGeometry(.offsetMisaligned(voluLoff: e.offset)), at: loc)
       }
       if i == 0 {
-        guard e.offset == 0 else { throw FormatError(.invalidField("the root volume's volu_loff 0x\(hex(e.offset)) is not 0"), at: loc) }
+        guard e.offset == 0 else { throw FormatError(.badVolumeGeometry(.rootOffsetNotZero(voluLoff: e.offset)), at: loc) }
       } else {
         let prev = extents[i - 1]
         guard e.offset == prev.end else {
           throw FormatError(
-            .invalidField("volu_loff 0x\(hex(e.offset)) does not follow volume \(i - 1) (which ends at 0x\(hex(prev.end)))"), at: loc)
+            .badVolumeGeometry(.offsetNotContiguous(voluLoff: e.offset, previous: i - 1, previousEnd: prev.end)), at: loc)
         }
       }
       if i != extents.count - 1 {
         guard e.size >= level1, e.size & (level1 - 1) == 0 else {
           throw FormatError(
-            .invalidField("volu_size 0x\(hex(e.size)) of a volume that is not the last is not a multiple of 1 GiB"), at: loc)
+            .badVolumeGeometry(.sizeNotGiBMultiple(voluSize: e.size)), at: loc)
         }
       } else {
         guard e.size & (H2.volumeAlign - 1) == 0 else {
-          throw FormatError(.invalidField("volu_size 0x\(hex(e.size)) of the last volume is not a multiple of 8 MiB"), at: loc)
+          throw FormatError(.badVolumeGeometry(.lastSizeMisaligned(voluSize: e.size)), at: loc)
         }
       }
     }
@@ -248,10 +248,7 @@ public enum VolumeSet {
   /// The error for a device shorter than its header's `volu_size`
   /// (`hammer2_verify_volumes_common`: "size ... exceeds device size ...").
   public static func shorterThanVolume(deviceSize: UInt64, voluSize: UInt64, at loc: Location) -> FormatError {
-    FormatError(
-      .invalidField(
-        "the image is 0x\(hex(deviceSize)) bytes (\(deviceSize)), shorter than its volume header's volu_size 0x\(hex(voluSize)) (\(voluSize)): truncated or the wrong device"
-      ), at: loc)
+    FormatError(.sizeMismatch(.imageShorterThanVolume(deviceSize: deviceSize, voluSize: voluSize)), at: loc)
   }
 }
 

@@ -80,10 +80,8 @@ extension Transaction {
     let check = FreemapCrossCheck(volume: volume, memoryBudget: memoryBudget).run()
     guard !check.runsTruncated else {
       throw FormatError(
-        .unsupported(
-          "the freemap marks more than \(check.unallocatedRuns.count) separate runs of referenced chunks free; repair it with DragonFly's bulkfree"
-        ),
-        at: Location(image: image.label, offset: 0, structure: "freemap"))
+        .unsupported(.freemapRepairRuns(limit: check.unallocatedRuns.count)),
+        at: Location(image: image.label, structure: "freemap"))
     }
     let n = try markAllocated(check.unallocatedRuns)
     return (check, n)

@@ -74,7 +74,7 @@ extension FreemapAllocator {
       // there means the freemap on disk is damaged: refuse rather than overwrite.
       guard off >= allocatorBeg, off + (1 << UInt64(radix)) <= totalSize, off & (regionSize - 1) >= H2.zoneSeg else {
         throw FormatError(
-          .invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
+          .badTree(.freemapFreeReserved(offset: off)),
           at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
       }
       leaves[region]!.leaf.entries[n] = entry

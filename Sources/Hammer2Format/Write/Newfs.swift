@@ -139,9 +139,9 @@ public enum Newfs {
   ) throws(FormatError) {
     let size = requested & ~(H2.volumeAlign - 1)
     guard size >= 1 << 30 else {
-      throw FormatError(.invalidArgument("an image needs at least 1 GiB"), at: Location(image: path, offset: 0, structure: "image"))
+      throw FormatError(.invalidArgument("an image needs at least 1 GiB"), at: Location(image: path, structure: "image"))
     }
-    let loc = Location(image: path, offset: 0, structure: "image")
+    let loc = Location(image: path, structure: "image")
     var st = stat()
     if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
       throw FormatError(.invalidArgument("\(path) exists and is not empty; refusing to overwrite it"), at: loc)

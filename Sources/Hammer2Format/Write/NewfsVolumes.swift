@@ -40,7 +40,7 @@ public enum NewfsVolumes {
     uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()
   ) throws(FormatError) {
     let spec = paths.joined(separator: ":")
-    let loc = Location(image: spec, offset: 0, structure: "volume list")
+    let loc = Location(image: spec, structure: "volume list")
     guard paths.count == requested.count, !paths.isEmpty else {
       throw FormatError(.invalidArgument("\(paths.count) volumes but \(requested.count) sizes"), at: loc)
     }
@@ -58,18 +58,18 @@ public enum NewfsVolumes {
     for (i, s) in sizes.enumerated() where i < sizes.count - 1 && s < level1 {
       throw FormatError(
         .invalidArgument("volume \(i) needs at least 1 GiB (every volume but the last is a multiple of 1 GiB)"),
-        at: Location(image: paths[i], offset: 0, structure: "image"))
+        at: Location(image: paths[i], structure: "image"))
     }
     guard let lastSize = sizes.last, lastSize >= H2.volumeAlign else {
       throw FormatError(
-        .invalidArgument("the last volume needs at least 8 MiB"), at: Location(image: paths[paths.count - 1], offset: 0, structure: "image")
+        .invalidArgument("the last volume needs at least 8 MiB"), at: Location(image: paths[paths.count - 1], structure: "image")
       )
     }
     for p in paths {
       var st = stat()
       if stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
         throw FormatError(
-          .invalidArgument("\(p) exists and is not empty; refusing to overwrite it"), at: Location(image: p, offset: 0, structure: "image"))
+          .invalidArgument("\(p) exists and is not empty; refusing to overwrite it"), at: Location(image: p, structure: "image"))
       }
     }
     var offsets: [UInt64] = []

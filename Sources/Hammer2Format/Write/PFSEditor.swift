@@ -70,7 +70,7 @@ public final class PFSEditor {
   /// The PFS root inode as it stands.
   public var rootInode: InodeData { root.data }
 
-  func loc(_ what: String) -> Location { Location(image: tx.image.label, offset: 0, structure: "PFS \(name): \(what)") }
+  func loc(_ what: String) -> Location { Location(image: tx.image.label, structure: "PFS \(name): \(what)") }
 
   // MARK: reading the pending state
 
@@ -114,7 +114,7 @@ public final class PFSEditor {
       return true
     }
     if let f = findings.first(where: { $0.severity == .damage }) {
-      throw FormatError(.invalidField("directory \(dir) is damaged: \(f.message)"), at: f.location)
+      throw FormatError(.damaged(directory: dir, finding: f.message), at: f.location)
     }
     return out
   }

@@ -235,7 +235,7 @@ extension PFSEditor {
         return true
       }
       if let f = findings.first(where: { $0.severity == .damage }) {
-        throw FormatError(.invalidField("directory \(inum) is damaged: \(f.message)"), at: f.location)
+        throw FormatError(.damaged(directory: inum, finding: f.message), at: f.location)
       }
       // Each entry written back by key (a path copy), as an added entry is.
       for e in entries {

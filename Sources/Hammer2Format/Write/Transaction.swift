@@ -46,9 +46,7 @@ public final class Transaction {
     allocator = try FreemapAllocator(volume: volume, header: header)
     if header.freemapTid < header.mirrorTid {
       throw FormatError(
-        .unsupported(
-          "freemap_tid \(header.freemapTid) < mirror_tid \(header.mirrorTid): the freemap awaits DragonFly's mount-time recovery; mount the image once read-write (or run bulkfree) first"
-        ),
+        .unsupported(.freemapAwaitingRecovery(freemapTid: header.freemapTid, mirrorTid: header.mirrorTid)),
         at: Location(image: path, offset: UInt64(volume.headerSlot) * H2.zoneBytes64, structure: "volume header #\(volume.headerSlot)"))
     }
     superRoot = try volume.superRoot()
@@ -111,7 +109,7 @@ public final class Transaction {
   public func editor(pfs name: String) throws(FormatError) -> PFSEditor {
     for (_, ed) in editors where ed.root.data.filenameString == name { return ed }
     guard let info = try pfsList().first(where: { $0.name == name }) else {
-      throw FormatError(.notFound("PFS \"\(name)\""), at: Location(image: image.label, offset: 0, structure: "super-root"))
+      throw FormatError(.notFound("PFS \"\(name)\""), at: Location(image: image.label, structure: "super-root"))
     }
     let ed = try PFSEditor(transaction: self, bref: info.bref, root: info.inode)
     editors[info.bref.key] = ed
@@ -122,7 +120,7 @@ public final class Transaction {
   public func editor(clid: H2UUID, fsid: H2UUID) throws(FormatError) -> PFSEditor {
     guard let info = try pfsList().first(where: { $0.clid == clid && $0.fsid == fsid }) else {
       throw FormatError(
-        .notFound("PFS with clid \(clid) fsid \(fsid)"), at: Location(image: image.label, offset: 0, structure: "super-root"))
+        .notFound("PFS with clid \(clid) fsid \(fsid)"), at: Location(image: image.label, structure: "super-root"))
     }
     return try editor(pfs: info.name)
   }

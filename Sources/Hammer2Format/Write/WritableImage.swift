@@ -225,7 +225,7 @@ public final class WritableImage: ImageIO {
     if let n = stoppedAt {
       throw FormatError(
         .io(errno: ECANCELED, operation: "sync (writes stopped by the write hook after \(n) writes)"),
-        at: Location(image: label, offset: 0, structure: "image"))
+        at: Location(image: label, structure: "image"))
     }
     for d in devices { try d.device.flush() }
   }
@@ -258,7 +258,7 @@ public final class WritableImage: ImageIO {
   public func setSize(_ newSize: UInt64) throws(FormatError) {
     guard devices.count == 1 else {
       throw FormatError(
-        .invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, offset: 0, structure: "image"))
+        .invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, structure: "image"))
     }
     try drain()
     try devices[0].device.setSize(newSize)

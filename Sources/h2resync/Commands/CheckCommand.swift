@@ -35,7 +35,7 @@ struct CheckCommand: ParsableCommand {
   func run() throws {
     let lock = open(lockFile, O_CREAT | O_RDWR, 0o644)
     guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
-      throw CouldNotRun("another check holds \(lockFile); not running twice")
+      throw CouldNotRun.checkRunning(lockFile: lockFile)
     }
     defer { close(lock) }
     let rate = try maxRate.map(parseRate)

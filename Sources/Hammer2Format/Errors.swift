@@ -76,10 +76,17 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Indirect blocks nest deeper than any valid tree.
     case tooDeep(limit: Int)
     // lookup
-    /// A name or inode was not found.
-    case notFound(String)
-    /// Invalid usage of the library (e.g. a path through a non-directory).
-    case invalidArgument(String)
+    /// A PFS, inode, path or name was not found.
+    case notFound(Missing)
+    // refused requests
+    /// Volumes given together do not form one file system as given.
+    case badVolumeList(VolumeListProblem)
+    /// A device cannot be used as asked (locked, read-only, a range across volumes...).
+    case deviceRefused(DeviceProblem)
+    /// A newfs cannot be made as asked.
+    case newfsRefused(NewfsProblem)
+    /// An edit cannot be made as asked (a name that exists, a non-empty directory...).
+    case editRefused(EditProblem)
     /// No PFS was named and the image holds several besides LOCAL (their names): the
     /// caller must choose one.
     case ambiguousPFS(names: [String])
@@ -123,7 +130,10 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case .damaged(let dir, let finding): return dir.map { "directory \($0) is damaged: \(finding)" } ?? finding
     case .tooDeep(let limit): return "indirect blocks nested deeper than \(limit) levels"
     case .notFound(let what): return "not found: \(what)"
-    case .invalidArgument(let what): return what
+    case .badVolumeList(let problem): return problem.description
+    case .deviceRefused(let problem): return problem.description
+    case .newfsRefused(let problem): return problem.description
+    case .editRefused(let problem): return problem.description
     case .ambiguousPFS(let names): return "the image holds \(names.count) PFSs besides LOCAL (\(names.joined(separator: ", ")))"
     case .noSpace(let needed, let what, let free): return "no space: \(needed) bytes needed for \(what), \(free) bytes free"
     }

@@ -159,7 +159,7 @@ public struct Resyncer {
     let (parentDir, name) = splitPath(path)
     let parent = try focus.reader.resolve(parentDir == "." ? "" : parentDir)
     guard let e = try focus.reader.lookup(name, in: parent.inode) else {
-      throw FormatError(.notFound("\(path) on the focus"))
+      throw FormatError(.notFound(.onFocus(path: path)))
     }
     let (b, ino) = try focus.reader.inodeWithBlockref(e.inum)
     return (e, b, ino)
@@ -197,7 +197,7 @@ public struct Resyncer {
       let (parent, name) = splitPath(path)
       if let inum = dirInums[parent] { return (inum, name) }
       let (grand, parentName) = try parentAndName(parent)
-      guard let e = try ed.lookup(parentName, in: grand) else { throw FormatError(.notFound(parent), at: nil) }
+      guard let e = try ed.lookup(parentName, in: grand) else { throw FormatError(.notFound(.path(parent, pfs: nil)), at: nil) }
       dirInums[parent] = e.inum
       return (e.inum, name)
     }

@@ -60,7 +60,7 @@ public func openNode(_ spec: String, access: NodeAccess = .read, opener: DeviceO
   }
   guard access != .create else {
     throw FormatError(
-      .invalidArgument("a multi-volume image is created by its newfs, one device at a time"),
+      .deviceRefused(.multiVolumeCreate),
       at: Location(image: spec, structure: "image"))
   }
   let readOnly = try specs.map { s throws(FormatError) in try opener.open(s, writable: false) }
@@ -124,7 +124,7 @@ public enum VolumeSet {
   public static func verify(spec: String, devices: [ImageIO]) throws(FormatError) -> [VolumeExtent] {
     guard devices.count <= maxVolumes else {
       throw FormatError(
-        .invalidArgument("\(devices.count) volumes given; a HAMMER2 file system has at most \(maxVolumes)"),
+        .badVolumeList(.tooMany(given: devices.count, limit: maxVolumes)),
         at: Location(image: spec, structure: "volume list"))
     }
     var headers: [(VolumeHeader, Int, Location)] = []
@@ -136,15 +136,13 @@ public enum VolumeSet {
     let (root, _, rootLoc) = headers[0]
     guard root.voluId == 0 else {
       throw FormatError(
-        .invalidArgument(
-          "this is volume \(root.voluId) of a \(root.nvolumes)-volume file system, not its root volume: give the volumes in id order, root volume (id 0) first"
-        ), at: rootLoc)
+        .badVolumeList(.firstIsNotRoot(id: root.voluId, nvolumes: root.nvolumes)), at: rootLoc)
     }
     guard root.fstype == VolumeHeader.hammer2FSType else {
       throw FormatError(.unsupported(.fstype(root.fstype)), at: rootLoc)
     }
     guard root.version >= 2 else {
-      throw FormatError(.invalidArgument("volume version \(root.version) holds exactly one volume; \(devices.count) given"), at: rootLoc)
+      throw FormatError(.badVolumeList(.singleVolumeVersion(version: root.version, given: devices.count)), at: rootLoc)
     }
     guard (2...3).contains(root.version) else {
       throw FormatError(.unsupported(.volumeVersion(root.version)), at: rootLoc)
@@ -156,28 +154,26 @@ public enum VolumeSet {
       // Same file system (`hammer2_init_volumes`: version, nvolumes, fsid, fstype).
       guard h.fsid == root.fsid else {
         throw FormatError(
-          .invalidArgument(
-            "not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"
-          ), at: loc)
+          .badVolumeList(.otherFileSystem(root: devices[0].label, fsid: h.fsid, expected: root.fsid)), at: loc)
       }
       guard h.fstype == root.fstype else {
-        throw FormatError(.invalidArgument("fstype \(h.fstype), but the root volume's is \(root.fstype)"), at: loc)
+        throw FormatError(.badVolumeList(.fstypeDiffers(h.fstype, root: root.fstype)), at: loc)
       }
       guard h.version == root.version else {
-        throw FormatError(.invalidArgument("volume version \(h.version), but the root volume has version \(root.version)"), at: loc)
+        throw FormatError(.badVolumeList(.versionDiffers(h.version, root: root.version)), at: loc)
       }
       guard h.nvolumes == root.nvolumes else {
-        throw FormatError(.invalidArgument("nvolumes \(h.nvolumes), but the root volume says \(root.nvolumes)"), at: loc)
+        throw FormatError(.badVolumeList(.nvolumesDiffer(h.nvolumes, root: root.nvolumes)), at: loc)
       }
       let id = Int(h.voluId)
       guard id < maxVolumes else { throw FormatError(.badVolumeGeometry(.voluId(id, limit: maxVolumes)), at: loc) }
       if let other = seen[id] {
-        throw FormatError(.invalidArgument("volume \(id) is given twice (also as \(other))"), at: loc)
+        throw FormatError(.badVolumeList(.givenTwice(id: id, other: other)), at: loc)
       }
       seen[id] = io.label
       guard id == i else {
         throw FormatError(
-          .invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
+          .badVolumeList(.outOfOrder(id: id, position: i)), at: loc)
       }
       let off = h.voluLoff[id]
       guard !off.addingReportingOverflow(h.voluSize).overflow else {
@@ -188,12 +184,7 @@ public enum VolumeSet {
     // `hammer2_verify_volumes_2`: the count, the sum, the offset table.
     let rootSlotLoc = rootLoc
     guard Int(root.nvolumes) == devices.count else {
-      let missing = (devices.count..<max(devices.count, Int(root.nvolumes))).map(String.init).joined(separator: ", ")
-      let what = Int(root.nvolumes) > devices.count ? "volume(s) \(missing) missing" : "\(devices.count - Int(root.nvolumes)) too many"
-      throw FormatError(
-        .invalidArgument(
-          "the file system has \(root.nvolumes) volumes, \(devices.count) given (\(what)): give all of them joined by ':', in id order"),
-        at: rootSlotLoc)
+      throw FormatError(.badVolumeList(.wrongCount(nvolumes: root.nvolumes, given: devices.count)), at: rootSlotLoc)
     }
     var sum: UInt64 = 0
     for e in extents {
@@ -292,7 +283,7 @@ public final class MultiVolumeImage: ImageIO {
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= volumes[i].end else {
       throw FormatError(
-        .invalidArgument("a read of \(count) bytes at 0x\(hex(offset)) straddles the end of volume \(i) (0x\(hex(volumes[i].end)))"),
+        .deviceRefused(.readAcrossVolumes(offset: offset, count: count, volume: i, end: volumes[i].end)),
         at: Location(image: label, offset: offset, structure: "read"))
     }
     return (i, offset - volumes[i].offset)

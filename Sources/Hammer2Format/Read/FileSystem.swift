@@ -32,7 +32,7 @@ public final class PFSReader {
     let loc = Location(image: image, structure: "super-root")
     if let name {
       guard let p = list.first(where: { $0.name == name }) else {
-        throw FormatError(.notFound("PFS \"\(name)\" (have: \(list.map(\.name).joined(separator: ", ")))"), at: loc)
+        throw FormatError(.notFound(.pfs(name: name, have: list.map(\.name))), at: loc)
       }
       return p
     }
@@ -65,7 +65,7 @@ public final class PFSReader {
       let ino = try volume.inode(bref)
       if ino.meta.inum == inum { return (bref, ino) }
     case .absent:
-      throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
+      throw FormatError(.notFound(.inode(inum, pfs: pfs.name)), at: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
     case .irregular: break
     }
     return try inodeWithBlockrefScanning(inum)
@@ -146,13 +146,13 @@ public final class PFSReader {
     }
     var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: rootLoc)
     guard let el = it.lookup(inum, inum) else {
-      throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: rootLoc)
+      throw FormatError(.notFound(.inode(inum, pfs: pfs.name)), at: rootLoc)
     }
     switch el {
     case .hole(_, _, let err): throw err
     case .leaf(let bref):
       guard bref.type == .inode, bref.key == inum else {
-        throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: rootLoc)
+        throw FormatError(.notFound(.inode(inum, pfs: pfs.name)), at: rootLoc)
       }
       let ino = try volume.inode(bref)
       guard ino.meta.inum == inum else {
@@ -248,11 +248,11 @@ public final class PFSReader {
     let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
     for (i, part) in parts.enumerated() {
       guard ino.meta.type == .directory else {
-        throw FormatError(.invalidArgument("\(parts[0..<i].joined(separator: "/")) is not a directory"))
+        throw FormatError(.editRefused(.pathNotADirectory(parts[0..<i].joined(separator: "/"))))
       }
       guard let e = try lookup(Array(part.utf8), in: ino) else {
         throw FormatError(
-          .notFound("\(parts[0...i].joined(separator: "/")) in PFS \(pfs.name)"),
+          .notFound(.path(parts[0...i].joined(separator: "/"), pfs: pfs.name)),
           at: Location(image: volume.label, structure: "PFS \(pfs.name)"))
       }
       inum = e.inum

@@ -73,22 +73,15 @@ public final class Volume {
     if let volumes = io.volumeExtents {
       // Checked together (`VolumeSet.verify`); the root's header read again here.
       guard h.voluId == 0, Int(h.nvolumes) == volumes.count, h.voluSize == volumes[0].size else {
-        throw FormatError(.invalidArgument("the root volume's header changed while the volumes were opened"), at: loc)
+        throw FormatError(.badVolumeList(.rootHeaderChanged), at: loc)
       }
     } else {
       let nvolumes = h.version >= 2 ? Int(h.nvolumes) : 1
       guard h.voluId == 0 else {
-        throw FormatError(
-          .invalidArgument(
-            "this is volume \(h.voluId) of a \(nvolumes)-volume file system, not its root volume: give all \(nvolumes) volumes joined by ':' in id order, root volume first (a0.img:a1.img)"
-          ), at: loc)
+        throw FormatError(.badVolumeList(.aloneIsNotRoot(id: h.voluId, nvolumes: nvolumes)), at: loc)
       }
       guard nvolumes <= 1 else {
-        let missing = (1..<nvolumes).map(String.init).joined(separator: ", ")
-        throw FormatError(
-          .invalidArgument(
-            "this is the root volume of a \(nvolumes)-volume file system; volume(s) \(missing) missing: give all \(nvolumes) volumes joined by ':' in id order (\(io.label):VOLUME1...)"
-          ), at: loc)
+        throw FormatError(.badVolumeList(.rootWithoutOthers(image: io.label, nvolumes: nvolumes)), at: loc)
       }
       // `hammer2_verify_volumes_2`: one volume's total is its own size.
       guard h.version < 2 || h.totalSize == 0 || h.totalSize == h.voluSize else {
@@ -258,7 +251,7 @@ public final class Volume {
       return (error, false)
     }
     guard size == dest.count else {
-      return (FormatError(.invalidArgument("block of \(size) bytes read into \(dest.count)"), at: location(of: bref)), false)
+      return (FormatError(.deviceRefused(.bufferSize(size: size, buffer: dest.count)), at: location(of: bref)), false)
     }
     do {
       try io.read(at: off, into: dest)

@@ -16,7 +16,7 @@ extension FreemapAllocator {
   /// inside a segment). Only memory changes until `commit`.
   func allocate(size: Int, type: BlockrefType, key: UInt64 = 0) throws(FormatError) -> UInt64 {
     guard size >= 1024, size <= H2.pbufSize, size & (size - 1) == 0 else {
-      throw FormatError(.invalidArgument("allocation of \(size) bytes (must be a power of two, 1 KiB..64 KiB)"))
+      throw FormatError(.editRefused(.allocationSize(size)))
     }
     let radix = UInt8(size.trailingZeroBitCount)
     let what = "a \(size >= 1024 ? "\(size / 1024) KiB" : "\(size) byte") \(type.blockName)"

@@ -50,6 +50,8 @@ enum CouldNotRun: Error, CustomStringConvertible {
   case needsConfirmation
   /// Resync stopped on `error` before committing the image being written.
   case resyncStopped(FormatError)
+  /// `cat` of something that is not a regular file or symlink (its type's name).
+  case notARegularFile(path: String, type: String)
   /// The metrics file's temporary copy could not be created.
   case metricsNotWritten(path: String)
   /// The metrics file's temporary copy could not be renamed into place.
@@ -64,6 +66,7 @@ enum CouldNotRun: Error, CustomStringConvertible {
       return "\(e.description); \(dryRun ? "a resync would refuse before writing any node" : "nothing written")"
     case .needsConfirmation: return "not a terminal: add --yes to apply the plan above (or --dry-run to only print it)"
     case .resyncStopped(let e): return "resync stopped, nothing committed on the image being written: \(e.description)"
+    case .notARegularFile(let path, let type): return "\(path) is a \(type), not a regular file"
     case .metricsNotWritten(let path): return "cannot write \(path)"
     case .metricsNotRenamed(let from, let to): return "cannot rename \(from) to \(to)"
     }

@@ -139,6 +139,23 @@ import Testing
     #expect(e.description == "lz4 length prefix 65535 exceeds the 7-byte block")
   }
 
+  /// Refused requests say which rule they break: a second writer, volumes out of order.
+  @Test func refusedRequestsAreTyped() throws {
+    let d = MemoryImage(label: "m", size: 1 << 20)
+    try d.lockExclusive()
+    let locked = try #require(failure { () throws(FormatError) in try d.lockExclusive() })
+    #expect(locked.kind == .deviceRefused(.lockedInProcess(image: "m")))
+    #expect(locked.description == "m: image: m is locked by another writer")
+    let opener = MemoryDeviceOpener()
+    var uuids = UUIDSource.seeded(5)
+    try NewfsVolumes.format(
+      paths: ["mv0", "mv1"], sizes: [1 << 30, 256 << 20], labels: ["LOCAL", "DATA"], uuids: &uuids, time: 1_000_000_000_000_000,
+      opener: opener)
+    let swapped = try #require(failure { () throws(FormatError) in try openImage("mv1:mv0", opener: opener) })
+    #expect(swapped.kind == .badVolumeList(.firstIsNotRoot(id: 1, nvolumes: 2)))
+    #expect(swapped.location == Location(image: "mv1", offset: 0, structure: "volume header #0"))
+  }
+
   /// Places without a single byte offset (an image as a whole, a PFS or a path by name)
   /// print none; nothing an image can make the reader say prints a fake "@0x0".
   @Test func noUnknownOffsetPrintsAsOffsetZero() throws {
@@ -165,6 +182,11 @@ import Testing
       #expect(!e.description.contains("@0x"), "\(e)")
     }
     #expect(named[0]?.description == "node: super-root: not found: PFS \"NOPE\" (have: DATA, LOCAL)")
+    #expect(named[0]?.kind == .notFound(.pfs(name: "NOPE", have: ["DATA", "LOCAL"])))
+    #expect(named[1]?.kind == .notFound(.path("nope", pfs: "DATA")), "\(named[1]?.kind as Any)")
+    #expect(named[2]?.kind == .notFound(.path("/nope", pfs: nil)), "\(named[2]?.kind as Any)")
+    #expect(named[3]?.kind == .io(errno: ENOENT, operation: "open"))
+    #expect(named[4]?.kind == .newfsRefused(.imageTooSmall))
     // Seeded damage in every metadata block: each error and finding names a real offset
     // or none; offset 0 only for the volume header that lives there.
     let base = try openImage("node", opener: opener)

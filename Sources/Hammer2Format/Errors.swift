@@ -199,6 +199,14 @@ public struct Finding: Equatable, Hashable, Sendable, CustomStringConvertible {
 #endif
 
 extension FormatError.Kind {
+  /// Whether another writer holds the device's lock (a caller's cue to wait and retry).
+  public var isLocked: Bool {
+    switch self {
+    case .deviceRefused(.lockedInProcess), .deviceRefused(.lockedByProcess): return true
+    default: return false
+    }
+  }
+
   /// Whether it is `ambiguousPFS` (a caller's cue to say how to choose).
   public var isAmbiguousPFS: Bool {
     if case .ambiguousPFS = self { return true }

@@ -132,7 +132,7 @@ public func exerciseReader(_ io: ImageIO, cacheBudget: Int = 4 << 20) -> (error:
             default: break
             }
           } catch {
-            findings.append(Finding(error: error, fallback: Location(image: io.label, offset: 0, structure: "inode"), path: p))
+            findings.append(Finding(error: error, fallback: Location(image: io.label, structure: "inode"), path: p))
           }
         }
       }

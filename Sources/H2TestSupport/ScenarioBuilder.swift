@@ -129,7 +129,7 @@ final class ScenarioBuilder {
     var waited = 0
     while true {
       do { return try open() } catch {
-        guard String(describing: error).contains("is locked"), waited < 1200 else { throw error }
+        guard (error as? FormatError)?.kind.isLocked == true, waited < 1200 else { throw error }
         usleep(50_000)
         waited += 1
       }

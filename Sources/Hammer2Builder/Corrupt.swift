@@ -14,7 +14,7 @@ public enum DeliberateDamage {
     let reader = PFSReader(volume: volume, pfs: try PFSReader.choose(try volume.pfsList(findings: &findings), name: pfs, image: image))
     let ino = try reader.resolve(path).inode
     guard !ino.meta.isDirectData else { throw BuildError("\(path) keeps its data in the inode (DIRECTDATA); no data block to damage") }
-    var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: Location(image: image, offset: 0, structure: path))
+    var it = KeyRangeIterator(volume: volume, array: ino.blockset, location: Location(image: image, structure: path))
     var el = it.lookup(0, .max)
     var n = 0
     while let e = el {

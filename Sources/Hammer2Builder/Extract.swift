@@ -28,7 +28,7 @@ extension PFSReader {
   /// PATH_MAX, and refuses names that could escape `dest` ("", ".", "..", or with "/").
   /// Damage becomes findings; the rest of the tree is still extracted.
   public func extract(to dest: String, findings: inout [Finding]) throws(FormatError) -> ExtractStats {
-    let destLoc = Location(image: dest, offset: 0, structure: "extract destination")
+    let destLoc = Location(image: dest, structure: "extract destination")
     if mkdir(dest, 0o700) != 0 && errno != EEXIST {
       throw FormatError(.io(errno: errno, operation: "mkdir \(dest)"), at: destLoc)
     }
@@ -51,7 +51,7 @@ extension PFSReader {
     func fail(_ op: String, _ path: String) {
       findings.append(
         Finding(
-          .damage, at: Location(image: dest, offset: 0, structure: path),
+          .damage, at: Location(image: dest, structure: path),
           "\(op) failed: \(String(cString: strerror(errno)))", path: path))
     }
 

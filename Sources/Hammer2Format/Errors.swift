@@ -1,22 +1,32 @@
 /// Where something was found: the image as the user named it, an absolute byte offset
-/// in that image, and the structure being read there.
+/// in that image when one is known, and the structure being read there.
 public struct Location: Equatable, Hashable, Sendable, CustomStringConvertible {
   /// The image path exactly as given on the command line.
   public var image: String
-  /// Absolute byte offset in the image (for media blocks: the device offset).
-  public var offset: UInt64
+  /// Absolute byte offset in the image (for media blocks: the device offset); nil when no
+  /// single byte names the place (the image as a whole, a PFS or a path by name). 0 is
+  /// byte 0 of the image (the first volume header), never "unknown".
+  public var offset: UInt64?
   /// The structure, e.g. "volume header #1" or "INDIRECT key=0x400/7".
   public var structure: String
 
   /// Creates a location.
-  public init(image: String, offset: UInt64, structure: String) {
+  public init(image: String, offset: UInt64?, structure: String) {
     self.image = image
     self.offset = offset
     self.structure = structure
   }
 
-  /// "a.img @0x10000: volume header #1"
-  public var description: String { "\(image) @0x\(hex(offset)): \(structure)" }
+  /// Creates a location without a byte offset (the image as a whole, a name, a path).
+  public init(image: String, structure: String) {
+    self.init(image: image, offset: nil, structure: structure)
+  }
+
+  /// "a.img @0x10000: volume header #1", or "a.img: PFS DATA" without an offset.
+  public var description: String {
+    guard let offset else { return "\(image): \(structure)" }
+    return "\(image) @0x\(hex(offset)): \(structure)"
+  }
 }
 
 /// Which codec failed.
@@ -39,8 +49,8 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case notHammer2(magic: UInt64)
     /// The volume magic is byte-swapped: written by a big-endian host.
     case reverseEndian
-    /// A valid feature this tool does not handle (multi-volume, unknown method...).
-    case unsupported(String)
+    /// A valid feature this tool does not handle (an unknown version or method...).
+    case unsupported(Feature)
     // corrupt
     /// A volume header CRC does not match.
     case headerCRC(field: String, expected: UInt32, found: UInt32)
@@ -50,17 +60,33 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case checkMismatch(method: String, expected: String, found: String)
     /// A decompressor rejected a block.
     case codec(Codec, returnCode: Int64)
-    /// A field holds an impossible value.
-    case invalidField(String)
-    /// A block refers back to one of its ancestors or is referenced twice in one tree.
-    case loop(String)
+    /// A blockref's `data_off` names no readable media block.
+    case badBlockref(BlockrefFault)
+    /// Two sizes that must agree do not.
+    case sizeMismatch(SizeMismatch)
+    /// A volume header's geometry fields break the multi-volume rules.
+    case badVolumeGeometry(VolumeFault)
+    /// A tree's shape breaks HAMMER2's rules.
+    case badTree(TreeFault)
+    /// A block (at this media offset) is referenced twice in one tree.
+    case loop(LoopedBlock, offset: UInt64)
+    /// Damage met by a walk (its finding's message) stops an operation that needs the
+    /// whole tree; `directory` is the inode number of the directory it was met in.
+    case damaged(directory: UInt64?, finding: String)
     /// Indirect blocks nest deeper than any valid tree.
     case tooDeep(limit: Int)
     // lookup
-    /// A name or inode was not found.
-    case notFound(String)
-    /// Invalid usage of the library (e.g. a path through a non-directory).
-    case invalidArgument(String)
+    /// A PFS, inode, path or name was not found.
+    case notFound(Missing)
+    // refused requests
+    /// Volumes given together do not form one file system as given.
+    case badVolumeList(VolumeListProblem)
+    /// A device cannot be used as asked (locked, read-only, a range across volumes...).
+    case deviceRefused(DeviceProblem)
+    /// A newfs cannot be made as asked.
+    case newfsRefused(NewfsProblem)
+    /// An edit cannot be made as asked (a name that exists, a non-empty directory...).
+    case editRefused(EditProblem)
     /// No PFS was named and the image holds several besides LOCAL (their names): the
     /// caller must choose one.
     case ambiguousPFS(names: [String])
@@ -89,18 +115,25 @@ public struct FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case .notHammer2(let magic): return "not a HAMMER2 image (magic 0x\(hex(magic)))"
     case .reverseEndian:
       return "reverse-endian HAMMER2 volume (written by a big-endian host): not supported"
-    case .unsupported(let what): return "not supported: \(what)"
+    case .unsupported(let feature): return "not supported: \(feature)"
     case .headerCRC(let field, let e, let f):
       return "\(field) CRC mismatch: expected 0x\(hex(UInt64(e), width: 8)), found 0x\(hex(UInt64(f), width: 8))"
     case .noValidHeader(let reasons): return "no valid volume header (\(reasons.joined(separator: "; ")))"
     case .checkMismatch(let method, let e, let f):
       return "\(method) check mismatch: expected \(e), found \(f)"
     case .codec(let c, let rc): return "\(c.rawValue) decompression failed (code \(rc))"
-    case .invalidField(let what): return what
-    case .loop(let what): return "loop: \(what)"
+    case .badBlockref(let fault): return fault.description
+    case .sizeMismatch(let mismatch): return mismatch.description
+    case .badVolumeGeometry(let fault): return fault.description
+    case .badTree(let fault): return fault.description
+    case .loop(let block, let offset): return "loop: \(block.rawValue) 0x\(hex(offset)) is referenced twice in one tree"
+    case .damaged(let dir, let finding): return dir.map { "directory \($0) is damaged: \(finding)" } ?? finding
     case .tooDeep(let limit): return "indirect blocks nested deeper than \(limit) levels"
     case .notFound(let what): return "not found: \(what)"
-    case .invalidArgument(let what): return what
+    case .badVolumeList(let problem): return problem.description
+    case .deviceRefused(let problem): return problem.description
+    case .newfsRefused(let problem): return problem.description
+    case .editRefused(let problem): return problem.description
     case .ambiguousPFS(let names): return "the image holds \(names.count) PFSs besides LOCAL (\(names.joined(separator: ", ")))"
     case .noSpace(let needed, let what, let free): return "no space: \(needed) bytes needed for \(what), \(free) bytes free"
     }
@@ -166,6 +199,14 @@ public struct Finding: Equatable, Hashable, Sendable, CustomStringConvertible {
 #endif
 
 extension FormatError.Kind {
+  /// Whether another writer holds the device's lock (a caller's cue to wait and retry).
+  public var isLocked: Bool {
+    switch self {
+    case .deviceRefused(.lockedInProcess), .deviceRefused(.lockedByProcess): return true
+    default: return false
+    }
+  }
+
   /// Whether it is `ambiguousPFS` (a caller's cue to say how to choose).
   public var isAmbiguousPFS: Bool {
     if case .ambiguousPFS = self { return true }

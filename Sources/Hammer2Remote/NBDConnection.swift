@@ -106,6 +106,6 @@ final class NBDConnection: @unchecked Sendable {
     let op = detail.isEmpty ? operation : "\(operation) (\(detail))"
     return FormatError(
       .io(errno: err.code, operation: op),
-      at: Location(image: label, offset: offset ?? 0, structure: offset == nil ? "NBD export" : "NBD request"))
+      at: Location(image: label, offset: offset, structure: offset == nil ? "NBD export" : "NBD request"))
   }
 }

@@ -51,7 +51,7 @@ public final class NBDDevice: BlockDevice {
   private func checkWritable(_ offset: UInt64) throws(FormatError) {
     guard isWritable else {
       throw FormatError(
-        .invalidArgument("opened read-only: no write may reach it"), at: Location(image: label, offset: offset, structure: "write"))
+        .deviceRefused(.connectionReadOnly), at: Location(image: label, offset: offset, structure: "write"))
     }
   }
 
@@ -117,10 +117,8 @@ public final class NBDPool: @unchecked Sendable {
       let label = DeviceSpec.printable(p)
       if let other = uriOfLabel[label], other != p {
         throw FormatError(
-          .invalidArgument(
-            "two NBD URIs differ only in their query strings; give their exports distinct names (nbdkit's file plugin serves dir=DIR by file name)"
-          ),
-          at: Location(image: label, offset: 0, structure: "NBD export"))
+          .deviceRefused(.urisDifferOnlyInQuery),
+          at: Location(image: label, structure: "NBD export"))
       }
       uriOfLabel[label] = p
       labels.append(label)
@@ -146,8 +144,8 @@ public final class NBDPool: @unchecked Sendable {
     }
     if writable, export.isReadOnly {
       throw FormatError(
-        .invalidArgument("the NBD server exports this device read-only: it cannot be written (serve it writable to resync it)"),
-        at: Location(image: label, offset: 0, structure: "NBD export"))
+        .deviceRefused(.exportReadOnly),
+        at: Location(image: label, structure: "NBD export"))
     }
     return NBDDevice(export: export, writable: writable)
   }

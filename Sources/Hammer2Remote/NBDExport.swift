@@ -115,7 +115,7 @@ final class NBDExport: @unchecked Sendable {
       uri: uri, label: label, connectTimeout: ms(options.connectTimeout), requestTimeout: ms(options.requestTimeout))
     let n = first.size
     guard n >= 0 else {
-      throw FormatError(.io(errno: EIO, operation: "NBD size"), at: Location(image: label, offset: 0, structure: "NBD export"))
+      throw FormatError(.io(errno: EIO, operation: "NBD size"), at: Location(image: label, structure: "NBD export"))
     }
     size = UInt64(n)
     isReadOnly = first.isReadOnly

@@ -33,20 +33,13 @@ struct Entry {
     } catch let code as ExitCode {
       exitOnRemoteFailure()
       exit(code.rawValue)
-    } catch let error as CouldNotRun {
-      exitOnRemoteFailure()
-      Diagnostics.emit(error.description)
-      exit(ExitStatus.couldNotRun.rawValue)
-    } catch let error as ClusterError {
-      exitOnRemoteFailure()
-      Diagnostics.emit(Wording.cluster(error))
-      exit(ExitStatus.couldNotRun.rawValue)
-    } catch let error as FormatError {
-      exitOnRemoteFailure()
-      Diagnostics.emit(Wording.format(error))
-      exit(ExitStatus.couldNotRun.rawValue)
     } catch {
       exitOnRemoteFailure()
+      // The one place errors become exit 3: the CLI's, the engine's and the format library's.
+      if let message = Wording.couldNotRun(error) {
+        Diagnostics.emit(message)
+        exit(ExitStatus.couldNotRun.rawValue)
+      }
       let code = H2Resync.exitCode(for: error)
       if code == .success {
         H2Resync.exit(withError: error) // --help, --version: prints, exits 0

@@ -181,7 +181,7 @@ struct FreemapCrossCheckTests {
     let want = blocks(refs, in: chunks)
     for budget in [64 << 20, FreemapCrossCheck.bytesPerGiB] {
       let r = FreemapCrossCheck(volume: try Volume.open(path: img), memoryBudget: budget).run()
-      let got = Set(r.findings.filter(\.unallocated).map(\.finding.location.offset))
+      let got = Set(r.findings.filter(\.unallocated).compactMap(\.finding.location.offset))
       #expect(
         got == want,
         "\(name) budget \(budget): missing \(want.subtracting(got).map { hex($0) }), extra \(got.subtracting(want).map { hex($0) })")

@@ -31,7 +31,7 @@ public struct PassState: Codable, Sendable {
   }
   struct StoredLocation: Codable, Sendable {
     var image: String
-    var offset: UInt64
+    var offset: UInt64?
     var structure: String
   }
   struct StoredFinding: Codable, Sendable {
@@ -87,7 +87,7 @@ public struct PassState: Codable, Sendable {
     findings = totals.findings.map {
       StoredFinding(severity: $0.severity.rawValue, location: stored($0.location), message: $0.message, path: $0.path)
     }
-    seen = totals.seen.map(stored).sorted { ($0.image, $0.offset, $0.structure) < ($1.image, $1.offset, $1.structure) }
+    seen = totals.seen.map(stored).sorted { ($0.image, $0.offset ?? 0, $0.structure) < ($1.image, $1.offset ?? 0, $1.structure) }
   }
 
   /// The file's bytes (what `CheckPass` reads back).

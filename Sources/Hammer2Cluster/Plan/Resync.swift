@@ -159,7 +159,7 @@ public struct Resyncer {
     let (parentDir, name) = splitPath(path)
     let parent = try focus.reader.resolve(parentDir == "." ? "" : parentDir)
     guard let e = try focus.reader.lookup(name, in: parent.inode) else {
-      throw FormatError(.notFound("\(path) on the focus"))
+      throw FormatError(.notFound(.onFocus(path: path)))
     }
     let (b, ino) = try focus.reader.inodeWithBlockref(e.inum)
     return (e, b, ino)
@@ -197,7 +197,7 @@ public struct Resyncer {
       let (parent, name) = splitPath(path)
       if let inum = dirInums[parent] { return (inum, name) }
       let (grand, parentName) = try parentAndName(parent)
-      guard let e = try ed.lookup(parentName, in: grand) else { throw FormatError(.notFound(parent), at: nil) }
+      guard let e = try ed.lookup(parentName, in: grand) else { throw FormatError(.notFound(.path(parent, pfs: nil)), at: nil) }
       dirInums[parent] = e.inum
       return (e.inum, name)
     }
@@ -316,7 +316,7 @@ public struct Resyncer {
     var out: [UInt64: UInt64] = [:]
     guard fino.meta.size > 0 else { return out }
     var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image, inum = fino.meta.inum] in
-      Location(image: image, offset: 0, structure: "inode \(inum)")
+      Location(image: image, structure: "inode \(inum)")
     }
     it.cachesBlocks = false
     var el = it.lookup(0, .max)
@@ -338,7 +338,9 @@ public struct Resyncer {
       out[e.bref.key] = e.bref.modifyTid
       return true
     }
-    if let f = findings.first(where: { $0.severity == .damage }) { throw FormatError(.invalidField(f.message), at: f.location) }
+    if let f = findings.first(where: { $0.severity == .damage }) {
+      throw FormatError(.damaged(directory: nil, finding: f.message), at: f.location)
+    }
     return out
   }
 
@@ -375,7 +377,7 @@ public struct Resyncer {
     try ed.setSize(inum, size)
     if size > 0 {
       var it = KeyRangeIterator(volume: focus.volume, array: fino.blockset) { [image = focus.image] in
-        Location(image: image, offset: 0, structure: "inode \(inum)")
+        Location(image: image, structure: "inode \(inum)")
       }
       it.cachesBlocks = false // each file is copied once
       var el = it.lookup(0, size - 1)

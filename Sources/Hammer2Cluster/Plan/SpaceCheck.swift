@@ -85,6 +85,6 @@ extension SpaceEstimate {
       .noSpace(
         needed: need.needed, what: "the resync plan (an estimate: file data as raw 64 KiB blocks, inodes, copied index paths)",
         free: need.free),
-      at: Location(image: need.image, offset: 0, structure: "freemap"))
+      at: Location(image: need.image, structure: "freemap"))
   }
 }

@@ -139,7 +139,7 @@ final class DirectoryWalker {
           }
         case .unknown(let e):
           views[i].unknown = e
-          note(Finding(error: e, fallback: Location(image: shared.images[i], offset: 0, structure: "directory"), path: path), node: i)
+          note(Finding(error: e, fallback: Location(image: shared.images[i], structure: "directory"), path: path), node: i)
         case .absent, .notParticipating: break
         }
       }
@@ -207,7 +207,7 @@ final class DirectoryWalker {
         // Unreadable, or named by a directory entry but missing from the inode index.
         views[i].damaged = error
         note(
-          Finding(error: error, fallback: Location(image: shared.images[i], offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+          Finding(error: error, fallback: Location(image: shared.images[i], structure: "inode \(d.inum)"), path: path), node: i)
       }
     }
     // Content is read where it can change the verdict: copies under different tids (the
@@ -275,7 +275,7 @@ final class DirectoryWalker {
       } catch {
         views[i].damaged = error
         note(
-          Finding(error: error, fallback: Location(image: shared.images[i], offset: 0, structure: "inode \(d.inum)"), path: path), node: i)
+          Finding(error: error, fallback: Location(image: shared.images[i], structure: "inode \(d.inum)"), path: path), node: i)
       }
     }
   }
@@ -327,7 +327,7 @@ final class DirectoryWalker {
       h.add(ino.directData[0..<Int(min(m.size, UInt64(ino.directData.count)))])
     } else if m.size > 0 {
       var it = KeyRangeIterator(volume: reader.volume, array: ino.blockset) { [label = reader.volume.label, inum = m.inum] in
-        Location(image: label, offset: 0, structure: "inode \(inum)")
+        Location(image: label, structure: "inode \(inum)")
       }
       it.cachesBlocks = false // each file's digest is taken once
       var el = it.lookup(0, m.size - 1)
@@ -362,7 +362,7 @@ final class DirectoryWalker {
     }
     if let f = d.findings.first(where: { $0.severity == .damage }) {
       for f in d.findings { note(f, node: i) }
-      throw FormatError(.invalidField(f.message), at: f.location)
+      throw FormatError(.damaged(directory: nil, finding: f.message), at: f.location)
     }
     return d.value
   }

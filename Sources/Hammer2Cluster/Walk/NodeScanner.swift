@@ -147,7 +147,7 @@ final class NodeScanner: @unchecked Sendable {
       }
     } catch {
       findingKey = from
-      note(Finding(error: error, fallback: Location(image: image, offset: 0, structure: "image")))
+      note(Finding(error: error, fallback: Location(image: image, structure: "image")))
       guard from < H2.dirhashVisible else { return queue.push(SummaryBatch(items: [], bytes: 0, end: true)) }
       queue.push(
         SummaryBatch(

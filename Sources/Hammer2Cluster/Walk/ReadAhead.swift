@@ -166,7 +166,7 @@ final class FocusReadAhead: @unchecked Sendable {
   /// blocks are asked for as one range. Returns the bytes asked for.
   private func askForData(_ ino: InodeData, volume: Volume) -> UInt64 {
     guard ino.meta.type == .regularFile || ino.meta.type == .symlink, !ino.meta.isDirectData, ino.meta.size > 0 else { return 0 }
-    var it = KeyRangeIterator(volume: volume, array: ino.blockset) { Location(image: volume.label, offset: 0, structure: "read-ahead") }
+    var it = KeyRangeIterator(volume: volume, array: ino.blockset) { Location(image: volume.label, structure: "read-ahead") }
     it.cachesBlocks = false
     var total: UInt64 = 0
     var run: (off: UInt64, end: UInt64)?

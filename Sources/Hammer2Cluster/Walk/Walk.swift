@@ -244,8 +244,10 @@ public final class ClusterWalker {
     suspectRefs = [:]
     // Damage only the scan met (an unreachable inode, an index block no path leads
     // through) is still damage.
-    let walked = Set(findings.map { "\($0.location.image)\u{0}\($0.location.offset)" })
-    for (i, f) in scanFindings where !walked.contains("\(f.location.image)\u{0}\(f.location.offset)") { note(f, node: i) }
+    let walked = Set(findings.map { "\($0.location.image)\u{0}\(String(describing: $0.location.offset))" })
+    for (i, f) in scanFindings where !walked.contains("\(f.location.image)\u{0}\(String(describing: f.location.offset))") {
+      note(f, node: i)
+    }
     scanFindings = []
     // Equal root tids do not make a quorum when the content below disagrees without a
     // majority: the PFS as a whole has no version a quorum holds (split brain of two).
@@ -483,7 +485,7 @@ struct DirSource: ElementSource {
     self.unreadable = dir == nil ? unreadable : nil
     if let dir, !dir.meta.isDirectData {
       base = KeyRangeIterator(volume: reader.volume, array: dir.blockset) { [label = reader.volume.label, inum = dir.meta.inum] in
-        Location(image: label, offset: 0, structure: "directory inode \(inum)")
+        Location(image: label, structure: "directory inode \(inum)")
       }
       // A walk lists each directory once per node: its blocks need no cache.
       base?.cachesBlocks = false

@@ -16,7 +16,7 @@ public enum Codecs {
       let n = Int32(bitPattern: physical.u32(0))
       // The length prefix is HAMMER2's framing: it must fit the physical block.
       guard n >= 0, Int(n) <= physical.count - 4 else {
-        throw FormatError(.invalidField("\(method.name) length prefix \(n) exceeds the \(physical.count)-byte block"))
+        throw FormatError(.sizeMismatch(.lengthPrefix(codec: method == .lz4 ? .lz4 : .zstd, length: n, blockSize: physical.count)))
       }
       var out = [UInt8](repeating: 0, count: logicalSize)
       let produced: Int64 = physical.withUnsafeBytes { src in

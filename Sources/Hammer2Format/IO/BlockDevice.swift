@@ -37,8 +37,8 @@ extension BlockDevice {
 
   public func setSize(_ newSize: UInt64) throws(FormatError) {
     throw FormatError(
-      .unsupported("resizing this device (it keeps its size of \(size) bytes)"),
-      at: Location(image: label, offset: 0, structure: "image"))
+      .unsupported(.resizingFixedDevice(size: size)),
+      at: Location(image: label, structure: "image"))
   }
 }
 
@@ -61,8 +61,8 @@ public protocol DeviceOpener: Sendable {
 extension DeviceOpener {
   public func create(_ spec: String) throws(FormatError) -> BlockDevice {
     throw FormatError(
-      .unsupported("creating a device with this opener (it opens existing devices only)"),
-      at: Location(image: spec, offset: 0, structure: "image"))
+      .unsupported(.creatingDevices),
+      at: Location(image: spec, structure: "image"))
   }
 
   public var writeHook: WriteHook? { nil }

@@ -30,7 +30,7 @@ public final class FileImage: BlockDevice {
   public init(path: String, writable: Bool = false, create: Bool = false) throws(FormatError) {
     label = path
     isWritable = writable
-    let loc = Location(image: path, offset: 0, structure: "image")
+    let loc = Location(image: path, structure: "image")
     // O_CLOEXEC: a child process must not inherit the descriptor (and with it the lock).
     var flags = (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC
     if writable {
@@ -39,7 +39,7 @@ public final class FileImage: BlockDevice {
       if create && !exists { flags |= O_CREAT }
       if exists && (st.st_mode & S_IFMT) == S_IFBLK {
         flags |= O_EXCL
-        if Self.isMounted(path) { throw FormatError(.invalidArgument("\(path) is mounted; unmount it first"), at: loc) }
+        if Self.isMounted(path) { throw FormatError(.deviceRefused(.mounted(path: path)), at: loc) }
       }
     }
     var f: Int32
@@ -49,7 +49,7 @@ public final class FileImage: BlockDevice {
       if writable {
         throw FormatError(
           e == EBUSY
-            ? .invalidArgument("\(path) is busy (mounted or open exclusively elsewhere)") : .io(errno: e, operation: "open for writing"),
+            ? .deviceRefused(.busy(path: path)) : .io(errno: e, operation: "open for writing"),
           at: loc)
       }
       throw FormatError(.io(errno: e, operation: "open"), at: loc)
@@ -142,11 +142,11 @@ public final class FileImage: BlockDevice {
   public func write(at offset: UInt64, from bytes: UnsafeRawBufferPointer) throws(FormatError) {
     let count = bytes.count
     guard isWritable else {
-      throw FormatError(.invalidArgument("\(label) is open read-only"), at: Location(image: label, offset: offset, structure: "write"))
+      throw FormatError(.deviceRefused(.readOnly(image: label)), at: Location(image: label, offset: offset, structure: "write"))
     }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= UInt64(Int64.max) else {
-      throw FormatError(.invalidArgument("write past 2^63"), at: Location(image: label, offset: offset, structure: "write"))
+      throw FormatError(.deviceRefused(.writePastLimit(bits: 63)), at: Location(image: label, offset: offset, structure: "write"))
     }
     guard count > 0, let base = bytes.baseAddress else { return }
     defer { if isRegularFile, end > size { storedSize.store(end, ordering: .relaxed) } }
@@ -191,24 +191,24 @@ public final class FileImage: BlockDevice {
 
   public func flush() throws(FormatError) {
     guard fsync(fd) == 0 else {
-      throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(.io(errno: errno, operation: "fsync"), at: Location(image: label, structure: "image"))
     }
   }
 
   public func lockExclusive() throws(FormatError) {
     guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
       throw FormatError(
-        .invalidArgument("\(label) is locked by another h2resync/h2mkimage process"),
-        at: Location(image: label, offset: 0, structure: "image"))
+        .deviceRefused(.lockedByProcess(image: label)),
+        at: Location(image: label, structure: "image"))
     }
   }
 
   public func unlock() { _ = flock(fd, LOCK_UN) }
 
   public func setSize(_ newSize: UInt64) throws(FormatError) {
-    let loc = Location(image: label, offset: 0, structure: "image")
+    let loc = Location(image: label, structure: "image")
     guard isWritable, isRegularFile, newSize <= UInt64(Int64.max) else {
-      throw FormatError(.unsupported("resizing \(label) (only a writable image file can be resized)"), at: loc)
+      throw FormatError(.unsupported(.resizingNonFile(image: label)), at: loc)
     }
     guard ftruncate(fd, off_t(newSize)) == 0 else { throw FormatError(.io(errno: errno, operation: "ftruncate"), at: loc) }
     storedSize.store(newSize, ordering: .relaxed)

@@ -105,7 +105,7 @@ public final class MemoryImage: BlockDevice {
   public func write(at offset: UInt64, from bytes: UnsafeRawBufferPointer) throws(FormatError) {
     let (_, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
     guard !overflow else {
-      throw FormatError(.invalidArgument("write past 2^64"), at: Location(image: label, offset: offset, structure: "write"))
+      throw FormatError(.deviceRefused(.writePastLimit(bits: 64)), at: Location(image: label, offset: offset, structure: "write"))
     }
     lock.lock()
     defer { lock.unlock() }
@@ -137,7 +137,7 @@ public final class MemoryImage: BlockDevice {
     lock.lock()
     defer { lock.unlock() }
     guard !locked else {
-      throw FormatError(.invalidArgument("\(label) is locked by another writer"), at: Location(image: label, offset: 0, structure: "image"))
+      throw FormatError(.deviceRefused(.lockedInProcess(image: label)), at: Location(image: label, structure: "image"))
     }
     locked = true
   }
@@ -190,7 +190,7 @@ public final class MemoryDeviceOpener: DeviceOpener, @unchecked Sendable {
 
   public func open(_ spec: String, writable: Bool) throws(FormatError) -> BlockDevice {
     guard let d = self[spec] else {
-      throw FormatError(.io(errno: ENOENT, operation: "open"), at: Location(image: spec, offset: 0, structure: "image"))
+      throw FormatError(.io(errno: ENOENT, operation: "open"), at: Location(image: spec, structure: "image"))
     }
     return d
   }

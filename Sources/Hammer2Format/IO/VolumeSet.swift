@@ -60,8 +60,8 @@ public func openNode(_ spec: String, access: NodeAccess = .read, opener: DeviceO
   }
   guard access != .create else {
     throw FormatError(
-      .invalidArgument("a multi-volume image is created by its newfs, one device at a time"),
-      at: Location(image: spec, offset: 0, structure: "image"))
+      .deviceRefused(.multiVolumeCreate),
+      at: Location(image: spec, structure: "image"))
   }
   let readOnly = try specs.map { s throws(FormatError) in try opener.open(s, writable: false) }
   let extents = try VolumeSet.verify(spec: spec, devices: readOnly)
@@ -124,8 +124,8 @@ public enum VolumeSet {
   public static func verify(spec: String, devices: [ImageIO]) throws(FormatError) -> [VolumeExtent] {
     guard devices.count <= maxVolumes else {
       throw FormatError(
-        .invalidArgument("\(devices.count) volumes given; a HAMMER2 file system has at most \(maxVolumes)"),
-        at: Location(image: spec, offset: 0, structure: "volume list"))
+        .badVolumeList(.tooMany(given: devices.count, limit: maxVolumes)),
+        at: Location(image: spec, structure: "volume list"))
     }
     var headers: [(VolumeHeader, Int, Location)] = []
     for io in devices {
@@ -136,18 +136,16 @@ public enum VolumeSet {
     let (root, _, rootLoc) = headers[0]
     guard root.voluId == 0 else {
       throw FormatError(
-        .invalidArgument(
-          "this is volume \(root.voluId) of a \(root.nvolumes)-volume file system, not its root volume: give the volumes in id order, root volume (id 0) first"
-        ), at: rootLoc)
+        .badVolumeList(.firstIsNotRoot(id: root.voluId, nvolumes: root.nvolumes)), at: rootLoc)
     }
     guard root.fstype == VolumeHeader.hammer2FSType else {
-      throw FormatError(.unsupported("fstype \(root.fstype) is not HAMMER2's"), at: rootLoc)
+      throw FormatError(.unsupported(.fstype(root.fstype)), at: rootLoc)
     }
     guard root.version >= 2 else {
-      throw FormatError(.invalidArgument("volume version \(root.version) holds exactly one volume; \(devices.count) given"), at: rootLoc)
+      throw FormatError(.badVolumeList(.singleVolumeVersion(version: root.version, given: devices.count)), at: rootLoc)
     }
     guard (2...3).contains(root.version) else {
-      throw FormatError(.unsupported("volume version \(root.version)"), at: rootLoc)
+      throw FormatError(.unsupported(.volumeVersion(root.version)), at: rootLoc)
     }
     var seen: [Int: String] = [:]
     var extents: [VolumeExtent] = []
@@ -156,89 +154,82 @@ public enum VolumeSet {
       // Same file system (`hammer2_init_volumes`: version, nvolumes, fsid, fstype).
       guard h.fsid == root.fsid else {
         throw FormatError(
-          .invalidArgument(
-            "not a volume of the file system of \(devices[0].label): fsid \(h.fsid), expected \(root.fsid) (a volume of another file system)"
-          ), at: loc)
+          .badVolumeList(.otherFileSystem(root: devices[0].label, fsid: h.fsid, expected: root.fsid)), at: loc)
       }
       guard h.fstype == root.fstype else {
-        throw FormatError(.invalidArgument("fstype \(h.fstype), but the root volume's is \(root.fstype)"), at: loc)
+        throw FormatError(.badVolumeList(.fstypeDiffers(h.fstype, root: root.fstype)), at: loc)
       }
       guard h.version == root.version else {
-        throw FormatError(.invalidArgument("volume version \(h.version), but the root volume has version \(root.version)"), at: loc)
+        throw FormatError(.badVolumeList(.versionDiffers(h.version, root: root.version)), at: loc)
       }
       guard h.nvolumes == root.nvolumes else {
-        throw FormatError(.invalidArgument("nvolumes \(h.nvolumes), but the root volume says \(root.nvolumes)"), at: loc)
+        throw FormatError(.badVolumeList(.nvolumesDiffer(h.nvolumes, root: root.nvolumes)), at: loc)
       }
       let id = Int(h.voluId)
-      guard id < maxVolumes else { throw FormatError(.invalidField("volu_id \(id) is not below \(maxVolumes)"), at: loc) }
+      guard id < maxVolumes else { throw FormatError(.badVolumeGeometry(.voluId(id, limit: maxVolumes)), at: loc) }
       if let other = seen[id] {
-        throw FormatError(.invalidArgument("volume \(id) is given twice (also as \(other))"), at: loc)
+        throw FormatError(.badVolumeList(.givenTwice(id: id, other: other)), at: loc)
       }
       seen[id] = io.label
       guard id == i else {
         throw FormatError(
-          .invalidArgument("this is volume \(id) but is given in position \(i): give the volumes in id order, root volume first"), at: loc)
+          .badVolumeList(.outOfOrder(id: id, position: i)), at: loc)
       }
       let off = h.voluLoff[id]
       guard !off.addingReportingOverflow(h.voluSize).overflow else {
-        throw FormatError(.invalidField("volu_loff 0x\(hex(off)) + volu_size 0x\(hex(h.voluSize)) overflows"), at: loc)
+        throw FormatError(.badVolumeGeometry(.extentOverflows(voluLoff: off, voluSize: h.voluSize)), at: loc)
       }
       extents.append(VolumeExtent(label: io.label, id: id, offset: off, size: h.voluSize, deviceSize: io.size, headerSlot: slot))
     }
     // `hammer2_verify_volumes_2`: the count, the sum, the offset table.
     let rootSlotLoc = rootLoc
     guard Int(root.nvolumes) == devices.count else {
-      let missing = (devices.count..<max(devices.count, Int(root.nvolumes))).map(String.init).joined(separator: ", ")
-      let what = Int(root.nvolumes) > devices.count ? "volume(s) \(missing) missing" : "\(devices.count - Int(root.nvolumes)) too many"
-      throw FormatError(
-        .invalidArgument(
-          "the file system has \(root.nvolumes) volumes, \(devices.count) given (\(what)): give all of them joined by ':', in id order"),
-        at: rootSlotLoc)
+      throw FormatError(.badVolumeList(.wrongCount(nvolumes: root.nvolumes, given: devices.count)), at: rootSlotLoc)
     }
     var sum: UInt64 = 0
     for e in extents {
       let (s, o) = sum.addingReportingOverflow(e.size)
-      guard !o else { throw FormatError(.invalidField("volume sizes overflow"), at: rootSlotLoc) }
+      guard !o else { throw FormatError(.badVolumeGeometry(.sizesOverflow), at: rootSlotLoc) }
       sum = s
     }
     guard root.totalSize == sum else {
       throw FormatError(
-        .invalidField("total_size 0x\(hex(root.totalSize)) is not the sum of the volume sizes 0x\(hex(sum))"), at: rootSlotLoc)
+        .sizeMismatch(.totalSizeNotSum(totalSize: root.totalSize, sum: sum)), at: rootSlotLoc)
     }
     for i in 0..<maxVolumes {
       let v = root.voluLoff[i]
       if i < extents.count, v == .max {
-        throw FormatError(.invalidField("volu_loff[\(i)] is -1 but the file system has \(extents.count) volumes"), at: rootSlotLoc)
+        throw FormatError(.badVolumeGeometry(.offsetMissing(index: i, volumes: extents.count)), at: rootSlotLoc)
       }
       if i >= extents.count, v != .max {
-        throw FormatError(.invalidField("volu_loff[\(i)] 0x\(hex(v)) must be -1 (\(extents.count) volumes)"), at: rootSlotLoc)
+        throw FormatError(.badVolumeGeometry(.offsetPastLast(index: i, value: v, volumes: extents.count)), at: rootSlotLoc)
       }
     }
     for (i, e) in extents.enumerated() {
       let loc = headers[i].2
       // `hammer2_verify_volumes_common`: the device holds its volume.
-      guard e.size != 0 else { throw FormatError(.invalidField("volu_size is 0"), at: loc) }
+      guard e.size != 0 else { throw FormatError(.badVolumeGeometry(.zeroSize), at: loc) }
       guard e.size <= e.deviceSize else { throw shorterThanVolume(deviceSize: e.deviceSize, voluSize: e.size, at: loc) }
       guard e.offset & (level1 - 1) == 0 else {
-        throw FormatError(.invalidField("volu_loff 0x\(hex(e.offset)) is not 1 GiB aligned"), at: loc)
+        throw FormatError(.badVolumeGeometry(.offsetMisaligned(voluLoff: e.offset)), at: loc)
       }
       if i == 0 {
-        guard e.offset == 0 else { throw FormatError(.invalidField("the root volume's volu_loff 0x\(hex(e.offset)) is not 0"), at: loc) }
+        guard e.offset == 0 else { throw FormatError(.badVolumeGeometry(.rootOffsetNotZero(voluLoff: e.offset)), at: loc) }
       } else {
         let prev = extents[i - 1]
         guard e.offset == prev.end else {
           throw FormatError(
-            .invalidField("volu_loff 0x\(hex(e.offset)) does not follow volume \(i - 1) (which ends at 0x\(hex(prev.end)))"), at: loc)
+            .badVolumeGeometry(.offsetNotContiguous(voluLoff: e.offset, previous: i - 1, previousEnd: prev.end)), at: loc)
         }
       }
       if i != extents.count - 1 {
         guard e.size >= level1, e.size & (level1 - 1) == 0 else {
           throw FormatError(
-            .invalidField("volu_size 0x\(hex(e.size)) of a volume that is not the last is not a multiple of 1 GiB"), at: loc)
+            .badVolumeGeometry(.sizeNotGiBMultiple(voluSize: e.size)), at: loc)
         }
       } else {
         guard e.size & (H2.volumeAlign - 1) == 0 else {
-          throw FormatError(.invalidField("volu_size 0x\(hex(e.size)) of the last volume is not a multiple of 8 MiB"), at: loc)
+          throw FormatError(.badVolumeGeometry(.lastSizeMisaligned(voluSize: e.size)), at: loc)
         }
       }
     }
@@ -248,10 +239,7 @@ public enum VolumeSet {
   /// The error for a device shorter than its header's `volu_size`
   /// (`hammer2_verify_volumes_common`: "size ... exceeds device size ...").
   public static func shorterThanVolume(deviceSize: UInt64, voluSize: UInt64, at loc: Location) -> FormatError {
-    FormatError(
-      .invalidField(
-        "the image is 0x\(hex(deviceSize)) bytes (\(deviceSize)), shorter than its volume header's volu_size 0x\(hex(voluSize)) (\(voluSize)): truncated or the wrong device"
-      ), at: loc)
+    FormatError(.sizeMismatch(.imageShorterThanVolume(deviceSize: deviceSize, voluSize: voluSize)), at: loc)
   }
 }
 
@@ -295,7 +283,7 @@ public final class MultiVolumeImage: ImageIO {
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= volumes[i].end else {
       throw FormatError(
-        .invalidArgument("a read of \(count) bytes at 0x\(hex(offset)) straddles the end of volume \(i) (0x\(hex(volumes[i].end)))"),
+        .deviceRefused(.readAcrossVolumes(offset: offset, count: count, volume: i, end: volumes[i].end)),
         at: Location(image: label, offset: offset, structure: "read"))
     }
     return (i, offset - volumes[i].offset)

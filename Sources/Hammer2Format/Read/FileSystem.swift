@@ -29,10 +29,10 @@ public final class PFSReader {
 
   /// Picks a PFS by name; with no name, the only PFS other than LOCAL.
   public static func choose(_ list: [PFSInfo], name: String?, image: String) throws(FormatError) -> PFSInfo {
-    let loc = Location(image: image, offset: 0, structure: "super-root")
+    let loc = Location(image: image, structure: "super-root")
     if let name {
       guard let p = list.first(where: { $0.name == name }) else {
-        throw FormatError(.notFound("PFS \"\(name)\" (have: \(list.map(\.name).joined(separator: ", ")))"), at: loc)
+        throw FormatError(.notFound(.pfs(name: name, have: list.map(\.name))), at: loc)
       }
       return p
     }
@@ -65,7 +65,7 @@ public final class PFSReader {
       let ino = try volume.inode(bref)
       if ino.meta.inum == inum { return (bref, ino) }
     case .absent:
-      throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
+      throw FormatError(.notFound(.inode(inum, pfs: pfs.name)), at: volume.location(of: pfs.bref, "PFS \(pfs.name) root inode"))
     case .irregular: break
     }
     return try inodeWithBlockrefScanning(inum)
@@ -142,21 +142,21 @@ public final class PFSReader {
   private func inodeWithBlockrefScanning(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {
     let rootLoc = volume.location(of: pfs.bref, "PFS \(pfs.name) root inode")
     guard inum < H2.dirhashVisible else {
-      throw FormatError(.invalidField("inode number 0x\(hex(inum)) lies in the directory-hash key space"), at: rootLoc)
+      throw FormatError(.badTree(.inumInDirhashSpace(inum)), at: rootLoc)
     }
     var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: rootLoc)
     guard let el = it.lookup(inum, inum) else {
-      throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: rootLoc)
+      throw FormatError(.notFound(.inode(inum, pfs: pfs.name)), at: rootLoc)
     }
     switch el {
     case .hole(_, _, let err): throw err
     case .leaf(let bref):
       guard bref.type == .inode, bref.key == inum else {
-        throw FormatError(.notFound("inode \(inum) in PFS \(pfs.name)"), at: rootLoc)
+        throw FormatError(.notFound(.inode(inum, pfs: pfs.name)), at: rootLoc)
       }
       let ino = try volume.inode(bref)
       guard ino.meta.inum == inum else {
-        throw FormatError(.invalidField("inode index key \(inum) holds inode \(ino.meta.inum)"), at: location(bref, inum: inum))
+        throw FormatError(.badTree(.inodeIndexMismatch(key: inum, found: ino.meta.inum)), at: location(bref, inum: inum))
       }
       return (bref, ino)
     }
@@ -184,7 +184,7 @@ public final class PFSReader {
   public func entryIterator(of dir: InodeData) -> DirEntryIterator {
     var base = KeyRangeIterator(volume: volume, array: dir.meta.isDirectData ? [] : dir.blockset) {
       [label = volume.label, inum = dir.meta.inum] in
-      Location(image: label, offset: 0, structure: "directory inode \(inum)")
+      Location(image: label, structure: "directory inode \(inum)")
     }
     let first = base.lookup(H2.dirhashVisible, .max)
     return DirEntryIterator(base: base, pending: first)
@@ -196,18 +196,18 @@ public final class PFSReader {
     case .dirent:
       let n = bref.direntNameLength
       guard n >= 1, n <= 255 else {
-        throw FormatError(.invalidField("directory entry name length \(n)"), at: volume.location(of: bref))
+        throw FormatError(.badTree(.nameLength(n)), at: volume.location(of: bref))
       }
       let name: [UInt8]
       if n <= 64 {
         name = bref.check.prefix(n)
       } else {
         guard bref.radix != 0 else {
-          throw FormatError(.invalidField("a \(n)-byte name needs a name block, but data_off is empty"), at: volume.location(of: bref))
+          throw FormatError(.badTree(.nameBlockMissing(nameLength: n)), at: volume.location(of: bref))
         }
         let block = try volume.readMedia(bref)
         guard block.count >= n else {
-          throw FormatError(.invalidField("\(n)-byte name in a \(block.count)-byte block"), at: volume.location(of: bref))
+          throw FormatError(.sizeMismatch(.nameBlock(nameLength: n, blockSize: block.count)), at: volume.location(of: bref))
         }
         name = Array(block[0..<n])
       }
@@ -217,7 +217,7 @@ public final class PFSReader {
       let ino = try volume.inode(bref)
       return DirEntry(name: ino.filename, inum: ino.meta.inum, typeRaw: ino.meta.typeRaw, bref: bref)
     default:
-      throw FormatError(.invalidField("\(bref.summary) in a directory tree"), at: volume.location(of: bref))
+      throw FormatError(.badTree(.notInDirectory(bref.summary)), at: volume.location(of: bref))
     }
   }
 
@@ -227,7 +227,7 @@ public final class PFSReader {
     guard !dir.meta.isDirectData else { return nil }
     let h = DirHash.hash(name)
     var it = KeyRangeIterator(volume: volume, array: dir.blockset) { [label = volume.label, inum = dir.meta.inum] in
-      Location(image: label, offset: 0, structure: "directory inode \(inum)")
+      Location(image: label, structure: "directory inode \(inum)")
     }
     var el = it.lookup(h, h | H2.dirhashLomask)
     while let e = el {
@@ -248,12 +248,12 @@ public final class PFSReader {
     let parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }
     for (i, part) in parts.enumerated() {
       guard ino.meta.type == .directory else {
-        throw FormatError(.invalidArgument("\(parts[0..<i].joined(separator: "/")) is not a directory"))
+        throw FormatError(.editRefused(.pathNotADirectory(parts[0..<i].joined(separator: "/"))))
       }
       guard let e = try lookup(Array(part.utf8), in: ino) else {
         throw FormatError(
-          .notFound("\(parts[0...i].joined(separator: "/")) in PFS \(pfs.name)"),
-          at: Location(image: volume.label, offset: 0, structure: "PFS \(pfs.name)"))
+          .notFound(.path(parts[0...i].joined(separator: "/"), pfs: pfs.name)),
+          at: Location(image: volume.label, structure: "PFS \(pfs.name)"))
       }
       inum = e.inum
       ino = try inode(e.inum)
@@ -270,7 +270,7 @@ public final class PFSReader {
       if ino.meta.size > 512 {
         findings.append(
           Finding(
-            .damage, at: Location(image: volume.label, offset: 0, structure: "inode \(ino.meta.inum)"),
+            .damage, at: Location(image: volume.label, structure: "inode \(ino.meta.inum)"),
             "DIRECTDATA inode claims \(ino.meta.size) bytes (at most 512 fit)", path: path))
       }
       body(0, ino.directData)
@@ -278,7 +278,7 @@ public final class PFSReader {
     }
     guard ino.meta.size > 0 else { return }
     var it = KeyRangeIterator(volume: volume, array: ino.blockset) { [label = volume.label, inum = ino.meta.inum] in
-      Location(image: label, offset: 0, structure: "inode \(inum)")
+      Location(image: label, structure: "inode \(inum)")
     }
     var el = it.lookup(0, ino.meta.size - 1)
     while let e = el {

@@ -48,7 +48,7 @@ extension FreemapPass {
         case .indirect:
           guard depth < 64 else { throw FormatError(.tooDeep(limit: 64), at: loc()) }
           guard scopes[scopes.count - 1].insert(bref.dataOff).inserted else {
-            throw FormatError(.loop("block 0x\(hex(bref.mediaOffset)) is referenced twice in one tree"), at: loc())
+            throw FormatError(.loop(.block, offset: bref.mediaOffset), at: loc())
           }
           let children = try volume.checkedBlockrefArray(bref, cache: level != .inodeTree).refs
           stack.append(Frame(entries: children, depth: depth + 1, level: level, opensScope: false, owner: owner))
@@ -72,7 +72,7 @@ extension FreemapPass {
           blockOwner = child
           if let next, !ino.meta.isDirectData {
             guard scopes[scopes.count - 1].insert(bref.dataOff).inserted else {
-              throw FormatError(.loop("inode block 0x\(hex(bref.mediaOffset)) is referenced twice in one tree"), at: loc())
+              throw FormatError(.loop(.inode, offset: bref.mediaOffset), at: loc())
             }
             scopes.append([])
             stack.append(Frame(entries: ino.blockset, depth: depth + 1, level: next, opensScope: true, owner: child))

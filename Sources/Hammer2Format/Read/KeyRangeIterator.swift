@@ -111,10 +111,10 @@ public struct KeyRangeIterator {
         if stack.count > H2.maxIndirectDepth {
           failure = FormatError(.tooDeep(limit: H2.maxIndirectDepth), at: volume.location(of: e))
         } else if !visited.insert(e.dataOff).inserted {
-          failure = FormatError(.loop("indirect block 0x\(hex(e.mediaOffset)) is referenced twice in one tree"), at: volume.location(of: e))
+          failure = FormatError(.loop(.indirect, offset: e.mediaOffset), at: volume.location(of: e))
         } else if e.keybits >= 64 || e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) != 0 {
           failure = FormatError(
-            .invalidField("indirect range key=0x\(hex(e.key)) keybits=\(e.keybits) is not aligned"), at: volume.location(of: e))
+            .badTree(.indirectMisaligned(key: e.key, keybits: e.keybits)), at: volume.location(of: e))
         }
         if failure == nil {
           do {

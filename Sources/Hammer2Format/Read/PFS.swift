@@ -40,7 +40,7 @@ extension Volume {
     let bref = superRootBlockref
     guard bref.type == .inode else {
       throw FormatError(
-        .invalidField("sroot_blockset[0] has type \(bref.typeRaw), not INODE"),
+        .badTree(.superRootType(bref.typeRaw)),
         at: Location(
           image: label, offset: UInt64(headerSlot) * H2.zoneBytes64 + 0x200, structure: "volume header #\(headerSlot) sroot_blockset[0]"))
     }
@@ -53,7 +53,7 @@ extension Volume {
       throw e
     }
     guard !ino.meta.isDirectData else {
-      throw FormatError(.invalidField("the super-root is flagged DIRECTDATA"), at: location(of: bref, "super-root inode"))
+      throw FormatError(.badTree(.superRootDirectData), at: location(of: bref, "super-root inode"))
     }
     return ino
   }

@@ -68,35 +68,28 @@ public final class Volume {
     let h = chosen.header! // Safe: chooseHeader returns a valid copy.
     let loc = Location(image: io.label, offset: chosen.offset, structure: "volume header #\(chosen.slot)")
     guard h.fstype == VolumeHeader.hammer2FSType else {
-      throw FormatError(.unsupported("fstype \(h.fstype) is not HAMMER2's"), at: loc)
+      throw FormatError(.unsupported(.fstype(h.fstype)), at: loc)
     }
     guard (1...3).contains(h.version) else {
-      throw FormatError(.unsupported("volume version \(h.version)"), at: loc)
+      throw FormatError(.unsupported(.volumeVersion(h.version)), at: loc)
     }
     if let volumes = io.volumeExtents {
       // Checked together (`VolumeSet.verify`); the root's header read again here.
       guard h.voluId == 0, Int(h.nvolumes) == volumes.count, h.voluSize == volumes[0].size else {
-        throw FormatError(.invalidArgument("the root volume's header changed while the volumes were opened"), at: loc)
+        throw FormatError(.badVolumeList(.rootHeaderChanged), at: loc)
       }
     } else {
       let nvolumes = h.version >= 2 ? Int(h.nvolumes) : 1
       guard h.voluId == 0 else {
-        throw FormatError(
-          .invalidArgument(
-            "this is volume \(h.voluId) of a \(nvolumes)-volume file system, not its root volume: give all \(nvolumes) volumes joined by ':' in id order, root volume first (a0.img:a1.img)"
-          ), at: loc)
+        throw FormatError(.badVolumeList(.aloneIsNotRoot(id: h.voluId, nvolumes: nvolumes)), at: loc)
       }
       guard nvolumes <= 1 else {
-        let missing = (1..<nvolumes).map(String.init).joined(separator: ", ")
-        throw FormatError(
-          .invalidArgument(
-            "this is the root volume of a \(nvolumes)-volume file system; volume(s) \(missing) missing: give all \(nvolumes) volumes joined by ':' in id order (\(io.label):VOLUME1...)"
-          ), at: loc)
+        throw FormatError(.badVolumeList(.rootWithoutOthers(image: io.label, nvolumes: nvolumes)), at: loc)
       }
       // `hammer2_verify_volumes_2`: one volume's total is its own size.
       guard h.version < 2 || h.totalSize == 0 || h.totalSize == h.voluSize else {
         throw FormatError(
-          .invalidField("total_size 0x\(hex(h.totalSize)) is not volu_size 0x\(hex(h.voluSize)) on a single-volume file system"), at: loc)
+          .sizeMismatch(.totalSizeNotVolumeSize(totalSize: h.totalSize, voluSize: h.voluSize)), at: loc)
       }
       // `hammer2_verify_volumes_common`: "size ... exceeds device size ...".
       guard h.voluSize <= io.size else {
@@ -147,7 +140,7 @@ public final class Volume {
       }
       throw FormatError(
         .noValidHeader(reasons: copies.map { "#\($0.slot): \($0.error?.message ?? "?")" }),
-        at: Location(image: io.label, offset: 0, structure: "volume headers"))
+        at: Location(image: io.label, structure: "volume headers"))
     }
     return (copies, chosen)
   }
@@ -183,17 +176,17 @@ public final class Volume {
   private func mediaRange(_ bref: Blockref) throws(FormatError) -> (off: UInt64, size: Int) {
     // Locations are built only on the error paths: formatting them is not free.
     guard let size = bref.mediaSize, size > 0 else {
-      throw FormatError(.invalidField("data_off 0x\(hex(bref.dataOff)) has invalid size radix \(bref.radix)"), at: location(of: bref))
+      throw FormatError(.badBlockref(.sizeRadix(dataOff: bref.dataOff, radix: bref.radix)), at: location(of: bref))
     }
     let off = bref.mediaOffset
     let (end, overflow) = off.addingReportingOverflow(UInt64(size))
     guard !overflow, off & ~0xFFFF != 0, off & ~0xFFFF == (end - 1) & ~0xFFFF else {
       throw FormatError(
-        .invalidField("block 0x\(hex(off))/\(size) crosses a 64 KiB boundary or lies in the first 64 KiB"), at: location(of: bref))
+        .badBlockref(.crossesBoundary(offset: off, size: size)), at: location(of: bref))
     }
     guard end <= header.filesystemSize else {
       throw FormatError(
-        .invalidField("block 0x\(hex(off))/\(size) lies beyond the file system (0x\(hex(header.filesystemSize)))"), at: location(of: bref))
+        .badBlockref(.beyondFileSystem(offset: off, size: size, filesystemSize: header.filesystemSize)), at: location(of: bref))
     }
     return (off, size)
   }
@@ -333,7 +326,7 @@ public final class Volume {
       return (error, false)
     }
     guard size == dest.count else {
-      return (FormatError(.invalidArgument("block of \(size) bytes read into \(dest.count)"), at: location(of: bref)), false)
+      return (FormatError(.deviceRefused(.bufferSize(size: size, buffer: dest.count)), at: location(of: bref)), false)
     }
     do {
       try io.read(at: off, into: dest)
@@ -398,7 +391,7 @@ public final class Volume {
   public func inode(_ bref: Blockref, cached: Bool = true) throws(FormatError) -> InodeData {
     if cached, let i = inodeCache.get(bref.dataOff) { return i }
     guard bref.radix == H2.radixMin else {
-      throw FormatError(.invalidField("inode block has size radix \(bref.radix), not 10"), at: location(of: bref))
+      throw FormatError(.badBlockref(.inodeRadix(bref.radix)), at: location(of: bref))
     }
     let ino = InodeData(try readMedia(bref))
     if cached { inodeCache.put(bref.dataOff, ino, cost: InodeData.byteCount + 256) }
@@ -410,7 +403,7 @@ public final class Volume {
   public func logicalData(_ bref: Blockref, logicalSize: Int = H2.pbufSize) throws(FormatError) -> [UInt8] {
     let physical = try readMedia(bref)
     guard let method = bref.compression else {
-      throw FormatError(.unsupported("compression method \(bref.compressionRaw)"), at: location(of: bref))
+      throw FormatError(.unsupported(.compressionMethod(bref.compressionRaw)), at: location(of: bref))
     }
     do {
       return try Codecs.decompress(method, physical, logicalSize: logicalSize)

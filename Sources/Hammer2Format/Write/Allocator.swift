@@ -102,7 +102,7 @@ final class FreemapAllocator {
   func noSpace(_ bytes: UInt64, for what: String) -> FormatError {
     FormatError(
       .noSpace(needed: bytes, what: what, free: freeBytes),
-      at: Location(image: volume.label, offset: 0, structure: "freemap"))
+      at: Location(image: volume.label, structure: "freemap"))
   }
 
   /// The leaf for `region`: in memory, read from disk, or (with `create`) a new one
@@ -116,7 +116,7 @@ final class FreemapAllocator {
       if let r = radix, bigmask & (1 << UInt32(r)) == 0 { return nil }
       let bytes = try volume.readMedia(b)
       guard bytes.count >= H2.freemapLevelNPsize else {
-        throw FormatError(.invalidField("freemap leaf of \(bytes.count) bytes"), at: volume.location(of: b))
+        throw FormatError(.sizeMismatch(.freemapLeaf(bytes: bytes.count)), at: volume.location(of: b))
       }
       leavesRead += 1
       let st = LeafState(leaf: FreemapLeaf(bytes), bref: b, bigmask: bigmask, hintAvail: b.check.u64(1))

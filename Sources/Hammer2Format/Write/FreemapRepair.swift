@@ -24,14 +24,14 @@ extension Transaction {
     for r in ranges where !r.isEmpty {
       guard r.lowerBound >= header.allocatorBeg, r.upperBound <= total else {
         throw FormatError(
-          .invalidArgument("range 0x\(hex(r.lowerBound))-0x\(hex(r.upperBound)) is not under freemap control"),
+          .editRefused(.rangeOutsideFreemap(r)),
           at: Location(image: image.label, offset: r.lowerBound, structure: "freemap"))
       }
       var c = r.lowerBound & ~(chunk - 1)
       while c < r.upperBound {
         guard c & ((1 << 30) - 1) >= H2.zoneSeg else {
           throw FormatError(
-            .invalidArgument("chunk 0x\(hex(c)) lies in the reserved segment of GiB \(c >> 30)"),
+            .editRefused(.reservedChunk(c)),
             at: Location(image: image.label, offset: c, structure: "freemap"))
         }
         if try markChunkAllocated(c) { changed += 1 }
@@ -80,10 +80,8 @@ extension Transaction {
     let check = FreemapCrossCheck(volume: volume, memoryBudget: memoryBudget).run()
     guard !check.runsTruncated else {
       throw FormatError(
-        .unsupported(
-          "the freemap marks more than \(check.unallocatedRuns.count) separate runs of referenced chunks free; repair it with DragonFly's bulkfree"
-        ),
-        at: Location(image: image.label, offset: 0, structure: "freemap"))
+        .unsupported(.freemapRepairRuns(limit: check.unallocatedRuns.count)),
+        at: Location(image: image.label, structure: "freemap"))
     }
     let n = try markAllocated(check.unallocatedRuns)
     return (check, n)

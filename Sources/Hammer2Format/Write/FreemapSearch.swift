@@ -16,7 +16,7 @@ extension FreemapAllocator {
   /// inside a segment). Only memory changes until `commit`.
   func allocate(size: Int, type: BlockrefType, key: UInt64 = 0) throws(FormatError) -> UInt64 {
     guard size >= 1024, size <= H2.pbufSize, size & (size - 1) == 0 else {
-      throw FormatError(.invalidArgument("allocation of \(size) bytes (must be a power of two, 1 KiB..64 KiB)"))
+      throw FormatError(.editRefused(.allocationSize(size)))
     }
     let radix = UInt8(size.trailingZeroBitCount)
     // Worded only for an error: an allocation must not format a string.
@@ -75,7 +75,7 @@ extension FreemapAllocator {
       // there means the freemap on disk is damaged: refuse rather than overwrite.
       guard off >= allocatorBeg, off + (1 << UInt64(radix)) <= totalSize, off & (regionSize - 1) >= H2.zoneSeg else {
         throw FormatError(
-          .invalidField("freemap marks 0x\(hex(off)) free, below allocator_beg, in a reserved segment or past the end"),
+          .badTree(.freemapFreeReserved(offset: off)),
           at: Location(image: volume.label, offset: off, structure: "freemap leaf for GiB \(region)"))
       }
       leaves[region]!.leaf.entries[n] = entry

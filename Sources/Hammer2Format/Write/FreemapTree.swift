@@ -83,7 +83,10 @@ extension FreemapAllocator {
   /// The root of the tree: the volume header's blockset.
   func makeRoot(_ blockset: [Blockref]) throws(FormatError) -> FreemapNode {
     let live = blockset.filter { !$0.isEmpty }
-    try validateChildren(live, of: 6, key: 0, at: Location(image: volume.label, offset: 0, structure: "volume header freemap blockset"))
+    // `freemap_blockset` lies at 0x800 in the header copy this volume was opened from.
+    let at = Location(
+      image: volume.label, offset: UInt64(volume.headerSlot) * H2.zoneBytes64 + 0x800, structure: "volume header freemap blockset")
+    try validateChildren(live, of: 6, key: 0, at: at)
     return FreemapNode(level: 6, key: 0, bref: nil, children: live)
   }
 
@@ -113,7 +116,7 @@ extension FreemapAllocator {
         parentBits >= 64 || c.key >> UInt64(parentBits) == key >> UInt64(parentBits),
         prevEnd.map({ c.key > $0 }) ?? true
       else {
-        throw FormatError(.invalidField("freemap child \(c.summary) does not fit its level-\(level) parent at key 0x\(hex(key))"), at: loc)
+        throw FormatError(.badTree(.freemapChildMisplaced(child: c.summary, level: level, parentKey: key)), at: loc)
       }
       prevEnd = c.key + ((1 << UInt64(c.keybits)) - 1)
     }
@@ -155,8 +158,8 @@ extension FreemapAllocator {
       let smallest = parent.children.min { $0.keybits != $1.keybits ? $0.keybits < $1.keybits : $0.key < $1.key }!
       guard let l = FreemapTree.level(keybits: smallest.keybits), l + 1 < parent.level else {
         throw FormatError(
-          .invalidField("freemap parent at key 0x\(hex(parent.key)) is full and cannot be split"),
-          at: Location(image: volume.label, offset: 0, structure: "freemap"))
+          .badTree(.freemapParentFull(key: parent.key)),
+          at: Location(image: volume.label, offset: parent.bref?.mediaOffset, structure: "freemap"))
       }
       let bits = UInt64(FreemapTree.radix(level: l + 1))
       let nkey = smallest.key & ~((1 << bits) - 1)

@@ -99,7 +99,7 @@ public enum Newfs {
       pfsBrefs.append(b)
     }
     pfsBrefs.sort { $0.key < $1.key }
-    guard pfsBrefs.count <= 4 else { throw FormatError(.invalidArgument("newfs takes at most 4 labels")) }
+    guard pfsBrefs.count <= 4 else { throw FormatError(.newfsRefused(.tooManyLabels(limit: 4))) }
     var sroot = InodeData([UInt8](repeating: 0, count: InodeData.byteCount))
     sroot.meta.version = 1
     sroot.meta.typeRaw = ObjectType.directory.rawValue
@@ -139,12 +139,12 @@ public enum Newfs {
   ) throws(FormatError) {
     let size = requested & ~(H2.volumeAlign - 1)
     guard size >= 1 << 30 else {
-      throw FormatError(.invalidArgument("an image needs at least 1 GiB"), at: Location(image: path, offset: 0, structure: "image"))
+      throw FormatError(.newfsRefused(.imageTooSmall), at: Location(image: path, structure: "image"))
     }
-    let loc = Location(image: path, offset: 0, structure: "image")
+    let loc = Location(image: path, structure: "image")
     var st = stat()
     if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
-      throw FormatError(.invalidArgument("\(path) exists and is not empty; refusing to overwrite it"), at: loc)
+      throw FormatError(.newfsRefused(.notEmpty(path: path)), at: loc)
     }
     let img = try WritableImage(path: path, create: true, opener: opener)
     try img.setSize(size)

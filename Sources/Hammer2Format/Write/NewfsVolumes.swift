@@ -40,9 +40,9 @@ public enum NewfsVolumes {
     uuids: inout UUIDSource, time: UInt64, opener: DeviceOpener = LocalDeviceOpener()
   ) throws(FormatError) {
     let spec = paths.joined(separator: ":")
-    let loc = Location(image: spec, offset: 0, structure: "volume list")
+    let loc = Location(image: spec, structure: "volume list")
     guard paths.count == requested.count, !paths.isEmpty else {
-      throw FormatError(.invalidArgument("\(paths.count) volumes but \(requested.count) sizes"), at: loc)
+      throw FormatError(.newfsRefused(.sizeCount(volumes: paths.count, sizes: requested.count)), at: loc)
     }
     if paths.count == 1 {
       try Newfs.format(
@@ -51,25 +51,25 @@ public enum NewfsVolumes {
       return
     }
     guard paths.count <= VolumeSet.maxVolumes else {
-      throw FormatError(.invalidArgument("\(paths.count) volumes; a HAMMER2 file system has at most \(VolumeSet.maxVolumes)"), at: loc)
+      throw FormatError(.newfsRefused(.tooManyVolumes(paths.count, limit: VolumeSet.maxVolumes)), at: loc)
     }
-    guard Set(paths).count == paths.count else { throw FormatError(.invalidArgument("a volume is named twice"), at: loc) }
+    guard Set(paths).count == paths.count else { throw FormatError(.newfsRefused(.volumeNamedTwice), at: loc) }
     let sizes = rounded(requested)
     for (i, s) in sizes.enumerated() where i < sizes.count - 1 && s < level1 {
       throw FormatError(
-        .invalidArgument("volume \(i) needs at least 1 GiB (every volume but the last is a multiple of 1 GiB)"),
-        at: Location(image: paths[i], offset: 0, structure: "image"))
+        .newfsRefused(.volumeTooSmall(index: i)),
+        at: Location(image: paths[i], structure: "image"))
     }
     guard let lastSize = sizes.last, lastSize >= H2.volumeAlign else {
       throw FormatError(
-        .invalidArgument("the last volume needs at least 8 MiB"), at: Location(image: paths[paths.count - 1], offset: 0, structure: "image")
+        .newfsRefused(.lastVolumeTooSmall), at: Location(image: paths[paths.count - 1], structure: "image")
       )
     }
     for p in paths {
       var st = stat()
       if stat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, st.st_size > 0 {
         throw FormatError(
-          .invalidArgument("\(p) exists and is not empty; refusing to overwrite it"), at: Location(image: p, offset: 0, structure: "image"))
+          .newfsRefused(.notEmpty(path: p)), at: Location(image: p, structure: "image"))
       }
     }
     var offsets: [UInt64] = []

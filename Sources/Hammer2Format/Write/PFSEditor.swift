@@ -70,7 +70,7 @@ public final class PFSEditor {
   /// The PFS root inode as it stands.
   public var rootInode: InodeData { root.data }
 
-  func loc(_ what: String) -> Location { Location(image: tx.image.label, offset: 0, structure: "PFS \(name): \(what)") }
+  func loc(_ what: String) -> Location { Location(image: tx.image.label, structure: "PFS \(name): \(what)") }
 
   // MARK: reading the pending state
 
@@ -79,7 +79,7 @@ public final class PFSEditor {
     if inum == 1 { return root.data }
     if let d = inodes[inum] { return d.data }
     if let b = written[inum] { return try reader.volume.inode(b, cached: false) }
-    if deleted.contains(inum) { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
+    if deleted.contains(inum) { throw FormatError(.notFound(.inode(inum, pfs: nil)), at: loc("inode index")) }
     return try reader.inode(inum)
   }
 
@@ -114,7 +114,7 @@ public final class PFSEditor {
       return true
     }
     if let f = findings.first(where: { $0.severity == .damage }) {
-      throw FormatError(.invalidField("directory \(dir) is damaged: \(f.message)"), at: f.location)
+      throw FormatError(.damaged(directory: dir, finding: f.message), at: f.location)
     }
     return out
   }
@@ -175,7 +175,7 @@ public final class PFSEditor {
   public func resolve(_ path: String) throws(FormatError) -> UInt64 {
     var inum: UInt64 = 1
     for part in path.split(separator: "/") where part != "." {
-      guard let e = try lookup(Array(part.utf8), in: inum) else { throw FormatError(.notFound(path), at: loc("path")) }
+      guard let e = try lookup(Array(part.utf8), in: inum) else { throw FormatError(.notFound(.path(path, pfs: nil)), at: loc("path")) }
       inum = e.inum
     }
     return inum
@@ -184,7 +184,7 @@ public final class PFSEditor {
   /// Splits "a/b/c" into the parent's inode number and the last name.
   public func parentAndName(_ path: String) throws(FormatError) -> (UInt64, [UInt8]) {
     var parts = path.split(separator: "/").map(String.init).filter { $0 != "." }
-    guard let last = parts.popLast() else { throw FormatError(.invalidArgument("\(path) names the PFS root")) }
+    guard let last = parts.popLast() else { throw FormatError(.editRefused(.namesRoot(path: path))) }
     return (try resolve(parts.joined(separator: "/")), Array(last.utf8))
   }
 
@@ -211,7 +211,7 @@ public final class PFSEditor {
       inodes[inum] = d
       return d
     }
-    guard !deleted.contains(inum) else { throw FormatError(.notFound("inode \(inum)"), at: loc("inode index")) }
+    guard !deleted.contains(inum) else { throw FormatError(.notFound(.inode(inum, pfs: nil)), at: loc("inode index")) }
     if let k = known, k.key == inum, k.type == .inode {
       // The index entry as read before (`loadInode(_:from:walkedRoot:)`): not changed
       // since, as neither `inodes`, `written` nor `deleted` has it.
@@ -259,10 +259,10 @@ public final class PFSEditor {
 
   func addEntry(_ dir: DirtyInode, name: [UInt8], inum: UInt64, type: ObjectType) throws(FormatError) {
     guard dir.data.meta.type == .directory else {
-      throw FormatError(.invalidArgument("inode \(dir.data.meta.inum) is not a directory"), at: loc("directory"))
+      throw FormatError(.editRefused(.notADirectory(inum: dir.data.meta.inum)), at: loc("directory"))
     }
     guard !name.isEmpty, name.count <= 255, name != [0x2E], name != [0x2E, 0x2E], !name.contains(0x2F), !name.contains(0) else {
-      throw FormatError(.invalidArgument("invalid file name"), at: loc("directory"))
+      throw FormatError(.editRefused(.invalidName), at: loc("directory"))
     }
     try loadTable(dir)
     let h = DirHash.hash(name)
@@ -270,7 +270,7 @@ public final class PFSEditor {
     // there, and which keys of the bucket are taken.
     let bucket = try diskBucket(dir, name, hash: h)
     guard bucket.match == nil, dir.names?[name].flatMap({ dir.table?[$0] }) == nil else {
-      throw FormatError(.invalidArgument("\(String(decoding: name, as: UTF8.self)) exists"), at: loc("directory \(dir.data.meta.inum)"))
+      throw FormatError(.editRefused(.exists(name: String(decoding: name, as: UTF8.self))), at: loc("directory \(dir.data.meta.inum)"))
     }
     /// Whether the directory as it stands has an entry at `key` (bucket keys only).
     func inUse(_ key: UInt64) -> Bool {
@@ -282,7 +282,7 @@ public final class PFSEditor {
     var key = h + 1
     while inUse(key) {
       key = key == (h | H2.dirhashLomask) ? h : key + 1
-      if key == h + 1 { throw FormatError(.invalidArgument("directory hash bucket full"), at: loc("directory")) }
+      if key == h + 1 { throw FormatError(.editRefused(.hashBucketFull), at: loc("directory")) }
     }
     var b = Blockref()
     b.typeRaw = BlockrefType.dirent.rawValue
@@ -307,7 +307,7 @@ public final class PFSEditor {
   func removeEntry(_ dir: DirtyInode, name: [UInt8]) throws(FormatError) -> UInt64 {
     try loadTable(dir)
     guard let (key, b) = try findEntry(dir, name) else {
-      throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("directory \(dir.data.meta.inum)"))
+      throw FormatError(.notFound(.name(String(decoding: name, as: UTF8.self))), at: loc("directory \(dir.data.meta.inum)"))
     }
     dir.table![key] = nil
     dir.names![name] = nil
@@ -369,7 +369,7 @@ public final class PFSEditor {
   /// Adds a hardlink `name` in `dir` to the existing non-directory inode `inum`.
   public func link(_ name: [UInt8], in dir: UInt64, to inum: UInt64) throws(FormatError) {
     let target = try dirty(inum)
-    guard target.data.meta.type != .directory else { throw FormatError(.invalidArgument("cannot hardlink a directory"), at: loc("link")) }
+    guard target.data.meta.type != .directory else { throw FormatError(.editRefused(.hardlinkDirectory), at: loc("link")) }
     try addEntry(try dirty(dir), name: name, inum: inum, type: target.data.meta.type ?? .regularFile)
     target.data.meta.nlinks += 1
     target.touched = true
@@ -379,13 +379,13 @@ public final class PFSEditor {
   /// goes when its last link does.
   public func unlink(_ name: [UInt8], in dir: UInt64, recursive: Bool = false) throws(FormatError) {
     guard let e = try lookup(name, in: dir) else {
-      throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("directory \(dir)"))
+      throw FormatError(.notFound(.name(String(decoding: name, as: UTF8.self))), at: loc("directory \(dir)"))
     }
     let target = try dirty(e.inum)
     if target.data.meta.type == .directory {
       let children = try entries(of: e.inum)
       if !children.isEmpty {
-        guard recursive else { throw FormatError(.invalidArgument("directory not empty"), at: loc("directory \(e.inum)")) }
+        guard recursive else { throw FormatError(.editRefused(.directoryNotEmpty), at: loc("directory \(e.inum)")) }
         for c in children { try unlink(c.name, in: e.inum, recursive: true) }
       }
     }
@@ -403,13 +403,13 @@ public final class PFSEditor {
   /// target is replaced, as rename(2) does).
   public func rename(_ name: [UInt8], in fromDir: UInt64, to newName: [UInt8], in toDir: UInt64) throws(FormatError) {
     guard let e = try lookup(name, in: fromDir) else {
-      throw FormatError(.notFound(String(decoding: name, as: UTF8.self)), at: loc("rename"))
+      throw FormatError(.notFound(.name(String(decoding: name, as: UTF8.self))), at: loc("rename"))
     }
     if e.type == ObjectType.directory.rawValue {
       var up = toDir
       var guardCount = 0
       while up != 1 && guardCount < 10_000 {
-        guard up != e.inum else { throw FormatError(.invalidArgument("cannot move a directory into itself"), at: loc("rename")) }
+        guard up != e.inum else { throw FormatError(.editRefused(.moveIntoItself), at: loc("rename")) }
         up = try inode(up).meta.iparent
         guardCount += 1
       }

@@ -49,7 +49,7 @@ extension PFSEditor {
     if d.data.meta.isDirectData { leaveDirectData(d) }
     try loadTable(d)
     guard let size = source.mediaSize, size > 0 else {
-      throw FormatError(.invalidArgument("raw copy of a block without media"))
+      throw FormatError(.editRefused(.rawCopyWithoutMedia))
     }
     var b = Blockref()
     b.typeRaw = BlockrefType.data.rawValue
@@ -68,7 +68,7 @@ extension PFSEditor {
   /// first (docs/resync-semantics.md S9).
   public func setDirectData(_ inum: UInt64, _ bytes: [UInt8]) throws(FormatError) {
     let d = try dirty(inum)
-    guard bytes.count <= H2.embeddedBytes else { throw FormatError(.invalidArgument("direct data larger than 512 bytes")) }
+    guard bytes.count <= H2.embeddedBytes else { throw FormatError(.editRefused(.directDataTooLarge)) }
     d.table = nil
     d.names = nil
     d.data.meta.opFlags |= OpFlags.directData
@@ -235,7 +235,7 @@ extension PFSEditor {
         return true
       }
       if let f = findings.first(where: { $0.severity == .damage }) {
-        throw FormatError(.invalidField("directory \(inum) is damaged: \(f.message)"), at: f.location)
+        throw FormatError(.damaged(directory: inum, finding: f.message), at: f.location)
       }
       // Each entry written back by key (a path copy), as an added entry is.
       for e in entries {

@@ -4,7 +4,7 @@ extension PFSEditor {
 
   func requireData(_ d: DirtyInode) throws(FormatError) {
     guard d.data.meta.type == .regularFile || d.data.meta.type == .symlink else {
-      throw FormatError(.invalidArgument("inode \(d.data.meta.inum) has no data"), at: loc("inode \(d.data.meta.inum)"))
+      throw FormatError(.editRefused(.noData(inum: d.data.meta.inum)), at: loc("inode \(d.data.meta.inum)"))
     }
   }
 
@@ -50,7 +50,7 @@ extension PFSEditor {
     let oldSize = d.data.meta.size
     let (end, overflow) = offset.addingReportingOverflow(UInt64(bytes.count))
     guard !overflow, end < 1 << 62 else {
-      throw FormatError(.invalidArgument("write beyond the largest file size"), at: loc("inode \(inum)"))
+      throw FormatError(.editRefused(.beyondLargestFile), at: loc("inode \(inum)"))
     }
     let newSize = max(oldSize, end)
     d.modifyTid = modifyTid

@@ -46,9 +46,7 @@ public final class Transaction {
     allocator = try FreemapAllocator(volume: volume, header: header)
     if header.freemapTid < header.mirrorTid {
       throw FormatError(
-        .unsupported(
-          "freemap_tid \(header.freemapTid) < mirror_tid \(header.mirrorTid): the freemap awaits DragonFly's mount-time recovery; mount the image once read-write (or run bulkfree) first"
-        ),
+        .unsupported(.freemapAwaitingRecovery(freemapTid: header.freemapTid, mirrorTid: header.mirrorTid)),
         at: Location(image: path, offset: UInt64(volume.headerSlot) * H2.zoneBytes64, structure: "volume header #\(volume.headerSlot)"))
     }
     superRoot = try volume.superRoot()
@@ -111,7 +109,7 @@ public final class Transaction {
   public func editor(pfs name: String) throws(FormatError) -> PFSEditor {
     for (_, ed) in editors where ed.root.data.filenameString == name { return ed }
     guard let info = try pfsList().first(where: { $0.name == name }) else {
-      throw FormatError(.notFound("PFS \"\(name)\""), at: Location(image: image.label, offset: 0, structure: "super-root"))
+      throw FormatError(.notFound(.pfs(name: name, have: nil)), at: Location(image: image.label, structure: "super-root"))
     }
     let ed = try PFSEditor(transaction: self, bref: info.bref, root: info.inode)
     editors[info.bref.key] = ed
@@ -122,7 +120,7 @@ public final class Transaction {
   public func editor(clid: H2UUID, fsid: H2UUID) throws(FormatError) -> PFSEditor {
     guard let info = try pfsList().first(where: { $0.clid == clid && $0.fsid == fsid }) else {
       throw FormatError(
-        .notFound("PFS with clid \(clid) fsid \(fsid)"), at: Location(image: image.label, offset: 0, structure: "super-root"))
+        .notFound(.pfsWithIDs(clid: clid, fsid: fsid)), at: Location(image: image.label, structure: "super-root"))
     }
     return try editor(pfs: info.name)
   }
@@ -134,7 +132,7 @@ public final class Transaction {
     var k = h + 1
     while superRootLeaves[k] != nil {
       k = k == (h | H2.dirhashLomask) ? h : k + 1
-      if k == h + 1 { throw FormatError(.invalidArgument("no free key for PFS name"), at: nil) }
+      if k == h + 1 { throw FormatError(.editRefused(.noFreePFSKey), at: nil) }
     }
     return k
   }
@@ -148,8 +146,8 @@ public final class Transaction {
     time: UInt64
   ) throws(FormatError) -> PFSEditor {
     let nameBytes = Array(name.utf8)
-    guard !nameBytes.isEmpty, nameBytes.count < 256 else { throw FormatError(.invalidArgument("PFS name must be 1..255 bytes")) }
-    guard try !pfsList().contains(where: { $0.name == name }) else { throw FormatError(.invalidArgument("PFS \"\(name)\" exists")) }
+    guard !nameBytes.isEmpty, nameBytes.count < 256 else { throw FormatError(.editRefused(.pfsNameLength)) }
+    guard try !pfsList().contains(where: { $0.name == name }) else { throw FormatError(.editRefused(.pfsExists(name: name))) }
     let key = try pfsKey(for: nameBytes)
     var ino = InodeData([UInt8](repeating: 0, count: InodeData.byteCount))
     ino.meta.version = 1
@@ -188,10 +186,10 @@ public final class Transaction {
   public func snapshot(source: String, name: String, clid: H2UUID, fsid: H2UUID, time: UInt64) throws(FormatError) {
     let src = try editor(pfs: source)
     guard !src.hasPendingChanges else {
-      throw FormatError(.invalidArgument("snapshot of a PFS with uncommitted changes: commit first"))
+      throw FormatError(.editRefused(.uncommittedSnapshot))
     }
     let nameBytes = Array(name.utf8)
-    guard try !pfsList().contains(where: { $0.name == name }) else { throw FormatError(.invalidArgument("PFS \"\(name)\" exists")) }
+    guard try !pfsList().contains(where: { $0.name == name }) else { throw FormatError(.editRefused(.pfsExists(name: name))) }
     let key = try pfsKey(for: nameBytes)
     let tid = src.modifyTid
     src.root.data.meta.pfsLsnapTid = tid
@@ -223,7 +221,7 @@ public final class Transaction {
 
   /// Removes PFS `name` from the super-root (its blocks are reclaimed by bulkfree).
   public func deletePFS(_ name: String) throws(FormatError) {
-    guard let info = try pfsList().first(where: { $0.name == name }) else { throw FormatError(.notFound("PFS \"\(name)\"")) }
+    guard let info = try pfsList().first(where: { $0.name == name }) else { throw FormatError(.notFound(.pfs(name: name, have: nil))) }
     editors[info.bref.key] = nil
     superRootLeaves[info.bref.key] = nil
   }

@@ -96,7 +96,7 @@ extension Transaction {
     for e in entries {
       guard prevEnd.map({ e.key > $0 }) ?? true, e.keybits <= 64 else {
         throw FormatError(
-          .invalidField("block table entries overlap at key 0x\(hex(e.key)): not updated in place"), at: volume.location(of: e))
+          .badTree(.overlappingEntries(key: e.key)), at: volume.location(of: e))
       }
       prevEnd = e.keyEnd
       // New keys in the gap before this entry stay at this level.
@@ -111,11 +111,11 @@ extension Transaction {
           out.append(e)
           continue
         }
-        guard depth < 40 else { throw FormatError(.invalidField("indirect blocks nested more than 40 deep"), at: volume.location(of: e)) }
+        guard depth < 40 else { throw FormatError(.badTree(.nestedDeeper(limit: 40)), at: volume.location(of: e)) }
         let children = try volume.blockrefArray(e)
         if let bad = children.first(where: { $0.key < e.key || $0.keyEnd > e.keyEnd || $0.keybits >= e.keybits }) {
           throw FormatError(
-            .invalidField("entry at key 0x\(hex(bad.key)) lies outside its indirect block's range"), at: volume.location(of: e))
+            .badTree(.outsideIndirectRange(key: bad.key)), at: volume.location(of: e))
         }
         let merged = try updateTable(children, changes: changes[ci..<cj], checkMethod: checkMethod, depth: depth + 1)
         if !merged.isEmpty {

@@ -62,7 +62,7 @@ public final class WritableImage: ImageIO {
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard let d = devices.last(where: { $0.offset <= offset }), !overflow, offset < d.end, end <= d.end else {
       throw FormatError(
-        .invalidArgument("0x\(hex(UInt64(count))) bytes at 0x\(hex(offset)) are not inside one volume"),
+        .deviceRefused(.writeAcrossVolumes(offset: offset, count: count)),
         at: Location(image: label, offset: offset, structure: structure))
     }
     return (d, offset - d.offset)
@@ -149,7 +149,7 @@ public final class WritableImage: ImageIO {
     try writer.check()
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow else {
-      throw FormatError(.invalidArgument("write past 2^64"), at: Location(image: label, offset: offset, structure: structure))
+      throw FormatError(.deviceRefused(.writePastLimit(bits: 64)), at: Location(image: label, offset: offset, structure: structure))
     }
     if devices.count > 1 { _ = try route(offset, count, structure: structure) }
     return end
@@ -225,7 +225,7 @@ public final class WritableImage: ImageIO {
     if let n = stoppedAt {
       throw FormatError(
         .io(errno: ECANCELED, operation: "sync (writes stopped by the write hook after \(n) writes)"),
-        at: Location(image: label, offset: 0, structure: "image"))
+        at: Location(image: label, structure: "image"))
     }
     for d in devices { try d.device.flush() }
   }
@@ -258,7 +258,7 @@ public final class WritableImage: ImageIO {
   public func setSize(_ newSize: UInt64) throws(FormatError) {
     guard devices.count == 1 else {
       throw FormatError(
-        .invalidArgument("the volumes of a multi-volume image keep their sizes"), at: Location(image: label, offset: 0, structure: "image"))
+        .deviceRefused(.multiVolumeResize), at: Location(image: label, structure: "image"))
     }
     try drain()
     try devices[0].device.setSize(newSize)

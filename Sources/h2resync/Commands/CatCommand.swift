@@ -17,7 +17,7 @@ struct CatCommand: ParsableCommand {
     var (reader, findings) = try target.open()
     let (_, ino) = try reader.resolve(path)
     guard ino.meta.type == .regularFile || ino.meta.type == .symlink else {
-      throw FormatError(.invalidArgument("\(path) is a \(ino.meta.type?.name ?? "special file"), not a regular file"))
+      throw CouldNotRun.notARegularFile(path: path, type: ino.meta.type?.name ?? "special file")
     }
     let out = FileHandle.standardOutput
     let size = ino.meta.size

@@ -37,7 +37,7 @@ struct CheckCommand: ParsableCommand {
   func run() throws {
     let lock = open(lockFile, O_CREAT | O_RDWR, 0o644)
     guard lock >= 0, flock(lock, LOCK_EX | LOCK_NB) == 0 else {
-      throw CouldNotRun("another check holds \(lockFile); not running twice")
+      throw CouldNotRun.checkRunning(lockFile: lockFile)
     }
     defer { close(lock) }
     let rate = try maxRate.map(parseRate)
@@ -111,7 +111,7 @@ struct CheckCommand: ParsableCommand {
     let path = pass.statePath(for: group)
     let dir = (path as NSString).deletingLastPathComponent
     guard access(dir.isEmpty ? "." : dir, W_OK) == 0 else {
-      throw CouldNotRun("cannot write the state file \(path): its directory is missing or not writable (--state FILE)")
+      throw CouldNotRun.stateNotWritten(path: path, reason: "its directory is missing or not writable (--state FILE)")
     }
     // A file that exists but cannot be read is a bad state (warned about), not a missing one.
     let data = FileManager.default.contents(atPath: path) ?? (FileManager.default.fileExists(atPath: path) ? Data() : nil)

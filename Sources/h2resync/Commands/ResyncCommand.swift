@@ -55,7 +55,7 @@ struct ResyncCommand: ParsableCommand {
     if let from {
       // The operator's choice stands in for the quorum: the one walk resolves against it.
       guard let f = group.nodes.first(where: { $0.image == from }) else {
-        throw CouldNotRun("--from \(from) is not one of the cluster's images")
+        throw CouldNotRun.fromNotANode(image: from)
       }
       analysis.trusted = f.pfs.fsid
     }
@@ -68,12 +68,12 @@ struct ResyncCommand: ParsableCommand {
     if dryRun {
       if json { printJSON(JSONReport(report, command: "resync --dry-run")) } else { text.print() }
       // The same space check the real run makes, with the same exit code.
-      if let e = plan.spaceProblem { throw CouldNotRun("\(e.description); a resync would refuse before writing any node") }
+      if let e = plan.spaceProblem { throw CouldNotRun.noSpace(e, dryRun: true) }
       try finish(report.exit)
       return
     }
     guard plan.focus != nil else {
-      if from != nil { throw CouldNotRun("--from could not be applied") }
+      if from != nil { throw CouldNotRun.fromNotApplied }
       if !json { text.print() }
       if let r = plan.refusal { Diagnostics.emit(Wording.refusal(r)) }
       throw ExitCode(ExitStatus.needsHuman.rawValue)
@@ -94,10 +94,10 @@ struct ResyncCommand: ParsableCommand {
     }
     if !json { text.print() }
     // Every target must hold what the plan writes before any node is written.
-    if let e = plan.spaceProblem { throw CouldNotRun("\(e.description); nothing written") }
+    if let e = plan.spaceProblem { throw CouldNotRun.noSpace(e, dryRun: false) }
     if !yes {
       guard isatty(0) != 0 else {
-        throw CouldNotRun("not a terminal: add --yes to apply the plan above (or --dry-run to only print it)")
+        throw CouldNotRun.needsConfirmation
       }
       print("apply this plan to \(plan.targets.map(\.node.image).joined(separator: ", "))? [y/N] ", terminator: "")
       guard let answer = readLine(), answer.lowercased().hasPrefix("y") else {
@@ -112,7 +112,7 @@ struct ResyncCommand: ParsableCommand {
       outcomes = try Resyncer.apply(plan) { done, _ in applyProgress.update(UInt64(done)) }
       applyProgress.finish()
     } catch let e as FormatError {
-      throw CouldNotRun("resync stopped, nothing committed on the image being written: \(e.description)")
+      throw CouldNotRun.resyncStopped(e)
     }
     for o in outcomes where !json {
       print(

@@ -34,10 +34,46 @@ enum Diagnostics {
 /// Prints findings to stderr and returns the exit status they imply (`Diagnostics.findings`).
 func report(_ findings: [Finding], limit: Int = 200) -> ExitStatus { Diagnostics.findings(findings, limit: limit) }
 
-/// A failure that maps to exit 3, with its message (without the program's name).
-struct CouldNotRun: Error, CustomStringConvertible {
-  var description: String
-  init(_ d: String) { description = d }
+/// Why a command could not run (exit 3, mapped in `Entry` with the engine's errors):
+/// what went wrong, typed; `description` is the message (without the program's name).
+enum CouldNotRun: Error, CustomStringConvertible {
+  /// Another `check` holds the lock file.
+  case checkRunning(lockFile: String)
+  /// `--from IMAGE` names no image of the cluster.
+  case fromNotANode(image: String)
+  /// `--from` was given, but the plan found no focus to apply it to.
+  case fromNotApplied
+  /// A node the plan writes lacks the space (`error`, a `noSpace`); `dryRun`: only the
+  /// plan was asked for.
+  case noSpace(FormatError, dryRun: Bool)
+  /// Applying a plan needs --yes when there is no terminal to ask on.
+  case needsConfirmation
+  /// Resync stopped on `error` before committing the image being written.
+  case resyncStopped(FormatError)
+  /// `cat` of something that is not a regular file or symlink (its type's name).
+  case notARegularFile(path: String, type: String)
+  /// The metrics file's temporary copy could not be created.
+  case metricsNotWritten(path: String)
+  /// The metrics file's temporary copy could not be renamed into place.
+  case metricsNotRenamed(from: String, to: String)
+  /// `check`'s pass state file (`--state`) could not be written: `reason` says why.
+  case stateNotWritten(path: String, reason: String)
+
+  var description: String {
+    switch self {
+    case .checkRunning(let lockFile): return "another check holds \(lockFile); not running twice"
+    case .fromNotANode(let image): return "--from \(image) is not one of the cluster's images"
+    case .fromNotApplied: return "--from could not be applied"
+    case .noSpace(let e, let dryRun):
+      return "\(e.description); \(dryRun ? "a resync would refuse before writing any node" : "nothing written")"
+    case .needsConfirmation: return "not a terminal: add --yes to apply the plan above (or --dry-run to only print it)"
+    case .resyncStopped(let e): return "resync stopped, nothing committed on the image being written: \(e.description)"
+    case .notARegularFile(let path, let type): return "\(path) is a \(type), not a regular file"
+    case .metricsNotWritten(let path): return "cannot write \(path)"
+    case .metricsNotRenamed(let from, let to): return "cannot rename \(from) to \(to)"
+    case .stateNotWritten(let path, let reason): return "cannot write the state file \(path): \(reason)"
+    }
+  }
 }
 
 /// Ends the command with `status` (returns normally for ok).
@@ -66,6 +102,16 @@ enum Wording {
     case .severalClusters: return e.message + "; choose one with --pfs or --clid"
     case .cacheBudgetOutOfRange(_, let range): return "--cache-mib must be \(range.lowerBound) to \(range.upperBound)"
     default: return e.message
+    }
+  }
+
+  /// The message of an error that means "could not run" (exit 3), nil for any other.
+  static func couldNotRun(_ error: any Error) -> String? {
+    switch error {
+    case let e as CouldNotRun: return e.description
+    case let e as ClusterError: return cluster(e)
+    case let e as FormatError: return format(e)
+    default: return nil
     }
   }
 

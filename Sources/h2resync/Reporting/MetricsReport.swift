@@ -23,10 +23,10 @@ struct MetricsReport {
   func write(to path: String) throws {
     let s = text
     let tmp = path + ".\(getpid()).tmp"
-    guard FileManager.default.createFile(atPath: tmp, contents: Data(s.utf8)) else { throw CouldNotRun("cannot write \(tmp)") }
+    guard FileManager.default.createFile(atPath: tmp, contents: Data(s.utf8)) else { throw CouldNotRun.metricsNotWritten(path: tmp) }
     guard rename(tmp, path) == 0 else {
       unlink(tmp)
-      throw CouldNotRun("cannot rename \(tmp) to \(path)")
+      throw CouldNotRun.metricsNotRenamed(from: tmp, to: path)
     }
   }
 

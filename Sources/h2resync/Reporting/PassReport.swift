@@ -101,12 +101,12 @@ struct PassReport {
   static func writeState(_ data: Data, to path: String) throws {
     let tmp = path + ".\(getpid()).tmp"
     let fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY, 0o644)
-    guard fd >= 0 else { throw CouldNotRun("cannot write the state file \(tmp): \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw CouldNotRun.stateNotWritten(path: tmp, reason: String(cString: strerror(errno))) }
     let ok = data.withUnsafeBytes { b in write(fd, b.baseAddress, b.count) == b.count } && fsync(fd) == 0
     close(fd)
     guard ok, rename(tmp, path) == 0 else {
       unlink(tmp)
-      throw CouldNotRun("cannot write the state file \(path): \(String(cString: strerror(errno)))")
+      throw CouldNotRun.stateNotWritten(path: path, reason: String(cString: strerror(errno)))
     }
     let dir = open((path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent, O_RDONLY)
     if dir >= 0 {

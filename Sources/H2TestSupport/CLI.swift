@@ -50,6 +50,15 @@ public func sparseCopy(_ from: String, _ to: String) throws { try SparseFile.cop
 
 /// A digest of a sparse image: size, then every data extent (offset and bytes). Two
 /// images with the same digest hold the same bytes; reading it skips the holes.
+/// `count` bytes of the file at `offset` (a header, a block), without reading the rest of
+/// an image that may be GiB long.
+public func readBytes(_ path: String, at offset: UInt64, count: Int) throws -> [UInt8] {
+  guard let h = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoSuchFile) }
+  defer { try? h.close() }
+  try h.seek(toOffset: offset)
+  return [UInt8](try h.read(upToCount: count) ?? Data())
+}
+
 public func imageDigest(_ path: String) -> String {
   var hasher = SHA256()
   let ok: Void? = try? SparseFile.withOpenFile(path) { fd, size in

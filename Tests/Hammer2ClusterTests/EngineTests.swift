@@ -1,5 +1,6 @@
 import Foundation
 import H2TestSupport
+import Hammer2Builder
 import Hammer2Cluster
 import Hammer2Format
 import Testing
@@ -151,7 +152,7 @@ import Testing
     let b = try build("node-local-snapshot")
     defer { try? FileManager.default.removeItem(atPath: b.dir) }
     let clone = b.dir + "/clone.img"
-    try FileManager.default.copyItem(atPath: b.images[0], toPath: clone)
+    try SparseFile.copy(from: b.images[0], to: clone)
     do {
       _ = try ClusterGroup.discover(images: b.images + [clone], name: nil, clid: nil)
       Issue.record("a cloned image must be refused")

@@ -46,7 +46,7 @@ import Testing
     #expect((needed[d] as? Int ?? 0) > 0 && (free[d] as? Int) == 0)
     #expect((needed[c] as? Int ?? 0) > 0 && (free[c] as? Int ?? 0) > (needed[c] as? Int ?? 0))
     // The dry run and the real run refuse with the same error and exit code.
-    let before = [sha256(ofFile: c), sha256(ofFile: d)]
+    let before = [imageDigest(c), imageDigest(d)]
     let dry = try run("h2resync", ["resync", "--dry-run"] + images)
     #expect(
       dry.status == 3 && dry.stderr.contains("\(d): no space: ") && dry.stderr.contains("bytes needed for the resync plan"), "\(dry.stderr)"
@@ -57,7 +57,7 @@ import Testing
       r.stderr.contains("\(d): no space: ") && r.stderr.contains(", 0 bytes free") && r.stderr.contains("nothing written"), "\(r.stderr)")
     #expect(!r.stdout.contains("resynced "), "\(r.stdout)")
     // C sorts before D and has room: it must not have been written either.
-    #expect([sha256(ofFile: c), sha256(ofFile: d)] == before, "a node was written although the plan could not be applied")
+    #expect([imageDigest(c), imageDigest(d)] == before, "a node was written although the plan could not be applied")
   }
 
   /// Without the full node the same plan applies, and what it allocated on C is within

@@ -275,13 +275,13 @@ func extractState(_ img: String, pfs: String = "DATA") throws -> [String] {
     }
     let before = try run("h2resync", ["diff"] + images)
     #expect(before.status == 1 && before.stdout.contains("new.bin"), "\(before.stdout.suffix(400))")
-    let headerBefore = try Data(contentsOf: URL(fileURLWithPath: images[2])).prefix(65536)
+    let headerBefore = try readBytes(images[2], at: 0, count: 65536)
     let r = try run("h2resync", ["resync", "--yes", "--no-snapshot"] + images)
     #expect(r.status == 3, "\(r.stdout.suffix(300)) \(r.stderr)")
     #expect(
       r.stderr.contains("nothing committed") && r.stderr.contains("xxhash64")
         && (r.stderr.contains(images[0]) || r.stderr.contains(images[1])), "\(r.stderr)")
-    let headerAfter = try Data(contentsOf: URL(fileURLWithPath: images[2])).prefix(65536)
+    let headerAfter = try readBytes(images[2], at: 0, count: 65536)
     #expect(headerBefore == headerAfter, "the target's volume header was not rewritten")
     let after = try run("h2resync", ["diff"] + images)
     #expect(after.status == 1 && after.stdout.contains("new.bin"), "\(after.stdout.suffix(400))")

@@ -199,7 +199,7 @@ func mkimage(_ args: [String]) throws -> CommandResult {
 /// later write of the same bytes, and a fill's error stops the image's writes.
 @Suite struct DeferredFillTests {
   func bytes(_ path: String, _ offset: Int, _ count: Int) throws -> [UInt8] {
-    Array(try Data(contentsOf: URL(fileURLWithPath: path))[offset..<offset + count])
+    try readBytes(path, at: UInt64(offset), count: count)
   }
 
   /// Runs `body` with a new 8 MiB image file (its path and the image open for writing).

@@ -165,18 +165,30 @@ public struct Finding: Equatable, Hashable, Sendable, CustomStringConvertible {
   public var message: String
   /// The file system path, when known.
   public var path: String?
+  /// What went wrong, when the finding came from an error (a caller tells damaged data,
+  /// `.checkMismatch`, from a broken structure without reading `message`).
+  public var kind: FormatError.Kind?
 
   /// Creates a finding.
-  public init(_ severity: Severity, at location: Location, _ message: String, path: String? = nil) {
+  public init(_ severity: Severity, at location: Location, _ message: String, path: String? = nil, kind: FormatError.Kind? = nil) {
     self.severity = severity
     self.location = location
     self.message = message
     self.path = path
+    self.kind = kind
   }
 
-  /// Creates a damage finding from an error, keeping its location.
+  /// Creates a damage finding from an error, keeping its location and kind.
   public init(error: FormatError, fallback: Location, path: String? = nil) {
-    self.init(.damage, at: error.location ?? fallback, error.message, path: path)
+    self.init(.damage, at: error.location ?? fallback, error.message, path: path, kind: error.kind)
+  }
+
+  /// Hashes what `==` compares but the kind (which the message already spells out).
+  public func hash(into h: inout Hasher) {
+    h.combine(severity)
+    h.combine(location)
+    h.combine(message)
+    h.combine(path)
   }
 
   /// One line: location, optional path, message.

@@ -20,6 +20,8 @@ struct SeparateRun: Codable {
   var inUseAdded: Int64?
   var afterResyncInSync: Bool
   var cp: Spawned
+  /// `sync COPY` right after the cp: the copy's fsync (resync fsyncs what it writes).
+  var cpFsync: Spawned?
 }
 
 struct SeparateReport: Codable {
@@ -39,6 +41,10 @@ struct SeparateReport: Codable {
   var cp: Runs
   /// resync median / cp median (goal <= 2).
   var timeOverCp: Double
+  /// Median of cp + its fsync per run, and resync median / that: the durable whole copy
+  /// that resync's own output (committed, fsynced) compares with.
+  var cpPlusFsyncMedian: Double?
+  var timeOverCpPlusFsync: Double?
   /// The last run's bytes written / the focus's in-use bytes (goal < 0.25), and the same
   /// with the allocated extents of the focus image.
   var writtenOverFocusInUse: Double?
@@ -138,18 +144,19 @@ struct SeparateBench: ParsableCommand {
       sync()
       let cp = try spawnMeasured(["cp", "--sparse=always", focus, focusCopy])
       guard cp.status == 0 else { throw BenchError("cp of the focus failed") }
+      let cpSync = try spawnMeasured(["sync", focusCopy])
       try? fm.removeItem(atPath: focusCopy)
       let added = before.flatMap { b in after.map { Int64($0) - Int64(b) } }
       note(
         String(
-          format: "separate run %d: resync %.2f s (exit %d, %llu bytes written, %@), cp %.2f s; in sync after: %@",
+          format: "separate run %d: resync %.2f s (exit %d, %llu bytes written, %@), cp %.2f s + fsync %.2f s; in sync after: %@",
           run, r.seconds, r.status, parsed.bytes,
           parsed.byType.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
-          cp.seconds, v.status == 0 ? "yes" : "NO (diff exit \(v.status))"))
+          cp.seconds, cpSync.seconds, v.status == 0 ? "yes" : "NO (diff exit \(v.status))"))
       results.append(
         SeparateRun(
           resync: r, bytesByType: parsed.byType, bytesWritten: parsed.bytes, pathsChanged: parsed.paths,
-          tidsStamped: parsed.tids, inUseAdded: added, afterResyncInSync: v.status == 0, cp: cp))
+          tidsStamped: parsed.tids, inUseAdded: added, afterResyncInSync: v.status == 0, cp: cp, cpFsync: cpSync))
     }
     try? fm.removeItem(atPath: copy)
     let summary = plan?["summary"] as? [String: Any]
@@ -158,6 +165,8 @@ struct SeparateBench: ParsableCommand {
     let rs = Runs(results.map(\.resync))
     let cps = Runs(results.map(\.cp))
     let last = results.last! // Safe: runs >= 1.
+    let durable = results.map { $0.cp.seconds + ($0.cpFsync?.seconds ?? 0) }.sorted()
+    let durableMedian = durable[durable.count / 2]
     let rep = SeparateReport(
       images: images, focus: focus, target: target, focusAllocatedBytes: focusAllocated, focusInUseBytes: focusInUse,
       plannedDifferences: summary?["differences"] as? Int,
@@ -166,6 +175,7 @@ struct SeparateBench: ParsableCommand {
       plannedBytesToWrite: (summary?["bytes_to_write"] as? [String: Any])?.values.compactMap { ($0 as? NSNumber)?.uint64Value }.reduce(
         0, +),
       runs: results, resync: rs, cp: cps, timeOverCp: rs.median / cps.median,
+      cpPlusFsyncMedian: durableMedian, timeOverCpPlusFsync: rs.median / durableMedian,
       writtenOverFocusInUse: focusInUse.map { Double(last.bytesWritten) / Double(max(1, $0)) },
       writtenOverFocusAllocated: Double(last.bytesWritten) / Double(max(1, focusAllocated)),
       resyncCommand: argv)
@@ -187,6 +197,11 @@ struct SeparateBench: ParsableCommand {
       "  \(pad("h2resync resync", 28, left: true)) \(pad(f(r.resync.median), 8)) \(pad(fmtMiB(r.resync.peakRSSKiB), 11))  \(f(r.timeOverCp)) of cp (goal <= 2: \(ok(r.timeOverCp <= 2)))"
     )
     print("  \(pad("cp --sparse=always FOCUS", 28, left: true)) \(pad(f(r.cp.median), 8)) \(pad(fmtMiB(r.cp.peakRSSKiB), 11))  1.00")
+    if let d = r.cpPlusFsyncMedian, let x = r.timeOverCpPlusFsync {
+      print(
+        "  \(pad("cp + fsync of the copy", 28, left: true)) \(pad(f(d), 8)) \(pad("-", 11))  resync \(f(x)) of a durable copy (goal <= 2: \(ok(x <= 2)))"
+      )
+    }
     print(
       "  bytes written by block type: "
         + last.bytesByType.sorted { $0.key < $1.key }.map { "\($0.key) \(fmtBytes($0.value))" }.joined(separator: ", "))

@@ -297,36 +297,59 @@ public final class ClusterWalker {
     if suspects.isEmpty { return [] }
     // Suspects everywhere: the full walk is cheaper than proving where they are.
     if suspects.count * 32 > indexEntries { return nil }
-    // Parent directory -> suspects that must be named there, per node.
-    var expected: [Int: [UInt64: Set<UInt64>]] = [:]
-    var parents = Set<UInt64>()
-    for s in suspects {
-      var seen = false
-      for (i, node) in group.nodes.enumerated() {
-        guard let ino = try? node.reader.inode(s) else { continue }
-        seen = true
-        let m = ino.meta
-        if m.nlinks > 1 && m.type != .directory { return nil }
-        expected[i, default: [:]][m.iparent, default: []].insert(s)
-        parents.insert(m.iparent)
-        if m.type == .directory { parents.insert(s) }
-      }
-      if !seen { return nil }
+    /// One node's view of the suspects: per parent directory the suspects that must be
+    /// named there, the directories met, the suspects it holds; nil: prove nothing.
+    struct NodeFacts {
+      var expected: [UInt64: Set<UInt64>] = [:]
+      var parents = Set<UInt64>()
+      var seen = Set<UInt64>()
     }
-    // Every expected name must be there (a stale iparent would hide a path).
-    for (i, byParent) in expected {
-      let reader = group.nodes[i].reader
-      for (p, want) in byParent {
-        guard let dir = try? reader.inode(p), dir.meta.type == .directory else { return nil }
+    let nodes = group.nodes
+    let order = Array(suspects)
+    // Each node's reads go through its own reader only (one thread per node), so the
+    // nodes are looked at side by side; on remote nodes their waits overlap too.
+    let results = ParallelResults<NodeFacts?>(count: nodes.count)
+    func look(_ i: Int) {
+      let reader = nodes[i].reader
+      var facts = NodeFacts()
+      for s in order {
+        guard let ino = try? reader.inode(s) else { continue }
+        let m = ino.meta
+        if m.nlinks > 1 && m.type != .directory { return results.set(i, nil as NodeFacts?) }
+        facts.seen.insert(s)
+        facts.expected[m.iparent, default: []].insert(s)
+        facts.parents.insert(m.iparent)
+        if m.type == .directory { facts.parents.insert(s) }
+      }
+      // Every expected name must be there (a stale iparent would hide a path).
+      for (p, want) in facts.expected {
+        guard let dir = try? reader.inode(p), dir.meta.type == .directory else { return results.set(i, nil as NodeFacts?) }
         var left = want
         var findings: [Finding] = []
         reader.forEachEntry(of: dir, path: "", findings: &findings) { e in
           left.remove(e.inum)
           return !left.isEmpty
         }
-        if !left.isEmpty { return nil }
+        if !left.isEmpty { return results.set(i, nil as NodeFacts?) }
       }
+      results.set(i, facts)
     }
+    // Nodes sharing an image (two PFSs of one device) share its `Volume`: one thread.
+    if Set(nodes.map { ObjectIdentifier($0.reader.volume) }).count == nodes.count {
+      let box = UncheckedSendable(look)
+      DispatchQueue.concurrentPerform(iterations: nodes.count) { box.value($0) }
+    } else {
+      for i in nodes.indices { look(i) }
+    }
+    var parents = Set<UInt64>()
+    var seen = Set<UInt64>()
+    for i in nodes.indices {
+      // Safe: every iteration set its slot.
+      guard let facts = results.get(i)! else { return nil }
+      parents.formUnion(facts.parents)
+      seen.formUnion(facts.seen)
+    }
+    if seen.count != suspects.count { return nil }
     // Ancestors up to the PFS root, through every node's view (a directory moved on
     // some node is entered on both paths). Each directory is expanded once: cycle-proof.
     var enter = Set<UInt64>()

@@ -305,7 +305,9 @@ public final class ClusterWalker {
       var seen = Set<UInt64>()
     }
     let nodes = group.nodes
-    let order = Array(suspects)
+    // In key order: consecutive lookups then meet the same index blocks.
+    let order = suspects.sorted()
+    let refs = suspectRefs
     // Each node's reads go through its own reader only (one thread per node), so the
     // nodes are looked at side by side; on remote nodes their waits overlap too.
     let results = ParallelResults<NodeFacts?>(count: nodes.count)
@@ -313,7 +315,9 @@ public final class ClusterWalker {
       let reader = nodes[i].reader
       var facts = NodeFacts()
       for s in order {
-        guard let ino = try? reader.inode(s) else { continue }
+        // Where the scan met it, read without descending the index again.
+        let known = refs[s]?[i].flatMap { try? reader.inode(at: $0, inum: s) }?.1
+        guard let ino = known ?? (try? reader.inode(s)) else { continue }
         let m = ino.meta
         if m.nlinks > 1 && m.type != .directory { return results.set(i, nil as NodeFacts?) }
         facts.seen.insert(s)
@@ -321,16 +325,40 @@ public final class ClusterWalker {
         facts.parents.insert(m.iparent)
         if m.type == .directory { facts.parents.insert(s) }
       }
-      // Every expected name must be there (a stale iparent would hide a path).
-      for (p, want) in facts.expected {
-        guard let dir = try? reader.inode(p), dir.meta.type == .directory else { return results.set(i, nil as NodeFacts?) }
-        var left = want
-        var findings: [Finding] = []
-        reader.forEachEntry(of: dir, path: "", findings: &findings) { e in
-          left.remove(e.inum)
-          return !left.isEmpty
+      // Every expected name must be there (a stale iparent would hide a path). The
+      // directories are read a batch at a time: the next batch's inode blocks and this
+      // batch's directory blocks are asked for first, so their reads are in flight
+      // together (a remote node answers each read after a round trip).
+      let parentList = facts.expected.keys.sorted()
+      let batch = 64
+      var hinted = 0
+      func hintInodes(upTo end: Int) {
+        while hinted < end {
+          if let b = reader.inodeBlockref(parentList[hinted]) { reader.volume.willNeed(b) }
+          hinted += 1
         }
-        if !left.isEmpty { return results.set(i, nil as NodeFacts?) }
+      }
+      for start in stride(from: 0, to: parentList.count, by: batch) {
+        let end = min(start + batch, parentList.count)
+        hintInodes(upTo: min(parentList.count, end + batch))
+        var dirs: [(UInt64, InodeData)] = []
+        for p in parentList[start..<end] {
+          guard let dir = try? reader.inode(p), dir.meta.type == .directory else { return results.set(i, nil as NodeFacts?) }
+          if !dir.meta.isDirectData {
+            for b in dir.blockset where !b.isEmpty && b.type == .indirect { reader.volume.willNeed(b) }
+          }
+          dirs.append((p, dir))
+        }
+        for (p, dir) in dirs {
+          // Safe: p is a key of expected.
+          var left = facts.expected[p]!
+          var findings: [Finding] = []
+          reader.forEachEntry(of: dir, path: "", findings: &findings) { e in
+            left.remove(e.inum)
+            return !left.isEmpty
+          }
+          if !left.isEmpty { return results.set(i, nil as NodeFacts?) }
+        }
       }
       results.set(i, facts)
     }

@@ -71,6 +71,15 @@ public final class PFSReader {
     return try inodeWithBlockrefScanning(inum)
   }
 
+  /// The index entry of inode `inum` when a plain descent of the inode index finds it
+  /// (nil: absent, or only the full lookup can tell), without reading the inode: what a
+  /// read-ahead hint needs.
+  public func inodeBlockref(_ inum: UInt64) -> Blockref? {
+    if inum == 1 { return pfs.bref }
+    if case .found(let bref) = directDescent(inum) { return bref }
+    return nil
+  }
+
   /// Whether the inode index has an entry at `inum`, decided from clean cached arrays
   /// alone (nothing read beyond the index, no error built); nil when only the full
   /// lookup can tell (an irregular or unreadable index on the way).

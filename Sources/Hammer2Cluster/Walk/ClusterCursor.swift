@@ -204,3 +204,30 @@ public struct ClusterCursor<Source: ElementSource> {
     return true
   }
 }
+
+/// Per-node directory source for the cluster cursor: the directory's table, or nothing
+/// (a node that lacks the directory shows every entry as absent).
+struct DirSource: ElementSource {
+  var base: KeyRangeIterator?
+  /// The node's directory inode could not be read: every key is unknown there.
+  var unreadable: FormatError?
+  init(reader: PFSReader, dir: InodeData?, unreadable: FormatError? = nil) {
+    self.unreadable = dir == nil ? unreadable : nil
+    if let dir, !dir.meta.isDirectData {
+      base = KeyRangeIterator(volume: reader.volume, array: dir.blockset) { [label = reader.volume.label, inum = dir.meta.inum] in
+        Location(image: label, structure: "directory inode \(inum)")
+      }
+      // A walk lists each directory once per node: its blocks need no cache.
+      base?.cachesBlocks = false
+    }
+  }
+  mutating func lookup(_ keyBeg: UInt64, _ keyEnd: UInt64) -> TreeElement? {
+    if let e = unreadable { return .hole(keyBeg: keyBeg, keyEnd: keyEnd, error: e) }
+    return base?.lookup(keyBeg, keyEnd)
+  }
+  mutating func next() -> TreeElement? { unreadable != nil ? nil : base?.next() }
+}
+
+extension Array where Element == UInt8 {
+  func u64le(_ o: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(self[o + $1]) << (8 * UInt64($1)) } }
+}

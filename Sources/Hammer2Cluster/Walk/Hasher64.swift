@@ -77,3 +77,37 @@ final class Hasher64 {
     return XXH3_64bits_digest(flush())
   }
 }
+
+extension Hasher64 {
+  /// An inode's cluster-wide attributes: not the node-local ones (block tables and their
+  /// check codes, iparent, name_key, btime).
+  func addClusterWide(_ m: InodeMeta) {
+    add(UInt64(m.typeRaw))
+    add(UInt64(m.mode))
+    add(m.size)
+    add(m.mtime)
+    add(m.ctime)
+    add(UInt64(m.uflags))
+    add(m.uid)
+    add(m.gid)
+    add(UInt64(m.rmajor))
+    add(UInt64(m.rminor))
+    add(m.nlinks)
+    add(UInt64(m.compAlgo))
+    add(UInt64(m.checkAlgo))
+  }
+
+  /// How a DATA block is stored: key, size, methods and (with a medium) its check code.
+  func addStoredBlock(_ b: Blockref, withCheck: Bool) {
+    add(b.key)
+    add(UInt64(b.keybits))
+    add(UInt64(b.typeRaw))
+    add(UInt64(b.methods))
+    add(UInt64(b.radix))
+    if withCheck, b.radix != 0 {
+      // The same bytes as `add(b.check.bytes)`: the count, then the eight words.
+      add(UInt64(64))
+      for w in 0..<8 { add(b.check.u64(w)) }
+    }
+  }
+}

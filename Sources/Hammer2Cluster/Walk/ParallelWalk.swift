@@ -214,3 +214,26 @@ private final class JobBoard: @unchecked Sendable {
     cond.unlock()
   }
 }
+
+/// Hands a non-Sendable value to worker threads that use it without sharing it.
+struct UncheckedSendable<T>: @unchecked Sendable {
+  let value: T
+  init(_ value: T) { self.value = value }
+}
+
+/// One slot per parallel job; each job writes only its own slot.
+final class ParallelResults<T>: @unchecked Sendable {
+  private var slots: [T?]
+  private let lock = NSLock()
+  init(count: Int) { slots = .init(repeating: nil, count: count) }
+  func set(_ i: Int, _ v: T) {
+    lock.lock()
+    slots[i] = v
+    lock.unlock()
+  }
+  func get(_ i: Int) -> T? {
+    lock.lock()
+    defer { lock.unlock() }
+    return slots[i]
+  }
+}

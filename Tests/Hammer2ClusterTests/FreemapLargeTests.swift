@@ -28,6 +28,14 @@ struct FreemapLargeTests {
     #expect(clean.findings.isEmpty && clean.unallocatedBlocks == 0)
     #expect(clean.reclaimableBytes == 0, "bulkfree on a copy staged nothing")
     #expect(clean.passes == 1)
+    // On two threads (as resync's repair runs it): this index (321 inodes, a few indirect
+    // blocks) is below the split threshold, so the walk stays serial; same result.
+    // FreemapThreadsTests covers the split itself.
+    var split = FreemapCrossCheck(volume: try Volume.open(path: img))
+    split.threads = 2
+    let two = split.run()
+    #expect(two.splitIndexWalks == 0)
+    #expect(FreemapThreadsTests.summary(two) == FreemapThreadsTests.summary(clean))
     // One chunk of a block in each of the six 1 GiB regions (DATA, INODE, INDIRECT).
     let t = FreemapCrossCheckTests()
     let refs = try t.referencedBlocks(img)

@@ -101,7 +101,8 @@ public struct Resyncer {
       // walk's order, so the blocks they reread are recent ones.
       let tx = try Transaction(path: image, opener: group.opener, cacheBudget: focus.volume.cacheBudget)
       // Before anything is allocated: the allocator must not hand out referenced chunks.
-      let repaired = options.repairFreemap ? try tx.repairFreemap().chunksMarked : 0
+      // On two threads: the second core is idle until the copy starts.
+      let repaired = options.repairFreemap ? try tx.repairFreemap(threads: 2).chunksMarked : 0
       var uuids = UUIDSource.random
       var results: [NodeOutcome] = []
       for (node, actions) in nodes {

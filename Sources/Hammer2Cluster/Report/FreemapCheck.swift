@@ -30,7 +30,10 @@ public struct ClusterFreemapCheck {
     let targets = Set(report.group.nodes.filter { Self.resyncWrites($0, report, overwriteSoftMasters) }.map(\.image))
     for n in report.group.nodes where seen.insert(n.image).inserted {
       let t0 = clock()
-      let r = FreemapCrossCheck(volume: n.volume, memoryBudget: memoryBudget).run()
+      var check = FreemapCrossCheck(volume: n.volume, memoryBudget: memoryBudget)
+      // Two threads: the index subtrees of a PFS are walked side by side.
+      check.threads = 2
+      let r = check.run()
       out.append(ImageResult(node: n, result: r, resyncWrites: targets.contains(n.image), seconds: clock() - t0))
     }
     images = out

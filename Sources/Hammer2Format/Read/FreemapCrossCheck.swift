@@ -44,6 +44,11 @@ public struct FreemapCrossCheck {
   public var findingLimit: Int
   /// Findings that get a path (through the inodes' `iparent` chain).
   public var pathLimit = 1000
+  /// Threads a PFS's inode index is walked on. Each thread past the first marks its own
+  /// copy of the referenced bitmap: a pass then covers fewer regions (`regionsPerPass`).
+  /// The result is the one-thread result (a walk that meets anything unusual is redone
+  /// on one thread).
+  public var threads = 1
 
   /// A cross-check of `volume` with `memoryBudget` bytes of bitmaps.
   public init(volume: Volume, memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget, findingLimit: Int = 10_000) {
@@ -59,15 +64,19 @@ public struct FreemapCrossCheck {
   /// Bitmap bytes per 1 GiB region and pass (two planes of 65536 bits).
   public static let bytesPerGiB = 2 * 8192
 
-  /// 1 GiB regions per pass for `budget` bytes (at least 1).
-  public static func regionsPerPass(budget: Int) -> UInt64 { UInt64(max(1, budget / bytesPerGiB)) }
+  /// 1 GiB regions per pass for `budget` bytes (at least 1): two bitmap planes, and
+  /// with more than one thread one more per thread (their copies of the referenced plane).
+  public static func regionsPerPass(budget: Int, threads: Int = 1) -> UInt64 {
+    let planes = threads > 1 ? 2 + threads : 2
+    return UInt64(max(1, budget / (planes * bytesPerGiB / 2)))
+  }
 
   /// Runs every pass; `onPass` is told each pass's range (for progress).
   public func run(onPass: ((_ pass: Int, _ start: UInt64, _ end: UInt64) -> Void)? = nil) -> FreemapCrossCheckResult {
     let h = volume.header
     let total = h.filesystemSize
     let regions = (total + (1 << 30) - 1) >> 30
-    let perPass = Self.regionsPerPass(budget: memoryBudget)
+    let perPass = Self.regionsPerPass(budget: memoryBudget, threads: threads)
     var result = FreemapCrossCheckResult(image: volume.label)
     result.regionsPerPass = perPass
     var first: UInt64 = 0
@@ -76,6 +85,7 @@ public struct FreemapCrossCheck {
       let last = min(regions - 1, first + perPass - 1)
       onPass?(pass, first << 30, min(total, (last + 1) << 30))
       var p = FreemapPass(volume: volume, regions: first, last, firstPass: pass == 0, limit: findingLimit)
+      p.threads = max(1, threads)
       p.loadFreemap()
       p.walk()
       p.finish()
@@ -172,6 +182,9 @@ public struct FreemapCrossCheckResult: Sendable {
   public var referencedBytes: UInt64 = 0
   /// Blockrefs visited (all passes).
   public var blockrefsVisited: UInt64 = 0
+  /// PFS inode indexes walked on several threads (`FreemapCrossCheck.threads`; the
+  /// others were walked on one).
+  public var splitIndexWalks = 0
   /// Passes made and regions (GiB) per pass.
   public var passes = 0
   public var regionsPerPass: UInt64 = 0
@@ -198,6 +211,7 @@ public struct FreemapCrossCheckResult: Sendable {
     reclaimableBytes += p.reclaimableBytes
     referencedBytes += p.referencedBytes
     blockrefsVisited += p.blockrefsVisited
+    splitIndexWalks += p.splitIndexWalks
   }
 
   /// Sorted, with touching or overlapping ranges merged.

@@ -4,7 +4,10 @@
 /// per chunk), and the two compared (`h2_bulkfree_callback` and `h2_bulkfree_sync_adjust`
 /// of hammer2_bulkfree.c, without writing anything).
 struct FreemapPass {
-  let volume: Volume
+  /// The image (a parallel walker's own `Volume` on it).
+  var volume: Volume
+  /// Threads a PFS's inode index may be walked on (`walkInParallel`).
+  var threads = 1
   let first: UInt64
   let last: UInt64
   /// Byte range of the pass.
@@ -18,7 +21,7 @@ struct FreemapPass {
   /// One bit per chunk of the range: marked `11` by the freemap.
   private var allocated: [UInt64]
   /// One bit per chunk of the range: referenced by a block (or pre-marked).
-  private var referenced: [UInt64]
+  var referenced: [UInt64]
   /// Per region of the pass: 0 no leaf, 1 leaf read, 2 leaf or node unreadable.
   private var regionState: [UInt8]
   private var leafRefs: [UInt64: Blockref] = [:]
@@ -36,6 +39,20 @@ struct FreemapPass {
   var reclaimableBytes: UInt64 = 0
   var referencedBytes: UInt64 = 0
   var blockrefsVisited: UInt64 = 0
+  /// PFS inode indexes walked on several threads (`walkInParallel`).
+  var splitIndexWalks = 0
+
+  /// A parallel walker starts with the pass's bitmaps and no counts or findings.
+  mutating func resetCounters() {
+    items = []
+    itemsOmitted = 0
+    unallocatedBlocks = 0
+    unallocatedChunks = [0, 0, 0]
+    runs = []
+    runsTruncated = false
+    referencedBytes = 0
+    blockrefsVisited = 0
+  }
 
   private static let chunk = H2.freemapBlockSize
   private static let chunksPerRegion = 65536

@@ -73,11 +73,14 @@ extension Transaction {
   /// every referenced chunk the freemap has free allocated (`markAllocated`). Run it
   /// first in a transaction, before anything is allocated. Throws when the check found
   /// more chunk runs than it keeps (`runsTruncated`): a partial repair would leave the
-  /// allocator free to overwrite the rest.
-  public func repairFreemap(memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget) throws(FormatError) -> (
+  /// allocator free to overwrite the rest. `threads`: `FreemapCrossCheck.threads` (the
+  /// image must not be written meanwhile: nothing is, before the first allocation).
+  public func repairFreemap(memoryBudget: Int = FreemapCrossCheck.defaultMemoryBudget, threads: Int = 1) throws(FormatError) -> (
     check: FreemapCrossCheckResult, chunksMarked: Int
   ) {
-    let check = FreemapCrossCheck(volume: volume, memoryBudget: memoryBudget).run()
+    var crossCheck = FreemapCrossCheck(volume: volume, memoryBudget: memoryBudget)
+    crossCheck.threads = threads
+    let check = crossCheck.run()
     guard !check.runsTruncated else {
       throw FormatError(
         .unsupported(.freemapRepairRuns(limit: check.unallocatedRuns.count)),

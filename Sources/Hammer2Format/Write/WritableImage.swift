@@ -80,6 +80,21 @@ public final class WritableImage: ImageIO {
     return try device.device.read(at: devOffset, count: count)
   }
 
+  /// `read(at:count:)` into the caller's buffer: no array per read (the cross-check and
+  /// the copy read megabytes through here).
+  public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
+    let count = buffer.count
+    if pendingOverlaps(offset, count) { try drain() }
+    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+    guard !overflow, end <= size else {
+      throw FormatError(
+        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
+        at: Location(image: label, offset: offset, structure: "read"))
+    }
+    let (device, devOffset) = try route(offset, count, structure: "read")
+    try device.device.read(at: devOffset, into: buffer)
+  }
+
   /// Writes not yet handed to the writer thread, gathered in aligned windows, least
   /// recently written first. The allocator fills data, inode and indirect blocks from
   /// different 16 KiB chunks at once, so writes interleave but fill each window.

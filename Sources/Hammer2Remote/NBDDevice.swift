@@ -48,6 +48,8 @@ public final class NBDDevice: BlockDevice {
     export.willNeed(at: offset, count: count)
   }
 
+  public var isRemote: Bool { true }
+
   private func checkWritable(_ offset: UInt64) throws(FormatError) {
     guard isWritable else {
       throw FormatError(

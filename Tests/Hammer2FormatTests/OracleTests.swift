@@ -67,6 +67,35 @@ struct OracleSingleImageTests {
     }
   }
 
+  /// The batched index lookup (`inodeBlockrefs`, read-ahead hints for remote nodes) finds
+  /// exactly what one lookup at a time finds: present, absent and out-of-range numbers.
+  @Test(.needsOracle, arguments: names)
+  func batchedIndexLookupsAgreeWithSingleOnes(name: String) throws {
+    let image = try Oracle.image(name)
+    let volume = try Volume.open(path: image)
+    var findings: [Finding] = []
+    var indexed = 0
+    for pfs in try volume.pfsList(findings: &findings) {
+      let reader = PFSReader(volume: volume, pfs: pfs)
+      // Every inode number in the index, its neighbours (mostly absent), the extremes.
+      var it = KeyRangeIterator(volume: volume, array: pfs.inode.blockset, location: Location(image: image, structure: "index"))
+      var present: [UInt64] = []
+      var element = it.lookup(0, H2.dirhashVisible - 1)
+      while let e = element {
+        if case .leaf(let b) = e, b.type == .inode { present.append(b.key) }
+        element = it.next()
+      }
+      let inums = present + present.map { $0 + 1 } + [0, 1, 2, 1 << 40, H2.dirhashVisible - 1, H2.dirhashVisible, .max]
+      let single = inums.map { reader.inodeBlockref($0) }
+      // In any order: the answers come back in the order asked.
+      #expect(reader.inodeBlockrefs(inums).map { $0?.dataOff } == single.map { $0?.dataOff }, "\(name)/\(pfs.name)")
+      #expect(reader.inodeBlockrefs(inums.reversed()).map { $0?.dataOff } == single.reversed().map { $0?.dataOff })
+      #expect(single.compactMap { $0 }.count >= present.count, "\(name)/\(pfs.name)")
+      indexed += present.count
+    }
+    #expect(indexed > 20, "\(name): the PFSs' indexes hold \(indexed) inodes")
+  }
+
   @Test(.needsOracle, arguments: names)
   func everyBlockVerifiesAndRoundTrips(name: String) throws {
     let volume = try Volume.open(path: try Oracle.image(name))

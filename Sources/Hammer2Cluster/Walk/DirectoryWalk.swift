@@ -17,6 +17,8 @@ struct WalkShared: @unchecked Sendable {
   var suspectRefs: [UInt64: [Blockref?]]
   /// Fast mode: the directories worth entering; nil = every directory.
   var enter: Set<UInt64>?
+  /// Fast mode: suspects by the directory named as their parent (hints for remote nodes).
+  var suspectsByParent: [UInt64: [UInt64]] = [:]
   /// Classify soft masters like any other node (else their differences are `softLocal`).
   var overwriteSoftMasters = false
   /// A resumable check's run: only paths whose inode number lies here are counted and
@@ -42,6 +44,8 @@ struct DirectoryTask: @unchecked Sendable {
 final class DirectoryWalker {
   let shared: WalkShared
   let readers: [PFSReader]
+  /// Per node: its reads wait for round trips (`ImageIO.isRemote`), so listing hints ahead.
+  private let remote: [Bool]
   /// Receives each differing path, in walk order.
   var sink: (Difference) -> Void = { _ in }
   /// Throttle: called after each block read with its size (sequential walks only).
@@ -56,6 +60,7 @@ final class DirectoryWalker {
   init(shared: WalkShared, readers: [PFSReader]) {
     self.shared = shared
     self.readers = readers
+    remote = readers.map { $0.volume.io.isRemote }
     stats = WalkStats(n: readers.count)
     nodeClasses = .init(repeating: [], count: readers.count)
   }
@@ -107,6 +112,14 @@ final class DirectoryWalker {
           v.inode == nil && v.dirent?.typeRaw == ObjectType.directory.rawValue ? v.damaged ?? v.unknown : v.unknown
         },
         depth: task.depth + 1)
+    }
+    // The cursor reads the nodes' directory blocks one node after another: on remote
+    // nodes, ask for them all first, so that their round trips overlap.
+    // The suspects' inodes named there too.
+    for (i, d) in dirs.enumerated() where remote[i] {
+      guard let d else { continue }
+      Self.hintBlocks(of: d, readers[i].volume)
+      for s in shared.suspectsByParent[d.meta.inum] ?? [] { if let r = shared.suspectRefs[s]?[i] { readers[i].volume.willNeed(r) } }
     }
     var cursor = ClusterCursor<DirSource>(
       dirs.enumerated().map { i, d in
@@ -174,7 +187,13 @@ final class DirectoryWalker {
         let isDir = views.contains { $0.inode?.meta.type == .directory }
         // Always descend, also in fast mode: files inside may differ although the
         // directory did not change (inodes live in the PFS index, not under it).
-        if isDir { push(subtask(childPath, views)) }
+        if isDir {
+          // Listed soon (depth first): its blocks can be under way meanwhile.
+          for (i, v) in views.enumerated() where remote[i] && v.inode?.meta.type == .directory {
+            Self.hintBlocks(of: v.inode!, readers[i].volume) // Safe: checked.
+          }
+          push(subtask(childPath, views))
+        }
       }
       for (i, d) in others {
         var solo = [NodeView](repeating: NodeView(), count: n)
@@ -186,6 +205,13 @@ final class DirectoryWalker {
       }
       more = cursor.next()
     }
+  }
+
+  /// A read-ahead hint for a directory's indirect blocks (its entries' blockrefs; names
+  /// up to 64 bytes are embedded there, so these are what listing it reads).
+  static func hintBlocks(of dir: InodeData, _ volume: Volume) {
+    guard !dir.meta.isDirectData else { return }
+    for b in dir.blockset where !b.isEmpty && b.type == .indirect { volume.willNeed(b) }
   }
 
   /// Reads each node's inode for its entry; in deep mode (or for suspects) the content

@@ -95,6 +95,12 @@ public final class ClusterWalker {
   /// Each suspect's index entry per node, as the scan met it (nil: absent or not an
   /// inode there): the walk reads those inodes without descending the index again.
   private var suspectRefs: [UInt64: [Blockref?]] = [:]
+  /// Per node: the last scan read its whole inode index without a hole or a finding, so
+  /// a suspect without an entry there (`suspectRefs`) is absent there.
+  private var scanCoveredIndex: [Bool] = []
+  /// Fast mode: the suspects by the directory their inode names as parent, on any node
+  /// (read-ahead hints for remote nodes; empty when every directory is walked).
+  private var suspectsByParent: [UInt64: [UInt64]] = [:]
   /// Fast mode: the directories worth entering (those holding a suspect and their
   /// ancestors); nil = enter every directory.
   private var enter: Set<UInt64>?
@@ -198,6 +204,10 @@ public final class ClusterWalker {
     // The walk reads every suspect's inode on every node, one at a time: ask for them
     // all now, so that on a cold image those reads are already under way. Not under a
     // throttle: those reads would escape it.
+    // A remote node's read cache holds far fewer of them than a page cache: its
+    // suspects are hinted where they are read, a few hundred ahead (below), unless
+    // every directory is walked.
+    let remote = group.nodes.map { $0.reader.volume.io.isRemote }
     var inodeBlocks = [[(offset: UInt64, size: Int)]](repeating: [], count: n)
     if onBytes == nil {
       for refs in suspectRefs.values {
@@ -206,13 +216,21 @@ public final class ClusterWalker {
         }
       }
     }
-    inodesReadAhead = inodeBlocks.reduce(0) { $0 + $1.count }
-    let readAhead = BlockReadAhead(images: group.nodes.map(\.image), opener: group.opener, blocks: inodeBlocks)
-    defer { readAhead.wait() }
+    func readAhead(_ nodes: (Int) -> Bool) -> BlockReadAhead {
+      let blocks = inodeBlocks.indices.map { nodes($0) ? inodeBlocks[$0] : [] }
+      inodesReadAhead += blocks.reduce(0) { $0 + $1.count }
+      return BlockReadAhead(images: group.nodes.map(\.image), opener: group.opener, blocks: blocks)
+    }
+    inodesReadAhead = 0
+    let localReadAhead = readAhead { !remote[$0] }
+    defer { localReadAhead.wait() }
     enter = directoriesToEnter()
+    let remoteReadAhead = enter == nil && remote.contains(true) ? readAhead { remote[$0] } : nil
+    defer { remoteReadAhead?.wait() }
     let shared = WalkShared(
       images: group.nodes.map(\.image), roles: voting.roles, nquorum: voting.nquorum,
       mode: mode, rootResolution: root.resolution, suspects: suspects, suspectRefs: suspectRefs, enter: enter,
+      suspectsByParent: suspectsByParent,
       overwriteSoftMasters: overwriteSoftMasters, counted: scanOutcome.map { window!.compared(upTo: $0.stoppedAt) })
     let primary = DirectoryWalker(shared: shared, readers: group.nodes.map(\.reader))
     primary.onBytes = onBytes
@@ -294,6 +312,7 @@ public final class ClusterWalker {
   /// parent's entries. A hardlinked suspect (names in unknown directories), an orphan,
   /// a stale `iparent` or an unreadable inode falls back to the full walk.
   private func directoriesToEnter() -> Set<UInt64>? {
+    suspectsByParent = [:]
     if suspects.isEmpty { return [] }
     // Suspects everywhere: the full walk is cheaper than proving where they are.
     if suspects.count * 32 > indexEntries { return nil }
@@ -303,6 +322,8 @@ public final class ClusterWalker {
       var expected: [UInt64: Set<UInt64>] = [:]
       var parents = Set<UInt64>()
       var seen = Set<UInt64>()
+      /// The parent directories read here, with their own `iparent`.
+      var parentOf: [UInt64: UInt64] = [:]
     }
     let nodes = group.nodes
     // In key order: consecutive lookups then meet the same index blocks.
@@ -314,7 +335,19 @@ public final class ClusterWalker {
     func look(_ i: Int) {
       let reader = nodes[i].reader
       var facts = NodeFacts()
-      for s in order {
+      let covered = scanCoveredIndex.indices.contains(i) && scanCoveredIndex[i]
+      // A remote node: the suspects' inodes are asked for a few hundred ahead.
+      let remote = reader.volume.io.isRemote
+      var hintedSuspects = 0
+      for (j, s) in order.enumerated() {
+        if remote, j >= hintedSuspects - 128 {
+          let end = min(order.count, hintedSuspects + 256)
+          for t in order[hintedSuspects..<end] { if let r = refs[t]?[i] { reader.volume.willNeed(r) } }
+          hintedSuspects = end
+        }
+        // Absent where the whole index was scanned and had no entry: not looked up again
+        // (on a remote node each index block on the way would be a round trip).
+        if covered, let r = refs[s], r[i] == nil { continue }
         // Where the scan met it, read without descending the index again.
         let known = refs[s]?[i].flatMap { try? reader.inode(at: $0, inum: s) }?.1
         guard let ino = known ?? (try? reader.inode(s)) else { continue }
@@ -323,7 +356,10 @@ public final class ClusterWalker {
         facts.seen.insert(s)
         facts.expected[m.iparent, default: []].insert(s)
         facts.parents.insert(m.iparent)
-        if m.type == .directory { facts.parents.insert(s) }
+        if m.type == .directory {
+          facts.parents.insert(s)
+          facts.parentOf[s] = m.iparent
+        }
       }
       // Every expected name must be there (a stale iparent would hide a path). The
       // directories are read a batch at a time: the next batch's inode blocks and this
@@ -332,22 +368,32 @@ public final class ClusterWalker {
       let parentList = facts.expected.keys.sorted()
       let batch = 64
       var hinted = 0
+      // A parent that is a suspect itself has its index entry from the scan; the others
+      // are looked up a batch at a time, one index level per round trip.
+      func scanned(_ p: UInt64) -> Blockref? { refs[p]?[i].flatMap { $0.type == .inode && $0.key == p ? $0 : nil } }
       func hintInodes(upTo end: Int) {
-        while hinted < end {
-          if let b = reader.inodeBlockref(parentList[hinted]) { reader.volume.willNeed(b) }
-          hinted += 1
+        guard hinted < end else { return }
+        var lookup: [UInt64] = []
+        for p in parentList[hinted..<end] {
+          if let b = scanned(p) { reader.volume.willNeed(b) } else { lookup.append(p) }
         }
+        for b in reader.inodeBlockrefs(lookup) { if let b { reader.volume.willNeed(b) } }
+        hinted = end
       }
       for start in stride(from: 0, to: parentList.count, by: batch) {
         let end = min(start + batch, parentList.count)
         hintInodes(upTo: min(parentList.count, end + batch))
         var dirs: [(UInt64, InodeData)] = []
         for p in parentList[start..<end] {
-          guard let dir = try? reader.inode(p), dir.meta.type == .directory else { return results.set(i, nil as NodeFacts?) }
+          let known = scanned(p).flatMap { try? reader.inode(at: $0, inum: p) }?.1
+          guard let dir = known ?? (try? reader.inode(p)), dir.meta.type == .directory else {
+            return results.set(i, nil as NodeFacts?)
+          }
           if !dir.meta.isDirectData {
             for b in dir.blockset where !b.isEmpty && b.type == .indirect { reader.volume.willNeed(b) }
           }
           dirs.append((p, dir))
+          facts.parentOf[p] = dir.meta.iparent
         }
         for (p, dir) in dirs {
           // Safe: p is a key of expected.
@@ -371,11 +417,18 @@ public final class ClusterWalker {
     }
     var parents = Set<UInt64>()
     var seen = Set<UInt64>()
+    var parentOf: [[UInt64: UInt64]] = []
     for i in nodes.indices {
       // Safe: every iteration set its slot.
       guard let facts = results.get(i)! else { return nil }
       parents.formUnion(facts.parents)
       seen.formUnion(facts.seen)
+      parentOf.append(facts.parentOf)
+    }
+    var byParent: [UInt64: Set<UInt64>] = [:]
+    for i in nodes.indices {
+      // Safe: checked non-nil above.
+      for (p, kids) in results.get(i)!!.expected { byParent[p, default: []].formUnion(kids) }
     }
     if seen.count != suspects.count { return nil }
     // Ancestors up to the PFS root, through every node's view (a directory moved on
@@ -385,14 +438,20 @@ public final class ClusterWalker {
     while let x = work.popLast() {
       if x == 1 || !enter.insert(x).inserted { continue }
       var found = false
-      for node in group.nodes {
-        if let d = try? node.reader.inode(x), d.meta.type == .directory {
+      for (i, node) in group.nodes.enumerated() {
+        // A directory read above is a directory with this parent there; a node that
+        // did not read it looks it up (an absent one adds nothing, as before).
+        if let up = parentOf[i][x] {
+          found = true
+          work.append(up)
+        } else if let d = try? node.reader.inode(x), d.meta.type == .directory {
           found = true
           work.append(d.meta.iparent)
         }
       }
       if !found { return nil }
     }
+    suspectsByParent = byParent.mapValues { $0.sorted() }
     return enter
   }
 
@@ -503,6 +562,9 @@ public final class ClusterWalker {
       for (f, key) in zip(s.findings, s.findingKeys) where stop.map({ key < $0 }) ?? true { scanFindings.append((i, f)) }
     }
     scanOutcome = window?.outcome(group, stop: stop, last: last, verified: verified)
+    scanCoveredIndex = (0..<n).map { i in
+      window == nil && stop == nil && holeUntil[i] == nil && !scanFindings.contains { $0.0 == i }
+    }
   }
 
   /// Each node's state from what the walk saw.

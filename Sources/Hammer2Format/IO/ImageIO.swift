@@ -15,6 +15,10 @@ public protocol ImageIO: AnyObject {
   /// A hint that `offset..<offset+count` will be read soon: a file starts reading it in
   /// the background. Never fails and changes nothing a read returns.
   func willNeed(at offset: UInt64, count: Int)
+  /// True when every read waits for a network round trip (a remote export): walks then
+  /// hint the blocks they will read next, which on a local file would only add system
+  /// calls to reads served from the page cache.
+  var isRemote: Bool { get }
   /// The volumes of a multi-volume file system, in id order, or nil for one device
   /// (`MultiVolumeImage`, a multi-volume `WritableImage`).
   var volumeExtents: [VolumeExtent]? { get }
@@ -25,6 +29,7 @@ public protocol ImageIO: AnyObject {
 
 extension ImageIO {
   public func willNeed(at offset: UInt64, count: Int) {}
+  public var isRemote: Bool { false }
   public var volumeExtents: [VolumeExtent]? { nil }
   public var headerSpan: UInt64 { size }
 
@@ -50,6 +55,8 @@ public final class OverlayImage: ImageIO {
     self.label = label ?? base.label
     self.size = base.size
   }
+
+  public var isRemote: Bool { base.isRemote }
 
   /// Replaces bytes at `offset` (within the base image).
   public func patch(_ offset: UInt64, _ bytes: [UInt8]) {

@@ -299,6 +299,8 @@ public final class MultiVolumeImage: ImageIO {
     try devices[i].read(at: dev, into: buffer)
   }
 
+  public var isRemote: Bool { devices.contains { $0.isRemote } }
+
   /// A read-ahead range may span volumes (it merges nearby blocks): each part goes to
   /// its device.
   public func willNeed(at offset: UInt64, count: Int) {

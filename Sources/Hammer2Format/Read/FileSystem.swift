@@ -114,38 +114,103 @@ public final class PFSReader {
   /// lookup decides, with its findings and errors.
   private func directDescent(_ inum: UInt64) -> Descent {
     guard inum < H2.dirhashVisible else { return .irregular }
-    var array = pfs.inode.blockset.filter { !$0.isEmpty }
-    // The top array is tiny and may be unsorted or overlapping: only a sorted,
-    // disjoint one can prove absence.
-    var sorted = zip(array, array.dropFirst()).allSatisfy { $0.keyEnd < $1.key } && array.allSatisfy { $0.keybits <= 64 }
+    var (array, sorted) = indexTop()
     for _ in 0...H2.maxIndirectDepth {
-      var lo = 0
-      var hi = array.count
-      while lo < hi {
-        let mid = (lo + hi) / 2
-        if array[mid].keyEnd < inum { lo = mid + 1 } else { hi = mid }
-      }
-      var found: Blockref?
-      if sorted {
-        if lo < array.count, array[lo].key <= inum { found = array[lo] }
-      } else {
-        found = array.first { $0.keybits <= 64 && $0.key <= inum && inum <= $0.keyEnd }
-      }
-      guard let e = found else { return sorted ? .absent : .irregular }
-      switch e.type {
-      case .indirect:
-        guard e.keybits < 64, e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) == 0,
-          let (children, clean) = try? volume.checkedBlockrefArray(e), clean
-        else { return .irregular }
+      switch descentStep(array, sorted: sorted, inum) {
+      case .done(let d): return d
+      case .enter(let e):
+        guard let children = cleanChildren(e) else { return .irregular }
         array = children
         sorted = true
-      case .inode:
-        return e.key == inum ? .found(e) : .irregular
-      default:
-        return .irregular
       }
     }
     return .irregular
+  }
+
+  /// `inodeBlockref` for many inodes at once, one index level at a time: the index
+  /// blocks a level needs are all hinted (`willNeed`) before the first is read, so
+  /// that on a remote node their round trips overlap. nil where `inodeBlockref` is nil.
+  public func inodeBlockrefs(_ inums: [UInt64]) -> [Blockref?] {
+    var result = [Blockref?](repeating: nil, count: inums.count)
+    let (top, topSorted) = indexTop()
+    var level: [(array: [Blockref], sorted: Bool, keys: [Int])] = [
+      (top, topSorted, inums.indices.filter { inums[$0] == 1 || inums[$0] < H2.dirhashVisible })
+    ]
+    for _ in 0...H2.maxIndirectDepth where !level.isEmpty {
+      var below: [(block: Blockref, keys: [Int])] = []
+      var at: [UInt64: Int] = [:]
+      for (array, sorted, keys) in level {
+        for k in keys {
+          if inums[k] == 1 {
+            result[k] = pfs.bref
+            continue
+          }
+          switch descentStep(array, sorted: sorted, inums[k]) {
+          case .done(.found(let b)): result[k] = b
+          case .done: break
+          case .enter(let e):
+            if let j = at[e.dataOff] {
+              below[j].keys.append(k)
+            } else {
+              at[e.dataOff] = below.count
+              below.append((e, [k]))
+            }
+          }
+        }
+      }
+      for b in below { volume.willNeed(b.block) }
+      level = below.compactMap { b in cleanChildren(b.block).map { ($0, true, b.keys) } }
+    }
+    return result
+  }
+
+  /// The PFS root's block table as the descent starts from it, and whether it can
+  /// prove absence: the top array is tiny and may be unsorted or overlapping; only a
+  /// sorted, disjoint one can.
+  private func indexTop() -> ([Blockref], Bool) {
+    let array = pfs.inode.blockset.filter { !$0.isEmpty }
+    let sorted = zip(array, array.dropFirst()).allSatisfy { $0.keyEnd < $1.key } && array.allSatisfy { $0.keybits <= 64 }
+    return (array, sorted)
+  }
+
+  private enum DescentStep {
+    case done(Descent)
+    /// The indirect block covering the key, to descend into.
+    case enter(Blockref)
+  }
+
+  /// One level of `directDescent`: the entry of `array` covering `inum`, by binary
+  /// search when the array is sorted.
+  private func descentStep(_ array: [Blockref], sorted: Bool, _ inum: UInt64) -> DescentStep {
+    var lo = 0
+    var hi = array.count
+    while lo < hi {
+      let mid = (lo + hi) / 2
+      if array[mid].keyEnd < inum { lo = mid + 1 } else { hi = mid }
+    }
+    var found: Blockref?
+    if sorted {
+      if lo < array.count, array[lo].key <= inum { found = array[lo] }
+    } else {
+      found = array.first { $0.keybits <= 64 && $0.key <= inum && inum <= $0.keyEnd }
+    }
+    guard let e = found else { return .done(sorted ? .absent : .irregular) }
+    switch e.type {
+    case .indirect:
+      guard e.keybits < 64, e.key & ((UInt64(1) << UInt64(e.keybits)) &- 1) == 0 else { return .done(.irregular) }
+      return .enter(e)
+    case .inode:
+      return .done(e.key == inum ? .found(e) : .irregular)
+    default:
+      return .done(.irregular)
+    }
+  }
+
+  /// An indirect block's entries when it reads clean, else nil (the scanning lookup
+  /// then decides).
+  private func cleanChildren(_ e: Blockref) -> [Blockref]? {
+    guard let (children, clean) = try? volume.checkedBlockrefArray(e), clean else { return nil }
+    return children
   }
 
   private func inodeWithBlockrefScanning(_ inum: UInt64) throws(FormatError) -> (Blockref, InodeData) {

@@ -24,6 +24,7 @@ public final class WritableImage: ImageIO {
   /// The volumes of a multi-volume image (nil for one device).
   public let volumeExtents: [VolumeExtent]?
   public var headerSpan: UInt64 { volumeExtents?[0].size ?? size }
+  public var isRemote: Bool { devices.contains { $0.device.isRemote } }
   /// Writes performed through this image.
   public private(set) var writes = 0
   /// Bytes written.

@@ -18,12 +18,14 @@
 /// the tree walked: they live in those reserved segments at fixed places (§9.2).
 ///
 /// **Memory** is bounded as bulkfree's is, by passes over ranges of the volume: each pass
-/// covers as many 1 GiB regions as two bitmaps of 1 bit per 16 KiB chunk fit in
-/// `memoryBudget` (8 KiB per GiB each: "allocated" from the leaves, "referenced" from the
-/// walk; 16 KiB per GiB in all, half of bulkfree's 32 KiB per GiB), walks the whole tree
-/// and compares. With the default 56 MiB a pass covers 3.5 TiB: a 1 TiB node takes one
-/// pass and 16 MiB, a 16 TiB node 5 passes and 56 MiB of bitmaps beyond the volume's
-/// block cache (its own `cacheBudget`). Beyond that the walk holds one stack frame per
+/// covers as many 1 GiB regions that have a FREEMAP_LEAF as two bitmaps of 1 bit per
+/// 16 KiB chunk fit in `memoryBudget` (8 KiB per GiB each: "allocated" from the leaves,
+/// "referenced" from the walk; 16 KiB per GiB in all, half of bulkfree's 32 KiB per GiB),
+/// walks the whole tree and compares. A region without a leaf gets no bitmap (all its
+/// chunks are free: any block there is a finding; `FreemapPass`). With the default
+/// 56 MiB a pass covers 3.5 TiB of regions in use: a node with 10 GiB in use takes one
+/// pass and 160 KiB of bitmaps whether it is 1 or 16 TiB, beyond the volume's block
+/// cache (its own `cacheBudget`). Beyond that the walk holds one stack frame per
 /// level (at most 64, each at most 512 blockrefs: 4 MiB), the offsets of the indirect
 /// blocks of the inode trees being walked (cycle detection, as `TopologyWalker`: 16
 /// bytes per indirect block, about one per 32 MiB of a file's data), the findings kept
@@ -64,7 +66,7 @@ public struct FreemapCrossCheck {
   /// Bitmap bytes per 1 GiB region and pass (two planes of 65536 bits).
   public static let bytesPerGiB = 2 * 8192
 
-  /// 1 GiB regions per pass for `budget` bytes (at least 1): two bitmap planes, and
+  /// 1 GiB regions with a leaf per pass for `budget` bytes (at least 1): two bitmap planes, and
   /// with more than one thread one more per thread (their copies of the referenced plane).
   public static func regionsPerPass(budget: Int, threads: Int = 1) -> UInt64 {
     let planes = threads > 1 ? 2 + threads : 2
@@ -79,10 +81,18 @@ public struct FreemapCrossCheck {
     let perPass = Self.regionsPerPass(budget: memoryBudget, threads: threads)
     var result = FreemapCrossCheckResult(image: volume.label)
     result.regionsPerPass = perPass
+    // A pass holds bitmaps for the regions with a leaf only (FreemapPass): the passes
+    // split the volume so that each holds at most `perPass` of those, however large the
+    // volume is.
+    var cuts: [UInt64] = []
+    if regions > 0 {
+      let leafRegions = FreemapLeafIndex(volume: volume, regions: 0, regions - 1).leaves.keys.sorted()
+      cuts = stride(from: Int(perPass), to: leafRegions.count, by: Int(perPass)).map { leafRegions[$0] }
+    }
     var first: UInt64 = 0
     var pass = 0
     while first < regions {
-      let last = min(regions - 1, first + perPass - 1)
+      let last = pass < cuts.count ? cuts[pass] - 1 : regions - 1
       onPass?(pass, first << 30, min(total, (last + 1) << 30))
       var p = FreemapPass(volume: volume, regions: first, last, firstPass: pass == 0, limit: findingLimit)
       p.threads = max(1, threads)

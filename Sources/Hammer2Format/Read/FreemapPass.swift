@@ -2,7 +2,11 @@
 /// allocated (`11`) chunks of the range as one bit per 16 KiB chunk, the whole tree
 /// walked with every block inside the range marking its chunks referenced (one more bit
 /// per chunk), and the two compared (`h2_bulkfree_callback` and `h2_bulkfree_sync_adjust`
-/// of hammer2_bulkfree.c, without writing anything).
+/// of hammer2_bulkfree.c, without writing anything). Only the regions that have a
+/// FREEMAP_LEAF (`tracked`) get the two bitmaps: every chunk of a region without one is
+/// free, so a block there is a finding whatever the bitmaps say, and its chunks are
+/// remembered in a set (empty on a sound image). The memory of a pass thus follows the
+/// regions in use, not the volume's nominal size.
 struct FreemapPass {
   /// The image (a parallel walker's own `Volume` on it).
   var volume: Volume
@@ -18,10 +22,21 @@ struct FreemapPass {
   let limit: Int
   let allocatorBeg: UInt64
   let total: UInt64
-  /// One bit per chunk of the range: marked `11` by the freemap.
+  /// One bit per chunk of each tracked region (by slot): marked `11` by the freemap.
   private var allocated: [UInt64]
-  /// One bit per chunk of the range: referenced by a block (or pre-marked).
+  /// One bit per chunk of each tracked region (by slot): referenced by a block (or
+  /// pre-marked).
   var referenced: [UInt64]
+  /// Per region of the pass: its slot in the bitmaps, -1 for a region without a leaf.
+  private var slot: [Int32]
+  /// Referenced chunks of regions without a leaf (never pre-marked ones), at most
+  /// `maxUntracked`: past that, a chunk met again is counted again.
+  private var untracked: Set<UInt64> = []
+  private static let maxUntracked = 1 << 20
+  /// Pre-marked ranges: below allocator_beg rounded up to 4 MiB, and the last partial
+  /// 4 MiB segment.
+  private let staticEnd: UInt64
+  private let endSeg: UInt64
   /// Per region of the pass: 0 no leaf, 1 leaf read, 2 leaf or node unreadable.
   private var regionState: [UInt8]
   private var leafRefs: [UInt64: Blockref] = [:]
@@ -69,14 +84,29 @@ struct FreemapPass {
     start = first << 30
     end = min(total, (last + 1) << 30)
     let n = Int(last - first + 1)
-    allocated = [UInt64](repeating: 0, count: n * Self.chunksPerRegion / 64)
-    referenced = allocated
+    slot = [Int32](repeating: -1, count: n)
+    // The bitmaps are made by `loadFreemap`, once it knows the regions with a leaf.
+    allocated = []
+    referenced = []
     regionState = [UInt8](repeating: 0, count: n)
+    staticEnd = (allocatorBeg + H2.zoneSeg - 1) & ~(H2.zoneSeg - 1)
+    endSeg = total & ~(H2.zoneSeg - 1)
   }
 
   // MARK: bitmaps
 
-  private func index(_ off: UInt64) -> Int { Int((off - start) / Self.chunk) }
+  /// The bit of chunk `off` in the bitmaps; nil in a region without a leaf.
+  private func index(_ off: UInt64) -> Int? {
+    let s = slot[Int((off >> 30) - first)]
+    guard s >= 0 else { return nil }
+    return Int(s) * Self.chunksPerRegion + Int((off & ((1 << 30) - 1)) / Self.chunk)
+  }
+
+  /// Whether chunk `c` (of a region without a leaf) counts as referenced before the
+  /// walk, as `loadFreemap` pre-marks the tracked ones.
+  private func preMarked(_ c: UInt64) -> Bool {
+    c & ((1 << 30) - 1) < H2.zoneSeg || c < staticEnd || c >= endSeg || regionState[Int((c >> 30) - first)] == 2
+  }
   private func bit(_ a: [UInt64], _ i: Int) -> Bool { a[i >> 6] & (1 << UInt64(i & 63)) != 0 }
 
   /// Reads the leaves of the range into `allocated` and pre-marks what bulkfree's
@@ -85,6 +115,13 @@ struct FreemapPass {
     let index = FreemapLeafIndex(volume: volume, regions: first, last)
     if firstPass { for f in index.findings { add(f, unallocated: false) } }
     leafRefs = index.leaves
+    var k: Int32 = 0
+    for r in first...last where index.leaves[r] != nil {
+      slot[Int(r - first)] = k
+      k += 1
+    }
+    allocated = [UInt64](repeating: 0, count: Int(k) * Self.chunksPerRegion / 64)
+    referenced = allocated
     for r in first...last {
       let ri = Int(r - first)
       if index.isUnknown(r) { regionState[ri] = 2 }
@@ -103,7 +140,7 @@ struct FreemapPass {
       }
       regionState[ri] = 1
       // Entry s, element i covers chunks 32*i.. of segment s: bit pairs `11` -> 1 bit.
-      let base = ri * Self.chunksPerRegion / 64
+      let base = Int(slot[ri]) * Self.chunksPerRegion / 64
       for s in 0..<BmapData.perLeaf {
         for i in 0..<8 {
           let w = bytes.u64(s * BmapData.byteCount + 0x40 + 8 * i)
@@ -121,27 +158,27 @@ struct FreemapPass {
         }
       }
     }
-    // Pre-marked as referenced: the reserved first 4 MiB of every GiB, below
-    // allocator_beg rounded up to 4 MiB, from the last whole 4 MiB segment on.
-    let staticEnd = (allocatorBeg + H2.zoneSeg - 1) & ~(H2.zoneSeg - 1)
-    let endSeg = total & ~(H2.zoneSeg - 1)
-    for r in first...last {
-      let b = r << 30
-      markReferenced(b, min(b + H2.zoneSeg, end))
-    }
-    if staticEnd > start { markReferenced(start, min(staticEnd, end)) }
-    if endSeg < end { markReferenced(max(endSeg, start), end) }
-    // Regions whose leaf or node could not be read: nothing can be claimed there.
-    for (ri, st) in regionState.enumerated() where st == 2 {
-      let b = first + UInt64(ri)
-      markReferenced(max(start, b << 30), min(end, (b + 1) << 30))
+    // Pre-marked as referenced (in the tracked regions; `preMarked` for the others):
+    // the reserved first 4 MiB of every GiB, below allocator_beg rounded up to 4 MiB,
+    // from the last whole 4 MiB segment on, and regions whose leaf or node could not be
+    // read (nothing can be claimed there).
+    for (ri, s) in slot.enumerated() where s >= 0 {
+      let b = (first + UInt64(ri)) << 30
+      let e = min(end, b + (1 << 30))
+      if regionState[ri] == 2 {
+        markReferenced(b, e)
+        continue
+      }
+      markReferenced(b, min(b + H2.zoneSeg, e))
+      if staticEnd > b { markReferenced(b, min(staticEnd, e)) }
+      if endSeg < e { markReferenced(max(endSeg, b), e) }
     }
   }
 
+  /// Marks chunks `from..<to` of one tracked region.
   private mutating func markReferenced(_ from: UInt64, _ to: UInt64) {
-    guard from < to else { return }
-    var c = index(from)
-    let e = index(to - 1)
+    guard from < to, let c0 = index(from), let e = index(to - 1) else { return }
+    var c = c0
     while c <= e {
       referenced[c >> 6] |= 1 << UInt64(c & 63)
       c += 1
@@ -150,8 +187,8 @@ struct FreemapPass {
 
   /// After the walk: chunks `11` in a readable leaf that nothing references.
   mutating func finish() {
-    for (ri, st) in regionState.enumerated() where st == 1 {
-      let base = ri * Self.chunksPerRegion / 64
+    for (ri, st) in regionState.enumerated() where st == 1 && slot[ri] >= 0 {
+      let base = Int(slot[ri]) * Self.chunksPerRegion / 64
       var n = 0
       for w in base..<(base + Self.chunksPerRegion / 64) { n += (allocated[w] & ~referenced[w]).nonzeroBitCount }
       reclaimableBytes += UInt64(n) * Self.chunk
@@ -191,13 +228,20 @@ struct FreemapPass {
     var bad: [(UInt64, UInt8)] = []
     var c = off & ~(Self.chunk - 1)
     while c < stop {
-      let i = index(c)
-      let wasReferenced = bit(referenced, i)
-      if !wasReferenced {
-        referenced[i >> 6] |= 1 << UInt64(i & 63)
-        referencedBytes += Self.chunk
+      let wasReferenced: Bool
+      let isAllocated: Bool
+      if let i = index(c) {
+        wasReferenced = bit(referenced, i)
+        if !wasReferenced { referenced[i >> 6] |= 1 << UInt64(i & 63) }
+        isAllocated = bit(allocated, i)
+      } else {
+        // No leaf: every chunk is free.
+        wasReferenced = preMarked(c) || untracked.contains(c)
+        if !wasReferenced && untracked.count < Self.maxUntracked { untracked.insert(c) }
+        isAllocated = false
       }
-      if !bit(allocated, i), regionState[Int((c >> 30) - first)] != 2 {
+      if !wasReferenced { referencedBytes += Self.chunk }
+      if !isAllocated, regionState[Int((c >> 30) - first)] != 2 {
         let st = liveState(c)
         bad.append((c, st))
         if !wasReferenced {

@@ -114,8 +114,8 @@ final class DirectoryWalker {
         depth: task.depth + 1)
     }
     // The cursor reads the nodes' directory blocks one node after another: on remote
-    // nodes, ask for them all first, so that their round trips overlap.
-    // The suspects' inodes named there too.
+    // nodes, ask for them and for the inodes of the suspects named there first, so that
+    // their round trips overlap.
     for (i, d) in dirs.enumerated() where remote[i] {
       guard let d else { continue }
       Self.hintBlocks(of: d, readers[i].volume)

@@ -418,17 +418,14 @@ public final class ClusterWalker {
     var parents = Set<UInt64>()
     var seen = Set<UInt64>()
     var parentOf: [[UInt64: UInt64]] = []
+    var byParent: [UInt64: Set<UInt64>] = [:]
     for i in nodes.indices {
       // Safe: every iteration set its slot.
       guard let facts = results.get(i)! else { return nil }
       parents.formUnion(facts.parents)
       seen.formUnion(facts.seen)
       parentOf.append(facts.parentOf)
-    }
-    var byParent: [UInt64: Set<UInt64>] = [:]
-    for i in nodes.indices {
-      // Safe: checked non-nil above.
-      for (p, kids) in results.get(i)!!.expected { byParent[p, default: []].formUnion(kids) }
+      for (p, kids) in facts.expected { byParent[p, default: []].formUnion(kids) }
     }
     if seen.count != suspects.count { return nil }
     // Ancestors up to the PFS root, through every node's view (a directory moved on

@@ -134,7 +134,7 @@ public final class PFSReader {
     var result = [Blockref?](repeating: nil, count: inums.count)
     let (top, topSorted) = indexTop()
     var level: [(array: [Blockref], sorted: Bool, keys: [Int])] = [
-      (top, topSorted, inums.indices.filter { inums[$0] == 1 || inums[$0] < H2.dirhashVisible })
+      (top, topSorted, inums.indices.filter { inums[$0] < H2.dirhashVisible })
     ]
     for _ in 0...H2.maxIndirectDepth where !level.isEmpty {
       var below: [(block: Blockref, keys: [Int])] = []

@@ -3,7 +3,7 @@
 /// walked with every block inside the range marking its chunks referenced (one more bit
 /// per chunk), and the two compared (`h2_bulkfree_callback` and `h2_bulkfree_sync_adjust`
 /// of hammer2_bulkfree.c, without writing anything). Only the regions that have a
-/// FREEMAP_LEAF (`tracked`) get the two bitmaps: every chunk of a region without one is
+/// FREEMAP_LEAF get the two bitmaps (a slot each): every chunk of a region without one is
 /// free, so a block there is a finding whatever the bitmaps say, and its chunks are
 /// remembered in a set (empty on a sound image). The memory of a pass thus follows the
 /// regions in use, not the volume's nominal size.
@@ -22,9 +22,9 @@ struct FreemapPass {
   let limit: Int
   let allocatorBeg: UInt64
   let total: UInt64
-  /// One bit per chunk of each tracked region (by slot): marked `11` by the freemap.
+  /// One bit per chunk of each region with a leaf (by slot): marked `11` by the freemap.
   private var allocated: [UInt64]
-  /// One bit per chunk of each tracked region (by slot): referenced by a block (or
+  /// One bit per chunk of each region with a leaf (by slot): referenced by a block (or
   /// pre-marked).
   var referenced: [UInt64]
   /// Per region of the pass: its slot in the bitmaps, -1 for a region without a leaf.
@@ -103,7 +103,7 @@ struct FreemapPass {
   }
 
   /// Whether chunk `c` (of a region without a leaf) counts as referenced before the
-  /// walk, as `loadFreemap` pre-marks the tracked ones.
+  /// walk, as `loadFreemap` pre-marks the regions with a leaf.
   private func preMarked(_ c: UInt64) -> Bool {
     c & ((1 << 30) - 1) < H2.zoneSeg || c < staticEnd || c >= endSeg || regionState[Int((c >> 30) - first)] == 2
   }
@@ -158,7 +158,7 @@ struct FreemapPass {
         }
       }
     }
-    // Pre-marked as referenced (in the tracked regions; `preMarked` for the others):
+    // Pre-marked as referenced (in the regions with a leaf; `preMarked` for the others):
     // the reserved first 4 MiB of every GiB, below allocator_beg rounded up to 4 MiB,
     // from the last whole 4 MiB segment on, and regions whose leaf or node could not be
     // read (nothing can be claimed there).
@@ -175,7 +175,7 @@ struct FreemapPass {
     }
   }
 
-  /// Marks chunks `from..<to` of one tracked region.
+  /// Marks chunks `from..<to` of one region with a leaf.
   private mutating func markReferenced(_ from: UInt64, _ to: UInt64) {
     guard from < to, let c0 = index(from), let e = index(to - 1) else { return }
     var c = c0

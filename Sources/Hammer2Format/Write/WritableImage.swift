@@ -70,21 +70,20 @@ public final class WritableImage: ImageIO {
   }
 
   public func read(at offset: UInt64, count: Int) throws(FormatError) -> [UInt8] {
-    if pendingOverlaps(offset, count) { try drain() }
-    let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
-    guard !overflow, end <= size else {
-      throw FormatError(
-        .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
-        at: Location(image: label, offset: offset, structure: "read"))
-    }
-    let (device, devOffset) = try route(offset, count, structure: "read")
+    let (device, devOffset) = try readRoute(offset, count)
     return try device.device.read(at: devOffset, count: count)
   }
 
   /// `read(at:count:)` into the caller's buffer: no array per read (the cross-check and
   /// the copy read megabytes through here).
   public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(FormatError) {
-    let count = buffer.count
+    let (device, devOffset) = try readRoute(offset, buffer.count)
+    try device.device.read(at: devOffset, into: buffer)
+  }
+
+  /// Where a read of `count` bytes at `offset` goes, once the pending writes it
+  /// overlaps are on the device; a read past the end is `.truncated`.
+  private func readRoute(_ offset: UInt64, _ count: Int) throws(FormatError) -> (device: WritableDevice, offset: UInt64) {
     if pendingOverlaps(offset, count) { try drain() }
     let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
     guard !overflow, end <= size else {
@@ -92,8 +91,7 @@ public final class WritableImage: ImageIO {
         .truncated(needed: UInt64(count), available: offset < size ? size - offset : 0),
         at: Location(image: label, offset: offset, structure: "read"))
     }
-    let (device, devOffset) = try route(offset, count, structure: "read")
-    try device.device.read(at: devOffset, into: buffer)
+    return try route(offset, count, structure: "read")
   }
 
   /// Writes not yet handed to the writer thread, gathered in aligned windows, least
